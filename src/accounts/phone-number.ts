@@ -1,0 +1,16 @@
+import { parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js';
+
+/**
+ * A phone number as people type it ("090-1234-5678", "+81 90 1234 5678"), normalised to E.164.
+ * National formats use the deployment's default region (JP unless configured).
+ */
+export function parsePhoneNumber(raw: unknown, defaultRegion: string): string | undefined {
+  if (typeof raw !== 'string' || raw.length > 40) return undefined;
+  const parsed = parsePhoneNumberFromString(raw.normalize('NFKC'), defaultRegion as CountryCode);
+  return parsed?.isValid() ? parsed.number : undefined;
+}
+
+/** •••-••••-1234: the last four digits, enough to recognise one's own number. */
+export function maskPhone(e164: string): string {
+  return `•••-••••-${e164.slice(-4)}`;
+}

@@ -1,0 +1,49 @@
+import Koa from 'koa';
+import { assets } from './http/assets.js';
+import { errorPages } from './http/errors.js';
+import { accountRoutes } from './http/account-routes.js';
+import { interactionRoutes } from './http/interaction-routes.js';
+import { localeMiddleware } from './http/locale.js';
+import { passkeyRoutes } from './http/passkey-routes.js';
+import { routeLabel } from './http/metrics.js';
+import { securityHeaders } from './http/security-headers.js';
+import { systemRoutes } from './http/system-routes.js';
+import type { Services } from './services.js';
+
+/**
+ * Middleware order: request log and metrics (outermost, they see every response), security headers,
+ * locale, error pages, Tsunagi's routes, then oidc-provider for everything else.
+ */
+export function createApp(services: Services): Koa {
+  const { config, log, metrics } = services;
+  // The outer app signs and reads cookies with the provider's keys, or interaction cookies would not be found.
+  const app = new Koa({ keys: services.cookieKeys, proxy: config.trustProxy });
+  app.silent = true;
+
+  app.use(async (ctx, next) => {
+    const started = process.hrtime.bigint();
+    ctx.res.once('finish', () => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const matched = (ctx as { _matchedRoute?: string | RegExp })._matchedRoute;
+      const route = routeLabel(ctx.path, matched === undefined ? undefined : String(matched));
+      metrics.httpRequests.inc({ route, method: ctx.method, status: String(ctx.res.statusCode) });
+      metrics.httpDuration.observe({ route, method: ctx.method }, seconds);
+      // One line per request; the path only (query strings can carry codes and tokens).
+      log.info({ method: ctx.method, route, path: ctx.path, status: ctx.res.statusCode, ms: Math.round(seconds * 1000), ip: ctx.ip }, 'request');
+    });
+    await next();
+  });
+  app.use(securityHeaders({ production: config.nodeEnv === 'production' }));
+  app.use(localeMiddleware(services.secureCookies));
+  app.use(assets());
+  app.use(errorPages(services.views, log, metrics));
+  for (const router of [systemRoutes(services), interactionRoutes(services), accountRoutes(services), passkeyRoutes(services)]) {
+    app.use(router.routes());
+    app.use(router.allowedMethods());
+  }
+  app.use(async (ctx) => {
+    ctx.respond = false;
+    await services.host.callback(ctx.req, ctx.res);
+  });
+  return app;
+}

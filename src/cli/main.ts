@@ -1,0 +1,124 @@
+import fs from 'node:fs';
+import { ConfigError, loadConfig, type Config } from '../config.js';
+import { openDatabase } from '../db/database.js';
+import { migrate } from '../db/migrate.js';
+import { createLogger } from '../logger.js';
+import type { ClientMetadata } from '../oidc/client-store.js';
+import { createServices, type Services } from '../services.js';
+
+const USAGE = `Usage: npm run cli -- <command>
+
+  migrate                          apply pending database migrations
+  clients add <file.json|->        register a client (RFC 7591 JSON); prints its id and secret once
+  clients list                     list registered clients
+  clients show <client_id>         show a client's metadata (secret masked)
+  clients remove <client_id>       remove a client and everything issued to it
+  clients rotate-secret <client_id>  issue a new client secret; prints it once
+  keys list                        list signing keys and their state
+  keys rotate                      promote the published next keys to signing, retire the current ones`;
+
+class UsageError extends Error {}
+
+async function readJson(source: string): Promise<ClientMetadata> {
+  const text = source === '-' ? fs.readFileSync(0, 'utf8') : fs.readFileSync(source, 'utf8');
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not an object');
+    return parsed as ClientMetadata;
+  } catch (err) {
+    throw new UsageError(`${source === '-' ? 'standard input' : source} is not a JSON object: ${(err as Error).message}`);
+  }
+}
+
+async function withServices<T>(config: Config, fn: (s: Services) => Promise<T>): Promise<T> {
+  const services = await createServices({ ...config, logLevel: process.env.LOG_LEVEL ?? 'warn' }, createLogger(process.env.LOG_LEVEL ?? 'warn'));
+  try {
+    return await fn(services);
+  } finally {
+    await services.close();
+  }
+}
+
+const out = (value: unknown) => process.stdout.write(`${typeof value === 'string' ? value : JSON.stringify(value, null, 2)}\n`);
+
+export async function run(argv: string[], config: Config): Promise<void> {
+  const [group, command, arg] = argv;
+  if (group === 'migrate') {
+    const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolMax: 1 });
+    try {
+      const applied = await migrate(db.pool);
+      out(applied.length ? `applied: ${applied.join(', ')}` : 'the database is up to date');
+    } finally {
+      await db.close();
+    }
+    return;
+  }
+  if (group === 'clients') {
+    await withServices(config, async ({ clients }) => {
+      switch (command) {
+        case 'add': {
+          if (!arg) throw new UsageError('clients add needs a file name or - for standard input');
+          const metadata = await clients.add(await readJson(arg));
+          out({ client_id: metadata.client_id, ...(metadata.client_secret ? { client_secret: metadata.client_secret } : {}) });
+          if (metadata.client_secret) process.stderr.write('The client secret is shown only now; store it safely.\n');
+          return;
+        }
+        case 'list':
+          out((await clients.list()).map((c) => ({ client_id: c.clientId, client_name: c.clientName, first_party: c.firstParty, source: c.source, created_at: c.createdAt })));
+          return;
+        case 'show':
+          if (!arg) throw new UsageError('clients show needs a client id');
+          out(await clients.show(arg));
+          return;
+        case 'remove':
+          if (!arg) throw new UsageError('clients remove needs a client id');
+          await clients.remove(arg);
+          out(`removed ${arg}`);
+          return;
+        case 'rotate-secret':
+          if (!arg) throw new UsageError('clients rotate-secret needs a client id');
+          out({ client_id: arg, client_secret: await clients.rotateSecret(arg) });
+          return;
+        default:
+          throw new UsageError(`unknown clients command ${command ?? ''}`);
+      }
+    });
+    return;
+  }
+  if (group === 'keys') {
+    await withServices(config, async ({ keys }) => {
+      if (command === 'list') {
+        out((await keys.list()).map((k) => ({ kid: k.kid, alg: k.alg, state: k.state, created_at: k.createdAt, activated_at: k.activatedAt, retire_until: k.retireUntil })));
+      } else if (command === 'rotate') {
+        // A retired key verifies what it signed for as long as the longest-lived JWT it could have signed.
+        const verifyFor = Math.max(config.ttl.idToken, config.ttl.accessToken) + 300;
+        const result = await keys.rotate(verifyFor);
+        out({ ...result, note: `running servers pick up the new keys within ${config.keysReloadSeconds}s` });
+      } else {
+        throw new UsageError(`unknown keys command ${command ?? ''}`);
+      }
+    });
+    return;
+  }
+  throw new UsageError(group ? `unknown command ${group}` : 'no command given');
+}
+
+const isMain = process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/').split('/').pop() ?? '');
+if (isMain) {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
+    process.exit(err instanceof ConfigError ? 78 : 1);
+  }
+  run(process.argv.slice(2), config).then(() => process.exit(0), (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`${err.message}\n\n${USAGE}\n`);
+      process.exit(64);
+    }
+    const e = err as Error & { error_description?: string };
+    process.stderr.write(`${e.name}: ${e.error_description ?? e.message}\n`);
+    process.exit(1);
+  });
+}

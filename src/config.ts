@@ -1,0 +1,232 @@
+// One typed Config from the environment, validated once. Every problem is reported, one line each,
+// so an operator fixes them in one go instead of one restart per mistake.
+
+export type NodeEnv = 'production' | 'development' | 'test';
+
+export interface Config {
+  nodeEnv: NodeEnv;
+  port: number;
+  host: string;
+  issuer: string;
+  /** Passkeys: the relying party id (a domain) and the origins WebAuthn ceremonies may come from. */
+  webauthn: { rpId: string; origins: string[] };
+  /** Postgres connection string; undefined means the embedded PGlite database in dataDir. */
+  databaseUrl: string | undefined;
+  dataDir: string;
+  dbPoolMax: number;
+  redisUrl: string | undefined;
+  /** Prepended to every Redis key, so deployments (or test servers) can share one Redis. */
+  redisKeyPrefix: string;
+  /** Secrets for signing cookies, newest first; undefined outside production means "generate and keep in the database". */
+  cookieSecrets: string[] | undefined;
+  smtpUrl: string | undefined;
+  mailFrom: string;
+  initialAccessToken: string | undefined;
+  trustProxy: boolean;
+  logLevel: string;
+  keysReloadSeconds: number;
+  /** Twilio for SMS codes; undefined means the development outbox (and no SMS at all in production). */
+  twilio: {
+    accountSid: string;
+    authToken: string;
+    from: string | undefined;
+    messagingServiceSid: string | undefined;
+    verifyServiceSid: string | undefined;
+    apiBaseUrl: string | undefined;
+    timeoutMs: number;
+  } | undefined;
+  /** Region for phone numbers typed without a country code (ISO 3166 alpha-2). */
+  defaultPhoneRegion: string;
+  ttl: {
+    accessToken: number;
+    idToken: number;
+    refreshToken: number;
+    session: number;
+    interaction: number;
+    grant: number;
+  };
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+export function loadConfig(env: Env = process.env): Config {
+  const problems: string[] = [];
+  const str = (name: string): string | undefined => {
+    const v = env[name];
+    return v === undefined || v.trim() === '' ? undefined : v.trim();
+  };
+  const int = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = str(name);
+    if (raw === undefined) return fallback;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      problems.push(`${name} must be an integer between ${min} and ${max} (got "${raw}")`);
+      return fallback;
+    }
+    return n;
+  };
+  const bool = (name: string): boolean => {
+    const raw = str(name);
+    if (raw === undefined) return false;
+    if (['1', 'true', 'yes'].includes(raw.toLowerCase())) return true;
+    if (['0', 'false', 'no'].includes(raw.toLowerCase())) return false;
+    problems.push(`${name} must be 1/true/yes or 0/false/no (got "${raw}")`);
+    return false;
+  };
+
+  const rawEnv = str('NODE_ENV') ?? 'development';
+  let nodeEnv: NodeEnv = 'development';
+  if (rawEnv === 'production' || rawEnv === 'development' || rawEnv === 'test') nodeEnv = rawEnv;
+  else problems.push(`NODE_ENV must be production, development or test (got "${rawEnv}")`);
+  const production = nodeEnv === 'production';
+
+  const port = int('PORT', 3000, 0, 65535);
+  const host = str('HOST') ?? (production ? '0.0.0.0' : '127.0.0.1');
+
+  let issuer = str('ISSUER');
+  if (issuer === undefined) {
+    if (production) problems.push('ISSUER is required in production (the public https URL of Tsunagi)');
+    issuer = `http://localhost:${port}`;
+  } else {
+    try {
+      const u = new URL(issuer);
+      if (u.search || u.hash) problems.push('ISSUER must not have a query or fragment');
+      if (production && u.protocol !== 'https:') problems.push('ISSUER must be an https URL in production');
+      if (u.protocol !== 'https:' && u.protocol !== 'http:') problems.push('ISSUER must be an http(s) URL');
+      issuer = issuer.replace(/\/+$/, '');
+    } catch {
+      problems.push(`ISSUER is not a valid URL (got "${issuer}")`);
+    }
+  }
+
+  const webauthn = webauthnConfig(str('WEBAUTHN_RP_ID'), str('WEBAUTHN_ORIGINS'), issuer, production, problems);
+
+  const databaseUrl = str('DATABASE_URL');
+  if (databaseUrl === undefined && production) {
+    problems.push('DATABASE_URL is required in production (the embedded database is for development only)');
+  }
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    problems.push('DATABASE_URL must be a postgres:// or postgresql:// URL');
+  }
+
+  const redisUrl = str('REDIS_URL');
+  if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) {
+    problems.push('REDIS_URL must be a redis:// or rediss:// URL');
+  }
+  const redisKeyPrefix = str('REDIS_KEY_PREFIX') ?? 'tsunagi:';
+  if (!/^[A-Za-z0-9:_.-]{1,64}$/.test(redisKeyPrefix)) problems.push('REDIS_KEY_PREFIX may only contain letters, digits and : _ . - (at most 64)');
+
+  let cookieSecrets: string[] | undefined;
+  const rawSecrets = str('COOKIE_SECRETS');
+  if (rawSecrets !== undefined) {
+    cookieSecrets = rawSecrets.split(',').map((s) => s.trim()).filter(Boolean);
+    if (cookieSecrets.some((s) => s.length < 32)) {
+      problems.push('COOKIE_SECRETS must be a comma-separated list of secrets of at least 32 characters each');
+    }
+  } else if (production) {
+    problems.push('COOKIE_SECRETS is required in production (comma-separated, newest first, 32+ characters each)');
+  }
+
+  const smtpUrl = str('SMTP_URL');
+  if (smtpUrl !== undefined && !/^smtps?:\/\//.test(smtpUrl)) problems.push('SMTP_URL must be an smtp:// or smtps:// URL');
+
+  const initialAccessToken = str('INITIAL_ACCESS_TOKEN');
+  if (initialAccessToken !== undefined && initialAccessToken.length < 32) {
+    problems.push('INITIAL_ACCESS_TOKEN must be at least 32 characters');
+  }
+
+  const twilioSid = str('TWILIO_ACCOUNT_SID');
+  const twilioToken = str('TWILIO_AUTH_TOKEN');
+  const twilioFrom = str('TWILIO_FROM');
+  const twilioMsid = str('TWILIO_MESSAGING_SERVICE_SID');
+  const twilioVerify = str('TWILIO_VERIFY_SERVICE_SID');
+  const twilioBase = str('TWILIO_API_BASE_URL');
+  const twilioTimeout = int('TWILIO_TIMEOUT_MS', 10_000, 500, 120_000);
+  let twilio: Config['twilio'];
+  if (twilioSid || twilioToken || twilioFrom || twilioMsid || twilioVerify) {
+    if (!twilioSid || !twilioToken) problems.push('TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are both required to send SMS');
+    if (!twilioFrom && !twilioMsid && !twilioVerify) {
+      problems.push('Twilio needs TWILIO_FROM, TWILIO_MESSAGING_SERVICE_SID or TWILIO_VERIFY_SERVICE_SID');
+    }
+    if (twilioBase !== undefined && !/^https?:\/\//.test(twilioBase)) problems.push('TWILIO_API_BASE_URL must be an http(s) URL');
+    if (twilioSid && twilioToken) {
+      twilio = { accountSid: twilioSid, authToken: twilioToken, from: twilioFrom, messagingServiceSid: twilioMsid, verifyServiceSid: twilioVerify, apiBaseUrl: twilioBase, timeoutMs: twilioTimeout };
+    }
+  }
+  const defaultPhoneRegion = (str('DEFAULT_PHONE_REGION') ?? 'JP').toUpperCase();
+  if (!/^[A-Z]{2}$/.test(defaultPhoneRegion)) problems.push('DEFAULT_PHONE_REGION must be a two-letter country code such as JP');
+
+  const config: Config = {
+    nodeEnv,
+    port,
+    host,
+    issuer,
+    webauthn,
+    databaseUrl,
+    dataDir: str('DATA_DIR') ?? './.data',
+    dbPoolMax: int('DB_POOL_MAX', 10, 1, 200),
+    redisUrl,
+    redisKeyPrefix,
+    cookieSecrets,
+    smtpUrl,
+    mailFrom: str('MAIL_FROM') ?? 'Tsunagi <no-reply@localhost>',
+    initialAccessToken,
+    trustProxy: bool('TRUST_PROXY'),
+    logLevel: str('LOG_LEVEL') ?? (nodeEnv === 'test' ? 'silent' : 'info'),
+    keysReloadSeconds: int('KEYS_RELOAD_SECONDS', 60, 1, 86400),
+    twilio,
+    defaultPhoneRegion,
+    ttl: {
+      accessToken: int('ACCESS_TOKEN_TTL', 3600, 60, 86400),
+      idToken: int('ID_TOKEN_TTL', 3600, 60, 86400),
+      refreshToken: int('REFRESH_TOKEN_TTL', 14 * 86400, 300, 365 * 86400),
+      session: int('SESSION_TTL', 14 * 86400, 300, 365 * 86400),
+      interaction: int('INTERACTION_TTL', 3600, 300, 86400),
+      grant: int('GRANT_TTL', 365 * 86400, 3600, 5 * 365 * 86400),
+    },
+  };
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}
+
+const HOST_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
+
+/**
+ * WEBAUTHN_RP_ID defaults to the issuer's host name and WEBAUTHN_ORIGINS (comma-separated) to the
+ * issuer's origin. Browsers only accept an RP ID equal to, or a parent domain of, the page's host.
+ */
+function webauthnConfig(rawRpId: string | undefined, rawOrigins: string | undefined, issuer: string, production: boolean, problems: string[]): Config['webauthn'] {
+  let issuerUrl: URL | undefined;
+  try { issuerUrl = new URL(issuer); } catch { /* ISSUER is reported already */ }
+  const rpId = (rawRpId ?? issuerUrl?.hostname ?? 'localhost').toLowerCase();
+  if (rawRpId !== undefined && !HOST_NAME.test(rpId)) {
+    problems.push(`WEBAUTHN_RP_ID must be a host name such as id.example.com, without scheme, port or path (got "${rawRpId}")`);
+  }
+  if (rawOrigins === undefined) return { rpId, origins: issuerUrl ? [issuerUrl.origin] : [] };
+  const origins: string[] = [];
+  for (const raw of rawOrigins.split(',').map((s) => s.trim()).filter(Boolean)) {
+    let u: URL;
+    try { u = new URL(raw); } catch {
+      problems.push(`WEBAUTHN_ORIGINS: "${raw}" is not a URL (expected an origin such as https://id.example.com)`);
+      continue;
+    }
+    if (u.pathname !== '/' || u.search || u.hash || u.username || u.password || (u.protocol !== 'https:' && u.protocol !== 'http:')) {
+      problems.push(`WEBAUTHN_ORIGINS: "${raw}" must be an origin only, such as https://id.example.com`);
+    } else if (production && u.protocol !== 'https:') {
+      problems.push(`WEBAUTHN_ORIGINS: "${raw}" must be https in production`);
+    } else if (u.hostname !== rpId && !u.hostname.endsWith(`.${rpId}`)) {
+      problems.push(`WEBAUTHN_ORIGINS: "${raw}" is not on WEBAUTHN_RP_ID "${rpId}" or one of its subdomains`);
+    } else {
+      origins.push(u.origin);
+    }
+  }
+  if (origins.length === 0 && !problems.some((p) => p.startsWith('WEBAUTHN_ORIGINS'))) problems.push('WEBAUTHN_ORIGINS must list at least one origin');
+  return { rpId, origins };
+}

@@ -1,0 +1,93 @@
+import twilio from 'twilio';
+import type RequestClientNs from 'twilio/lib/base/RequestClient.js';
+
+type RequestOptions<T> = RequestClientNs.RequestOptions<T>;
+import type { Logger } from '../logger.js';
+import { translator, type Locale } from '../i18n/index.js';
+import { CODE_TTL_SECONDS } from '../methods/one-time-code.js';
+import { DeliveryFailed, type CodeSender, type DeliveryProblem } from '../methods/one-time-code-method.js';
+import type { DevOutbox } from './mailer.js';
+
+export interface TwilioSettings {
+  accountSid: string;
+  authToken: string;
+  from?: string | undefined;
+  messagingServiceSid?: string | undefined;
+  verifyServiceSid?: string | undefined;
+  /** Another base URL for every Twilio API host (a local fake in tests, a proxy elsewhere). */
+  apiBaseUrl?: string | undefined;
+  timeoutMs: number;
+}
+
+// The SDK builds absolute URLs (https://api.twilio.com, https://verify.twilio.com, ...); its region
+// and edge options cannot point it elsewhere, so a RequestClient rewrites the origin instead.
+class RewritingRequestClient extends twilio.RequestClient {
+  constructor(private readonly baseUrl: string, timeoutMs: number) {
+    super({ timeout: timeoutMs });
+  }
+
+  override request<T>(opts: RequestOptions<T>) {
+    const original = new URL(opts.uri);
+    const base = new URL(this.baseUrl);
+    const rewritten = new URL(`${base.pathname.replace(/\/$/, '')}${original.pathname}${original.search}`, base.origin);
+    return super.request<T>({ ...opts, uri: rewritten.href });
+  }
+}
+
+/** Twilio's error codes and statuses, as a person-facing problem. */
+export function twilioProblem(err: unknown): DeliveryProblem {
+  const e = err as { status?: number; code?: number | string };
+  const code = typeof e.code === 'number' ? e.code : Number(e.code);
+  if ([21211, 21614, 21217, 21401, 60200, 21421].includes(code)) return 'invalid_recipient';
+  if ([21408, 21610, 21612, 30003, 30005, 30006, 60205, 60410].includes(code)) return 'unreachable';
+  if (e.status === 429 || code === 20429 || code === 60203) return 'provider_busy';
+  return 'unavailable';
+}
+
+export function twilioSender(settings: TwilioSettings, log: Logger): CodeSender {
+  const client = twilio(settings.accountSid, settings.authToken, {
+    timeout: settings.timeoutMs,
+    ...(settings.apiBaseUrl ? { httpClient: new RewritingRequestClient(settings.apiBaseUrl, settings.timeoutMs) } : {}),
+  });
+  const fail = (err: unknown): never => {
+    const problem = twilioProblem(err);
+    // The number is personal data: log the problem and Twilio's code, not the recipient.
+    log.warn({ twilioCode: (err as { code?: unknown }).code, status: (err as { status?: unknown }).status, problem }, 'twilio request failed');
+    throw new DeliveryFailed(problem, err);
+  };
+
+  if (settings.verifyServiceSid) {
+    const service = client.verify.v2.services(settings.verifyServiceSid);
+    return {
+      kind: 'provider-code',
+      async start(to, locale) {
+        await service.verifications.create({ to, channel: 'sms', locale }).catch(fail);
+      },
+      async check(to, code) {
+        const result = await service.verificationChecks.create({ to, code }).catch(fail);
+        return result.status === 'approved';
+      },
+    };
+  }
+  return {
+    kind: 'tsunagi-code',
+    async send(to, code, locale) {
+      const sender = settings.messagingServiceSid ? { messagingServiceSid: settings.messagingServiceSid } : { from: settings.from as string };
+      await client.messages.create({ to, body: smsBody(code, locale), ...sender }).catch(fail);
+    },
+  };
+}
+
+export function smsBody(code: string, locale: Locale): string {
+  return translator(locale)('sms.code.body', { code, minutes: CODE_TTL_SECONDS / 60 });
+}
+
+/** Development: SMS go to the outbox (console and /dev/outbox), never anywhere else. */
+export function outboxSmsSender(outbox: DevOutbox): CodeSender {
+  return {
+    kind: 'tsunagi-code',
+    async send(to, code, locale) {
+      outbox.add({ channel: 'sms', to, subject: `SMS to ${to}`, text: smsBody(code, locale), at: new Date() });
+    },
+  };
+}

@@ -1,0 +1,31 @@
+import type { Provider } from 'oidc-provider';
+
+type Interaction = Awaited<ReturnType<Provider['interactionDetails']>>;
+
+interface ConsentDetails {
+  missingOIDCScope?: string[];
+  missingOIDCClaims?: string[];
+  missingResourceScopes?: Record<string, string[]>;
+}
+
+/** What the consent screen lists: the scopes and claims this client asks for that the person has not granted yet. */
+export function describeConsent(details: Interaction): { scopes: string[]; claims: string[] } {
+  const d = details.prompt.details as ConsentDetails;
+  return {
+    scopes: (d.missingOIDCScope ?? []).filter((s) => s !== 'openid'),
+    claims: (d.missingOIDCClaims ?? []).filter((c) => !['sub', 'sid', 'auth_time', 'acr', 'amr', 'iss'].includes(c)),
+  };
+}
+
+/** The person agreed: add exactly what was missing to the grant (a new one if none) and save it. */
+export async function grantConsent(provider: Provider, details: Interaction): Promise<string> {
+  const accountId = details.session?.accountId;
+  if (!accountId) throw new Error('consent without a signed-in account');
+  const grant = (details.grantId ? await provider.Grant.find(details.grantId) : undefined)
+    ?? new provider.Grant({ accountId, clientId: details.params.client_id as string });
+  const d = details.prompt.details as ConsentDetails;
+  if (d.missingOIDCScope?.length) grant.addOIDCScope(d.missingOIDCScope.join(' '));
+  if (d.missingOIDCClaims?.length) grant.addOIDCClaims(d.missingOIDCClaims);
+  for (const [indicator, scopes] of Object.entries(d.missingResourceScopes ?? {})) grant.addResourceScope(indicator, scopes.join(' '));
+  return grant.save();
+}

@@ -1,0 +1,65 @@
+import type { Account, AccountStore } from '../accounts/account-store.js';
+import type { ProofStore } from '../accounts/proof-store.js';
+import type { Proof } from '../methods/proof.js';
+
+/** How long a person has to confirm a signup after proving their email. */
+export const SIGNUP_CONFIRMATION_TTL_SECONDS = 15 * 60;
+
+/** acr values Tsunagi asserts. One possession factor (a code, an upstream sign-in) is LoA 1; a passkey is phishing-resistant. */
+export const ACR = {
+  singleFactor: 'urn:tsunagi:loa:1',
+  phishingResistant: 'phr',
+} as const;
+export const ACR_VALUES = [ACR.singleFactor, ACR.phishingResistant];
+
+export function acrFor(amr: string[]): string {
+  return amr.includes('hwk') || amr.includes('swk') ? ACR.phishingResistant : ACR.singleFactor;
+}
+
+export type AfterEmailProof =
+  | { next: 'sign_in'; account: Account; proof: Proof }
+  | { next: 'confirm_signup'; email: string };
+
+/**
+ * Login by email code, decided:
+ * 1. the proven address is a verified email of an account -> sign that account in;
+ * 2. otherwise -> park the proof and ask the person to confirm creating an account (nothing exists yet).
+ */
+export async function decideAfterEmailProof(deps: { accounts: AccountStore; proofs: ProofStore }, proof: Proof): Promise<AfterEmailProof> {
+  if (proof.subject.kind !== 'email') throw new TypeError('an email proof is needed here');
+  const account = await deps.accounts.findAccountByVerifiedEmail({ address: proof.subject.address, key: proof.subject.key });
+  if (account) return { next: 'sign_in', account, proof };
+  await deps.proofs.park('signup', proof, SIGNUP_CONFIRMATION_TTL_SECONDS);
+  return { next: 'confirm_signup', email: proof.subject.address };
+}
+
+/** Login by SMS code: the proven number must be a verified phone of an account (there is no signup by phone). */
+export async function decideAfterPhoneProof(deps: { accounts: AccountStore }, proof: Proof): Promise<Account | undefined> {
+  if (proof.subject.kind !== 'phone') throw new TypeError('a phone proof is needed here');
+  return deps.accounts.findAccountByVerifiedPhone(proof.subject.phone);
+}
+
+export type LoginResult = {
+  login: { accountId: string; amr: string[]; acr: string; remember: boolean; ts: number };
+};
+
+export interface RequestFacts { ip: string; userAgent: string | undefined; clientId: string | undefined }
+
+export type SignInObserver = (method: Proof['method']) => void;
+
+/** The interaction result that signs `account` in, after recording the sign-in. */
+export async function completeSignIn(
+  deps: { accounts: AccountStore; onSignIn?: SignInObserver },
+  account: Account,
+  proof: Proof,
+  facts: RequestFacts,
+): Promise<LoginResult> {
+  await deps.accounts.recordAuditEvent({
+    type: 'sign_in', accountId: account.id, clientId: facts.clientId, ip: facts.ip, userAgent: facts.userAgent,
+    data: { method: proof.method, amr: proof.amr },
+  });
+  deps.onSignIn?.(proof.method);
+  return {
+    login: { accountId: account.id, amr: proof.amr, acr: acrFor(proof.amr), remember: true, ts: Math.floor(proof.at.getTime() / 1000) },
+  };
+}

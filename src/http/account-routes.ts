@@ -1,0 +1,286 @@
+import { createHash } from 'node:crypto';
+import Router from '@koa/router';
+import type { Context } from 'koa';
+import type { Account } from '../accounts/account-store.js';
+import { parseEmailAddress } from '../accounts/email-address.js';
+import { PasskeyStore } from '../accounts/passkey-store.js';
+import { maskPhone, parsePhoneNumber } from '../accounts/phone-number.js';
+import { AccountSettings, type SettingsChange } from '../flows/account-settings.js';
+import type { RequestFacts } from '../flows/login.js';
+import { parseCode } from '../methods/one-time-code.js';
+import type { CodeStart } from '../methods/one-time-code-method.js';
+import { listGrantsOfAccount } from '../oidc/adapter/grant-lookup.js';
+import type { Services } from '../services.js';
+import {
+  ACCOUNT_APP_CLIENT_ID, accountBinding, accountLoginUrl, readAccountSession, safeReturnTo, signedInRecently, takeAccountLoginState,
+  type AccountSession,
+} from './account-session.js';
+import { requireCsrf } from './csrf.js';
+import { codeError } from './interaction-routes.js';
+import { formBody, page, type PageState } from './page.js';
+
+// Notices the overview may show after a change (anything else in ?notice= is ignored).
+const NOTICES = new Set([
+  'email_added', 'email_removed', 'email_primary', 'phone_added', 'phone_removed', 'passkey_added', 'passkey_removed',
+  'passkey_renamed', 'grant_revoked', 'last_method', 'not_found', 'already_registered', 'wrong_proof',
+]);
+
+interface Signed { session: AccountSession; account: Account }
+
+/**
+ * /account: the signed-in person's own page. Sign-in to it goes through Tsunagi's own authorization
+ * endpoint as the built-in first-party client; adding or removing a sign-in method needs a sign-in
+ * within the last 10 minutes (otherwise the person signs in again first).
+ */
+export function accountRoutes(services: Services): Router {
+  const { host, accounts, config, verifyEmail, verifyPhone, db, log, mailer } = services;
+  const passkeys = new PasskeyStore(db.pool);
+  const settings = new AccountSettings({
+    pool: db.pool, accounts, mailer, log,
+    passkeys: { remove: (tx, accountId, id) => passkeys.delete(accountId, id, tx) },
+  });
+  const router = new Router({ prefix: '/account' });
+  router.use(formBody(), requireCsrf());
+
+  const facts = (ctx: Context): RequestFacts => ({ ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined, clientId: ACCOUNT_APP_CLIENT_ID });
+  const seeOther = (ctx: Context, path: string) => { ctx.redirect(path); ctx.status = 303; };
+  const toLogin = (ctx: Context, reauth: boolean, returnTo = '/account') =>
+    seeOther(ctx, `/account/login?${new URLSearchParams({ return: returnTo, ...(reauth ? { reauth: '1' } : {}) })}`);
+
+  /** The signed-in account, or a redirect to sign in. With `recent`, also a redirect when the sign-in is too old. */
+  const signedIn = async (ctx: Context, opts: { recent?: boolean; returnTo?: string } = {}): Promise<Signed | undefined> => {
+    const session = await readAccountSession(host.current, ctx);
+    const account = session ? await accounts.findAccountById(session.accountId) : undefined;
+    if (!session || !account) {
+      toLogin(ctx, false, opts.returnTo);
+      return undefined;
+    }
+    if (opts.recent && !signedInRecently(session)) {
+      toLogin(ctx, true, opts.returnTo);
+      return undefined;
+    }
+    return { session, account };
+  };
+  const body = (ctx: Context) => ctx.request.body as Record<string, unknown>;
+  const badRequest = (ctx: Context, view: string, data: Record<string, unknown>) => {
+    ctx.status = 400;
+    page(ctx, services, view, data);
+  };
+  const after = (ctx: Context, outcome: SettingsChange, done: string) =>
+    seeOther(ctx, `/account?notice=${outcome.ok ? done : outcome.reason}`);
+
+  router.get('/login', (ctx) => {
+    ctx.redirect(accountLoginUrl(ctx, config.issuer, {
+      returnTo: safeReturnTo(ctx.query.return), reauth: ctx.query.reauth === '1', locale: ctx.state.locale,
+    }));
+  });
+
+  // The end of the account page's own sign-in: take the code (single use, PKCE-checked) and go back.
+  router.get('/callback', async (ctx) => {
+    const login = takeAccountLoginState(ctx);
+    const { code, state, error } = ctx.query;
+    if (typeof error === 'string') return seeOther(ctx, '/account/signed-out');
+    if (!login || typeof code !== 'string' || state !== login.state) {
+      ctx.status = 400;
+      return page(ctx, services, 'error', { messageKey: 'error.stale_interaction', status: 400 });
+    }
+    const found = await host.current.AuthorizationCode.find(code);
+    const challenge = createHash('sha256').update(login.verifier).digest('base64url');
+    if (!found || found.clientId !== ACCOUNT_APP_CLIENT_ID || found.codeChallenge !== challenge || (found as unknown as { consumed?: number }).consumed) {
+      ctx.status = 400;
+      return page(ctx, services, 'error', { messageKey: 'error.stale_interaction', status: 400 });
+    }
+    await found.consume();
+    seeOther(ctx, login.returnTo);
+  });
+
+  router.get('/signed-out', (ctx) => page(ctx, services, 'account-signed-out', {}));
+
+  router.get('/', async (ctx) => {
+    const me = await signedIn(ctx);
+    if (!me) return;
+    const { account, session } = me;
+    const [keys, grants, events, methodCount] = await Promise.all([
+      passkeys.listForAccount(account.id),
+      listGrantsOfAccount(db.pool, account.id),
+      accounts.listAuditEvents({ accountId: account.id, limit: 15 }),
+      accounts.countSignInMethods(account.id),
+    ]);
+    const clientNames = new Map<string, string>();
+    for (const g of grants) {
+      if (g.clientId === ACCOUNT_APP_CLIENT_ID || clientNames.has(g.clientId)) continue;
+      const client = await host.current.Client.find(g.clientId);
+      clientNames.set(g.clientId, (client?.clientName as string | undefined) ?? g.clientId);
+    }
+    const notice = typeof ctx.query.notice === 'string' && NOTICES.has(ctx.query.notice) ? ctx.query.notice : undefined;
+    page(ctx, services, 'account', {
+      emails: account.emails.filter((e) => e.verifiedAt).map((e) => ({ address: e.address, key: e.key, isPrimary: e.isPrimary })),
+      phones: account.phones.filter((p) => p.verifiedAt).map((p) => ({ phone: p.phone, masked: maskPhone(p.phone) })),
+      passkeys: keys,
+      grants: grants.filter((g) => g.clientId !== ACCOUNT_APP_CLIENT_ID).map((g) => ({ ...g, clientName: clientNames.get(g.clientId) ?? g.clientId })),
+      events: events.map((e) => ({ type: e.type, at: e.createdAt.toISOString().replace('T', ' ').slice(0, 16), ip: e.ip ?? '' })),
+      onlyOneMethod: methodCount <= 1,
+      recent: signedInRecently(session),
+      smsAvailable: Boolean(verifyPhone),
+      notice,
+      noticeIsError: notice ? ['last_method', 'not_found', 'already_registered', 'wrong_proof'].includes(notice) : false,
+    });
+  });
+
+  // Adding an email: a code to the new address, bound to this account-page session.
+  const emailCodePage = (target: string, state: PageState = {}) => ({
+    target, action: '/account/emails/verify', resendAction: '/account/emails', resendField: 'email', resendValue: target,
+    backHref: '/account', backKey: 'account.back', titleKey: 'code.title', ...state,
+  });
+  const startFailure = (started: Exclude<CodeStart, { ok: true }>, prefix: string): PageState => ({
+    error: started.reason === 'rate_limited' ? `${prefix}.error.rate_limited` : (prefix === 'login' ? 'login.error.delivery_failed' : `phone.error.${started.problem}`),
+    retryAfterMinutes: started.reason === 'rate_limited' ? Math.ceil(started.retryAfterSeconds / 60) : undefined,
+  });
+
+  router.post('/emails', async (ctx) => {
+    const me = await signedIn(ctx, { recent: true });
+    if (!me) return;
+    const email = parseEmailAddress(body(ctx).email);
+    if (!email) return badRequest(ctx, 'account-add', { kind: 'email', error: 'login.error.invalid_email', value: String(body(ctx).email ?? '') });
+    const started = await verifyEmail.start({ interactionUid: accountBinding(me.session), email, ip: ctx.ip, locale: ctx.state.locale, accountId: me.account.id });
+    if (!started.ok) {
+      ctx.status = started.reason === 'rate_limited' ? 429 : 503;
+      return page(ctx, services, 'account-add', { kind: 'email', value: email.address, ...startFailure(started, 'login') });
+    }
+    seeOther(ctx, '/account/emails/verify');
+  });
+
+  router.get('/emails/new', async (ctx) => {
+    if (await signedIn(ctx, { recent: true, returnTo: '/account/emails/new' })) page(ctx, services, 'account-add', { kind: 'email', value: '' });
+  });
+
+  router.get('/emails/verify', async (ctx) => {
+    const me = await signedIn(ctx);
+    if (!me) return;
+    const target = await verifyEmail.pendingTarget(accountBinding(me.session));
+    if (!target) return seeOther(ctx, '/account');
+    page(ctx, services, 'code', emailCodePage(target));
+  });
+
+  router.post('/emails/verify', async (ctx) => {
+    const me = await signedIn(ctx, { recent: true });
+    if (!me) return;
+    const binding = accountBinding(me.session);
+    const target = await verifyEmail.pendingTarget(binding);
+    if (!target) return seeOther(ctx, '/account');
+    const code = parseCode(body(ctx).code);
+    if (!code) return badRequest(ctx, 'code', emailCodePage(target, { error: 'code.error.format' }));
+    const verified = await verifyEmail.verify({ interactionUid: binding, code });
+    if (!verified.ok) {
+      ctx.status = 400;
+      return page(ctx, services, 'code', emailCodePage(target, codeError(verified)));
+    }
+    after(ctx, await settings.addEmail(me.account, binding, verified.proof, facts(ctx), ctx.state.locale), 'email_added');
+  });
+
+  router.post('/emails/primary', async (ctx) => {
+    const me = await signedIn(ctx, { recent: true });
+    if (!me) return;
+    after(ctx, await settings.makePrimaryEmail(me.account, String(body(ctx).email_key ?? ''), facts(ctx), ctx.state.locale), 'email_primary');
+  });
+
+  router.post('/emails/remove', async (ctx) => {
+    const me = await signedIn(ctx, { recent: true });
+    if (!me) return;
+    after(ctx, await settings.removeEmail(me.account, String(body(ctx).email_key ?? ''), facts(ctx), ctx.state.locale), 'email_removed');
+  });
+
+  // Adding a phone: an SMS code to the new number, bound to this account-page session.
+  const smsCodePage = (target: string, state: PageState = {}) => ({
+    target: maskPhone(target), titleKey: 'code.sms.title', leadKey: 'code.sms.lead', action: '/account/phones/verify',
+    resendAction: '/account/phones', resendField: 'phone', resendValue: target, backHref: '/account', backKey: 'account.back', ...state,
+  });
+
+  router.get('/phones/new', async (ctx) => {
+    if (!verifyPhone) return seeOther(ctx, '/account');
+    if (await signedIn(ctx, { recent: true, returnTo: '/account/phones/new' })) {
+      page(ctx, services, 'phone', { action: '/account/phones', backHref: '/account', backKey: 'account.back', leadKey: 'account.phone.lead' });
+    }
+  });
+
+  router.post('/phones', async (ctx) => {
+    if (!verifyPhone) return seeOther(ctx, '/account');
+    const me = await signedIn(ctx, { recent: true });
+    if (!me) return;
+    const raw = body(ctx).phone;
+    const phone = parsePhoneNumber(raw, config.defaultPhoneRegion);
+    const phonePage = (state: PageState) => ({ action: '/account/phones', backHref: '/account', backKey: 'account.back', leadKey: 'account.phone.lead', phone: typeof raw === 'string' ? raw : '', ...state });
+    if (!phone) return badRequest(ctx, 'phone', phonePage({ error: 'phone.error.invalid' }));
+    const started = await verifyPhone.start({ binding: accountBinding(me.session), phone, ip: ctx.ip, locale: ctx.state.locale, accountId: me.account.id });
+    services.metrics.otpSends.inc({ channel: 'sms', result: started.ok ? 'sent' : started.reason });
+    if (!started.ok) {
+      ctx.status = started.reason === 'rate_limited' ? 429 : 503;
+      return page(ctx, services, 'phone', phonePage(startFailure(started, 'phone')));
+    }
+    seeOther(ctx, '/account/phones/verify');
+  });
+
+  router.get('/phones/verify', async (ctx) => {
+    const me = await signedIn(ctx);
+    if (!me || !verifyPhone) return;
+    const target = await verifyPhone.pendingTarget(accountBinding(me.session));
+    if (!target) return seeOther(ctx, '/account');
+    page(ctx, services, 'code', smsCodePage(target));
+  });
+
+  router.post('/phones/verify', async (ctx) => {
+    const me = await signedIn(ctx, { recent: true });
+    if (!me || !verifyPhone) return;
+    const binding = accountBinding(me.session);
+    const target = await verifyPhone.pendingTarget(binding);
+    if (!target) return seeOther(ctx, '/account');
+    const code = parseCode(body(ctx).code);
+    if (!code) return badRequest(ctx, 'code', smsCodePage(target, { error: 'code.error.format' }));
+    const verified = await verifyPhone.verify({ interactionUid: binding, code });
+    if (!verified.ok) {
+      ctx.status = 400;
+      return page(ctx, services, 'code', smsCodePage(target, codeError(verified)));
+    }
+    after(ctx, await settings.addPhone(me.account, binding, verified.proof, facts(ctx), ctx.state.locale), 'phone_added');
+  });
+
+  router.post('/phones/remove', async (ctx) => {
+    const me = await signedIn(ctx, { recent: true });
+    if (!me) return;
+    after(ctx, await settings.removePhone(me.account, String(body(ctx).phone ?? ''), facts(ctx), ctx.state.locale), 'phone_removed');
+  });
+
+  router.post('/passkeys/:id/rename', async (ctx) => {
+    const me = await signedIn(ctx);
+    if (!me) return;
+    const name = String(body(ctx).name ?? '').trim().slice(0, 64);
+    const ok = name.length > 0 && (await passkeys.rename(me.account.id, ctx.params.id as string, name));
+    seeOther(ctx, `/account?notice=${ok ? 'passkey_renamed' : 'not_found'}`);
+  });
+
+  router.post('/passkeys/:id/remove', async (ctx) => {
+    const me = await signedIn(ctx, { recent: true });
+    if (!me) return;
+    after(ctx, await settings.removePasskey(me.account, ctx.params.id as string, facts(ctx), ctx.state.locale), 'passkey_removed');
+  });
+
+  // Revoking an application: the grant and every token issued under it stop working.
+  router.post('/grants/:id/revoke', async (ctx) => {
+    const me = await signedIn(ctx);
+    if (!me) return;
+    const provider = host.current;
+    const grant = await provider.Grant.find(ctx.params.id as string);
+    if (!grant || grant.accountId !== me.account.id) return seeOther(ctx, '/account?notice=not_found');
+    const grantId = ctx.params.id as string;
+    await Promise.all([
+      provider.AccessToken.adapter.revokeByGrantId(grantId),
+      provider.RefreshToken.adapter.revokeByGrantId(grantId),
+      provider.AuthorizationCode.adapter.revokeByGrantId(grantId),
+    ]);
+    await grant.destroy();
+    await settings.announce(me.account, 'grant_revoked', { client_id: grant.clientId }, facts(ctx), ctx.state.locale);
+    seeOther(ctx, '/account?notice=grant_revoked');
+  });
+
+  return router;
+}

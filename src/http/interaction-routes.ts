@@ -1,0 +1,253 @@
+import Router from '@koa/router';
+import type { Context } from 'koa';
+import { errors, type InteractionResults } from 'oidc-provider';
+import { parseEmailAddress } from '../accounts/email-address.js';
+import { maskPhone, parsePhoneNumber } from '../accounts/phone-number.js';
+import type { CodeVerification } from '../methods/one-time-code-method.js';
+import { completeSignIn, decideAfterEmailProof, decideAfterPhoneProof, type RequestFacts } from '../flows/login.js';
+import { cancelSignup, confirmSignup } from '../flows/signup.js';
+import { grantConsent, describeConsent } from '../flows/consent.js';
+import { parseCode } from '../methods/one-time-code.js';
+import type { Services } from '../services.js';
+import { requireCsrf } from './csrf.js';
+import { applyUiLocales } from './locale.js';
+import { formBody, page, type PageState } from './page.js';
+
+type Interaction = Awaited<ReturnType<Services['host']['current']['interactionDetails']>>;
+
+class StaleInteraction extends Error {
+  readonly status = 400;
+  constructor() {
+    super('this sign-in page belongs to another sign-in attempt');
+    this.name = 'StaleInteraction';
+  }
+}
+
+/**
+ * Tsunagi's screens inside an oidc-provider interaction: login by email code, signup confirmation,
+ * consent. Routes stay thin: parse the form, call a method or flow, render or finish the interaction.
+ */
+export function interactionRoutes(services: Services): Router {
+  const { host, emailOtp, smsOtp, accounts, proofs, metrics, db } = services;
+  const router = new Router({ prefix: '/interaction/:uid' });
+  router.use(formBody(), requireCsrf());
+
+  const load = async (ctx: Context): Promise<Interaction> => {
+    const details = await host.current.interactionDetails(ctx.req, ctx.res);
+    if (details.uid !== ctx.params.uid) throw new StaleInteraction();
+    applyUiLocales(ctx, details.params.ui_locales);
+    return details;
+  };
+  const facts = (ctx: Context, details: Interaction): RequestFacts => ({
+    ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined, clientId: details.params.client_id as string | undefined,
+  });
+  const finish = async (ctx: Context, result: InteractionResults, merge = false) => {
+    const returnTo = await host.current.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: merge });
+    ctx.redirect(returnTo);
+    ctx.status = 303;
+  };
+  const seeOther = (ctx: Context, path: string) => {
+    ctx.redirect(`/interaction/${encodeURIComponent(ctx.params.uid ?? '')}${path}`);
+    ctx.status = 303;
+  };
+  const clientName = async (details: Interaction): Promise<string> => {
+    const client = await host.current.Client.find(details.params.client_id as string);
+    return (client?.clientName as string | undefined) ?? (details.params.client_id as string);
+  };
+  const renderLogin = async (ctx: Context, details: Interaction, state: PageState = {}) => {
+    page(ctx, services, 'login', {
+      uid: details.uid,
+      clientName: await clientName(details),
+      email: state.email ?? (typeof details.params.login_hint === 'string' ? details.params.login_hint : ''),
+      smsAvailable: Boolean(smsOtp),
+      ...state,
+    });
+  };
+
+  router.get('/', async (ctx) => {
+    const details = await load(ctx);
+    if (details.prompt.name === 'login') return renderLogin(ctx, details);
+    if (details.prompt.name === 'consent') {
+      return page(ctx, services, 'consent', { uid: details.uid, clientName: await clientName(details), ...describeConsent(details) });
+    }
+    throw new errors.InvalidRequest(`unsupported prompt ${details.prompt.name}`);
+  });
+
+  router.post('/email', async (ctx) => {
+    const details = await load(ctx);
+    const body = ctx.request.body as Record<string, unknown>;
+    const email = parseEmailAddress(body.email);
+    if (!email) {
+      ctx.status = 400;
+      return renderLogin(ctx, details, { email: typeof body.email === 'string' ? body.email : '', error: 'login.error.invalid_email' });
+    }
+    const started = await emailOtp.start({ interactionUid: details.uid, email, ip: ctx.ip, locale: ctx.state.locale });
+    metrics.otpSends.inc({ channel: 'email', result: started.ok ? 'sent' : started.reason });
+    if (!started.ok) {
+      ctx.status = started.reason === 'rate_limited' ? 429 : 503;
+      if (started.reason === 'rate_limited') ctx.set('Retry-After', String(started.retryAfterSeconds));
+      return renderLogin(ctx, details, {
+        email: email.address,
+        error: started.reason === 'rate_limited' ? 'login.error.rate_limited' : 'login.error.delivery_failed',
+        retryAfterMinutes: started.reason === 'rate_limited' ? Math.ceil(started.retryAfterSeconds / 60) : undefined,
+      });
+    }
+    seeOther(ctx, '/code');
+  });
+
+  const emailCodePage = (uid: string, target: string, state: PageState = {}) => ({
+    uid, target, action: `/interaction/${uid}/code`, resendAction: `/interaction/${uid}/email`, resendField: 'email', resendValue: target,
+    backHref: `/interaction/${uid}`, ...state,
+  });
+  const renderCode = async (ctx: Context, details: Interaction, state: PageState = {}) => {
+    const email = await emailOtp.pendingTarget(details.uid);
+    if (!email) return seeOther(ctx, '');
+    page(ctx, services, 'code', emailCodePage(details.uid, email, state));
+  };
+
+  router.get('/code', async (ctx) => renderCode(ctx, await load(ctx)));
+
+  router.post('/code', async (ctx) => {
+    const details = await load(ctx);
+    const code = parseCode((ctx.request.body as Record<string, unknown>).code);
+    if (!code) {
+      ctx.status = 400;
+      return renderCode(ctx, details, { error: 'code.error.format' });
+    }
+    const verified = await emailOtp.verify({ interactionUid: details.uid, code });
+    if (!verified.ok) {
+      if (verified.reason === 'no_code') return seeOther(ctx, '');
+      ctx.status = 400;
+      const email = (await emailOtp.pendingTarget(details.uid)) ?? '';
+      return page(ctx, services, 'code', emailCodePage(details.uid, email, codeError(verified)));
+    }
+    const decision = await decideAfterEmailProof({ accounts, proofs }, verified.proof);
+    if (decision.next === 'confirm_signup') return seeOther(ctx, '/signup');
+    metrics.signIns.inc({ method: 'email_otp' });
+    await finish(ctx, await completeSignIn({ accounts }, decision.account, decision.proof, facts(ctx, details)));
+  });
+
+  // Sign-in by SMS code to a verified phone number.
+  const phonePage = (uid: string, state: PageState = {}) => ({ action: `/interaction/${uid}/phone`, backHref: `/interaction/${uid}`, ...state });
+  const smsCodePage = (uid: string, target: string, state: PageState = {}) => ({
+    uid, target: maskPhone(target), titleKey: 'code.sms.title', leadKey: 'code.sms.lead', action: `/interaction/${uid}/sms-code`,
+    resendAction: `/interaction/${uid}/phone`, resendField: 'phone', resendValue: target, backHref: `/interaction/${uid}/phone`, backKey: 'code.other_phone', ...state,
+  });
+
+  router.get('/phone', async (ctx) => {
+    const details = await load(ctx);
+    if (!smsOtp) return seeOther(ctx, '');
+    page(ctx, services, 'phone', phonePage(details.uid));
+  });
+
+  router.post('/phone', async (ctx) => {
+    const details = await load(ctx);
+    if (!smsOtp) return seeOther(ctx, '');
+    const raw = (ctx.request.body as Record<string, unknown>).phone;
+    const phone = parsePhoneNumber(raw, services.config.defaultPhoneRegion);
+    if (!phone) {
+      ctx.status = 400;
+      return page(ctx, services, 'phone', phonePage(details.uid, { phone: typeof raw === 'string' ? raw : '', error: 'phone.error.invalid' }));
+    }
+    // Unknown numbers get the same answer and the same limits, but no SMS: the page must not reveal
+    // which numbers have accounts, and nobody should be able to make Tsunagi text arbitrary numbers.
+    const account = await accounts.findAccountByVerifiedPhone(phone);
+    const started = account
+      ? await smsOtp.start({ binding: details.uid, phone, ip: ctx.ip, locale: ctx.state.locale, accountId: account.id })
+      : await smsOtp.startSilently({ binding: details.uid, target: phone, ip: ctx.ip });
+    metrics.otpSends.inc({ channel: 'sms', result: started.ok ? (account ? 'sent' : 'unknown_number') : started.reason });
+    if (!started.ok) {
+      ctx.status = started.reason === 'rate_limited' ? 429 : 503;
+      if (started.reason === 'rate_limited') ctx.set('Retry-After', String(started.retryAfterSeconds));
+      return page(ctx, services, 'phone', phonePage(details.uid, {
+        phone: typeof raw === 'string' ? raw : '',
+        error: started.reason === 'rate_limited' ? 'phone.error.rate_limited' : `phone.error.${started.problem}`,
+        retryAfterMinutes: started.reason === 'rate_limited' ? Math.ceil(started.retryAfterSeconds / 60) : undefined,
+      }));
+    }
+    seeOther(ctx, '/sms-code');
+  });
+
+  router.get('/sms-code', async (ctx) => {
+    const details = await load(ctx);
+    const phone = smsOtp ? await smsOtp.pendingTarget(details.uid) : undefined;
+    if (!phone) return seeOther(ctx, '/phone');
+    page(ctx, services, 'code', smsCodePage(details.uid, phone));
+  });
+
+  router.post('/sms-code', async (ctx) => {
+    const details = await load(ctx);
+    const phone = smsOtp ? await smsOtp.pendingTarget(details.uid) : undefined;
+    if (!smsOtp || !phone) return seeOther(ctx, '/phone');
+    const code = parseCode((ctx.request.body as Record<string, unknown>).code);
+    if (!code) {
+      ctx.status = 400;
+      return page(ctx, services, 'code', smsCodePage(details.uid, phone, { error: 'code.error.format' }));
+    }
+    const verified = await smsOtp.verify({ interactionUid: details.uid, code });
+    if (!verified.ok) {
+      if (verified.reason === 'no_code') return seeOther(ctx, '/phone');
+      ctx.status = 400;
+      return page(ctx, services, 'code', smsCodePage(details.uid, phone, codeError(verified)));
+    }
+    const account = await decideAfterPhoneProof({ accounts }, verified.proof);
+    if (!account) {
+      ctx.status = 400;
+      return page(ctx, services, 'code', smsCodePage(details.uid, phone, { error: 'code.error.wrong_code', attemptsLeft: 0 }));
+    }
+    metrics.signIns.inc({ method: 'sms_otp' });
+    await finish(ctx, await completeSignIn({ accounts }, account, verified.proof, facts(ctx, details)));
+  });
+
+  router.get('/signup', async (ctx) => {
+    const details = await load(ctx);
+    const parked = await proofs.peek(details.uid, 'signup', new Date());
+    if (!parked || parked.proof.subject.kind !== 'email') return seeOther(ctx, '');
+    page(ctx, services, 'signup', { uid: details.uid, email: parked.proof.subject.address, clientName: await clientName(details) });
+  });
+
+  router.post('/signup', async (ctx) => {
+    const details = await load(ctx);
+    const outcome = await confirmSignup({ pool: db.pool, accounts, proofs }, details.uid, facts(ctx, details));
+    if (!outcome.ok) {
+      ctx.status = 400;
+      return renderLogin(ctx, details, { error: 'signup.error.expired' });
+    }
+    if (outcome.created) metrics.signups.inc();
+    metrics.signIns.inc({ method: outcome.proof.method });
+    await finish(ctx, await completeSignIn({ accounts }, outcome.account, outcome.proof, facts(ctx, details)));
+  });
+
+  router.post('/signup/cancel', async (ctx) => {
+    const details = await load(ctx);
+    await cancelSignup({ proofs }, details.uid);
+    seeOther(ctx, '');
+  });
+
+  router.post('/consent', async (ctx) => {
+    const details = await load(ctx);
+    if (details.prompt.name !== 'consent') throw new StaleInteraction();
+    const grantId = await grantConsent(host.current, details);
+    await accounts.recordAuditEvent({
+      type: 'consent_granted', accountId: details.session?.accountId, clientId: details.params.client_id as string,
+      ip: ctx.ip, userAgent: ctx.get('user-agent'), data: { scope: details.params.scope },
+    });
+    await finish(ctx, { consent: { grantId } }, true);
+  });
+
+  router.post('/abort', async (ctx) => {
+    await load(ctx);
+    await finish(ctx, { error: 'access_denied', error_description: 'the person cancelled the sign-in' });
+  });
+
+  return router;
+}
+
+/** The code page's message for a failed verification. */
+export function codeError(v: Exclude<CodeVerification, { ok: true }>): PageState {
+  return {
+    error: `code.error.${v.reason}`,
+    attemptsLeft: v.reason === 'wrong_code' ? v.attemptsLeft : undefined,
+    canRetry: v.reason === 'wrong_code',
+  };
+}

@@ -1,0 +1,23 @@
+import { bodyParser } from '@koa/bodyparser';
+import type { Context } from 'koa';
+import type { Services } from '../services.js';
+import { csrfToken } from './csrf.js';
+import { cspNonce } from './security-headers.js';
+
+export type PageState = Record<string, unknown> & { error?: string; email?: string };
+
+/** Renders one screen with the request's locale, CSP nonce and CSRF token. */
+export function page(ctx: Context, services: Pick<Services, 'views' | 'secureCookies'>, view: string, data: Record<string, unknown> = {}): void {
+  ctx.type = 'html';
+  ctx.set('Cache-Control', 'no-store');
+  ctx.body = services.views.render(view, {
+    locale: ctx.state.locale,
+    nonce: cspNonce(ctx),
+    csrfToken: csrfToken(ctx, services.secureCookies),
+  }, data);
+}
+
+/** Form bodies for Tsunagi's own pages only (oidc-provider parses its own). */
+export function formBody() {
+  return bodyParser({ enableTypes: ['form'], formLimit: '16kb' });
+}

@@ -1,0 +1,140 @@
+import { randomUUID } from 'node:crypto';
+import type { OtpChallengeStore, OtpChannel } from '../accounts/otp-challenge-store.js';
+import type { Locale } from '../i18n/index.js';
+import { hitAll, type RateLimiter, type RateLimitRule } from '../limits/rate-limiter.js';
+import { CODE_TTL_SECONDS, MAX_CODE_ATTEMPTS, codeMatches, generateCode, hashCode } from './one-time-code.js';
+import type { Proof, ProofSubject } from './proof.js';
+
+/** Why a code could not be delivered, in words a person can act on. */
+export type DeliveryProblem = 'unavailable' | 'invalid_recipient' | 'unreachable' | 'provider_busy';
+
+export class DeliveryFailed extends Error {
+  constructor(readonly problem: DeliveryProblem, cause?: unknown) {
+    super(`the code could not be delivered (${problem})`, { cause });
+    this.name = 'DeliveryFailed';
+  }
+}
+
+/** How codes reach a channel: Tsunagi makes the code and a sender delivers it, or a provider (Twilio Verify) owns the code. */
+export type CodeSender =
+  | { kind: 'tsunagi-code'; send(to: string, code: string, locale: Locale): Promise<void> }
+  | { kind: 'provider-code'; start(to: string, locale: Locale): Promise<void>; check(to: string, code: string): Promise<boolean> };
+
+export type CodeStart =
+  | { ok: true; challengeId: string; expiresAt: Date }
+  | { ok: false; reason: 'rate_limited'; retryAfterSeconds: number }
+  | { ok: false; reason: 'delivery_failed'; problem: DeliveryProblem };
+
+export type CodeVerification =
+  | { ok: true; proof: Proof }
+  | { ok: false; reason: 'no_code' | 'expired' | 'too_many_attempts' | 'already_used' }
+  | { ok: false; reason: 'wrong_code'; attemptsLeft: number };
+
+export interface OneTimeCodeDeps {
+  challenges: OtpChallengeStore;
+  limiter: RateLimiter;
+  /** HMAC key for stored codes. */
+  pepper: string;
+  now?: () => Date;
+}
+
+export interface CodeChannelSpec {
+  channel: OtpChannel;
+  method: Proof['method'];
+  amr: string[];
+  sender: CodeSender;
+  /** The rate-limit hits one send costs. */
+  limits(target: string, ip: string, accountId: string | null): Array<[RateLimitRule, string]>;
+  subject(target: string): ProofSubject;
+}
+
+const PROVIDER_OWNED = 'provider-owned-code';
+
+/**
+ * A one-time code over some channel, bound to what asked for it (an interaction uid, or an
+ * account-page binding) and to its target. start() sends, verify() turns the right code into a proof.
+ * Codes are random, stored only as an HMAC, single use, expire, allow a few tries, and sends are
+ * rate-limited before anything is sent.
+ */
+export class OneTimeCodeMethod {
+  protected readonly now: () => Date;
+
+  constructor(protected readonly deps: OneTimeCodeDeps, protected readonly spec: CodeChannelSpec, readonly purpose = 'login') {
+    this.now = deps.now ?? (() => new Date());
+  }
+
+  protected async startFor(input: { binding: string; target: string; ip: string; locale: Locale; accountId?: string | null }): Promise<CodeStart> {
+    const now = this.now();
+    const limit = await hitAll(this.deps.limiter, this.spec.limits(input.target, input.ip, input.accountId ?? null), now);
+    if (!limit.allowed) return { ok: false, reason: 'rate_limited', retryAfterSeconds: limit.retryAfterSeconds };
+
+    const id = randomUUID();
+    const { sender } = this.spec;
+    const code = sender.kind === 'tsunagi-code' ? generateCode() : undefined;
+    const expiresAt = new Date(now.getTime() + CODE_TTL_SECONDS * 1000);
+    await this.deps.challenges.create({
+      id, channel: this.spec.channel, purpose: this.purpose, target: input.target, interactionUid: input.binding,
+      accountId: input.accountId ?? null, codeHash: code ? hashCode(this.deps.pepper, id, code) : PROVIDER_OWNED, expiresAt,
+    });
+    try {
+      if (sender.kind === 'tsunagi-code') await sender.send(input.target, code as string, input.locale);
+      else await sender.start(input.target, input.locale);
+    } catch (err) {
+      // Nothing half-made: a code nobody received must not linger as the live one.
+      await this.deps.challenges.delete(id);
+      return { ok: false, reason: 'delivery_failed', problem: err instanceof DeliveryFailed ? err.problem : 'unavailable' };
+    }
+    return { ok: true, challengeId: id, expiresAt };
+  }
+
+  /**
+   * Same limits and a live challenge whose code matches nothing, but nothing is sent: for targets
+   * that must not be told apart from real ones (an unknown number on the sign-in page).
+   */
+  async startSilently(input: { binding: string; target: string; ip: string }): Promise<CodeStart> {
+    const now = this.now();
+    const limit = await hitAll(this.deps.limiter, this.spec.limits(input.target, input.ip, null), now);
+    if (!limit.allowed) return { ok: false, reason: 'rate_limited', retryAfterSeconds: limit.retryAfterSeconds };
+    const id = randomUUID();
+    const expiresAt = new Date(now.getTime() + CODE_TTL_SECONDS * 1000);
+    await this.deps.challenges.create({
+      id, channel: this.spec.channel, purpose: this.purpose, target: input.target, interactionUid: input.binding,
+      accountId: null, codeHash: hashCode(this.deps.pepper, id, randomUUID()), expiresAt,
+    });
+    return { ok: true, challengeId: id, expiresAt };
+  }
+
+  /** Where the binding's live code went, for the code-entry page. */
+  async pendingTarget(binding: string): Promise<string | undefined> {
+    const c = await this.deps.challenges.latestFor(binding, this.spec.channel, this.purpose);
+    return c && c.expiresAt > this.now() ? c.target : undefined;
+  }
+
+  async verify(input: { interactionUid: string; code: string }): Promise<CodeVerification> {
+    const now = this.now();
+    const binding = input.interactionUid;
+    const live = await this.deps.challenges.latestFor(binding, this.spec.channel, this.purpose);
+    if (!live) return { ok: false, reason: 'no_code' };
+    if (live.expiresAt <= now) return { ok: false, reason: 'expired' };
+    const counted = await this.deps.challenges.countAttempt(live.id, MAX_CODE_ATTEMPTS, now);
+    if (!counted) {
+      // Lost a race: tell the person what the code's state is now, not what it was before.
+      const current = await this.deps.challenges.latestFor(binding, this.spec.channel, this.purpose);
+      if (current?.id === live.id && current.attempts >= MAX_CODE_ATTEMPTS) return { ok: false, reason: 'too_many_attempts' };
+      return { ok: false, reason: live.attempts >= MAX_CODE_ATTEMPTS ? 'too_many_attempts' : 'already_used' };
+    }
+    const { sender } = this.spec;
+    const matches = counted.codeHash === PROVIDER_OWNED && sender.kind === 'provider-code'
+      ? await sender.check(counted.target, input.code).catch(() => false)
+      : codeMatches(this.deps.pepper, counted.id, input.code, counted.codeHash);
+    if (!matches) {
+      const attemptsLeft = MAX_CODE_ATTEMPTS - counted.attempts;
+      return attemptsLeft > 0 ? { ok: false, reason: 'wrong_code', attemptsLeft } : { ok: false, reason: 'too_many_attempts' };
+    }
+    if (!(await this.deps.challenges.consume(counted.id, now))) return { ok: false, reason: 'already_used' };
+    return {
+      ok: true,
+      proof: { interactionUid: binding, method: this.spec.method, amr: this.spec.amr, subject: this.spec.subject(counted.target), at: now },
+    };
+  }
+}

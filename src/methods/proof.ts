@@ -1,0 +1,28 @@
+// What a sign-in method hands to a flow: who or what was proven, how (RFC 8176 amr), when, and for
+// which interaction. A proof is only ever accepted by the interaction it names.
+
+export type MethodName = 'email_otp' | 'sms_otp' | 'passkey' | 'upstream';
+
+export type ProofSubject =
+  | { kind: 'email'; address: string; key: string }
+  | { kind: 'phone'; phone: string }
+  | { kind: 'account'; accountId: string };
+
+export interface Proof {
+  interactionUid: string;
+  method: MethodName;
+  amr: string[];
+  subject: ProofSubject;
+  at: Date;
+}
+
+export class ProofInteractionMismatch extends Error {
+  constructor() {
+    super('this proof was made for another interaction');
+    this.name = 'ProofInteractionMismatch';
+  }
+}
+
+export function assertProofFor(proof: Proof, interactionUid: string): void {
+  if (proof.interactionUid !== interactionUid) throw new ProofInteractionMismatch();
+}

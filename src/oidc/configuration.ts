@@ -1,0 +1,205 @@
+import { createHash } from 'node:crypto';
+import type { Configuration, KoaContextWithOIDC, UnknownObject } from 'oidc-provider';
+import { errors } from 'oidc-provider';
+import type { AccountStore } from '../accounts/account-store.js';
+import type { Config } from '../config.js';
+import { ACR_VALUES } from '../flows/login.js';
+import { negotiateLocale } from '../i18n/index.js';
+import type { Views } from '../http/views.js';
+import { EXTRA_CLIENT_METADATA, validateExtraClientMetadata, type TsunagiClientMetadata } from './client-metadata.js';
+import type { Adapter } from './adapter/types.js';
+import type { LoadedKeys } from './keys.js';
+import { cspNonce as newNonce } from '../http/security-headers.js';
+import { accountAppClient } from '../http/account-session.js';
+
+export interface ProviderDeps {
+  config: Config;
+  accounts: AccountStore;
+  adapterFactory: (model: string) => Adapter;
+  keys: LoadedKeys;
+  cookieKeys: string[];
+  pairwiseSalt: string;
+  views: Views;
+  findLatestGrantId: (accountId: string, clientId: string) => Promise<string | undefined>;
+}
+
+export const SCOPES = ['openid', 'offline_access', 'email', 'phone', 'profile'];
+
+export const CLAIMS = {
+  // acr and amr are released in every ID token: relying parties need to know how the person signed in.
+  openid: ['sub', 'acr', 'amr'],
+  email: ['email', 'email_verified'],
+  phone: ['phone_number', 'phone_number_verified'],
+  profile: ['name', 'updated_at'],
+  auth_time: null,
+};
+
+const clientExtras = (client: unknown): TsunagiClientMetadata => client as TsunagiClientMetadata;
+
+function localeOf(ctx: KoaContextWithOIDC) {
+  const params = ctx.oidc?.params as { ui_locales?: string } | undefined;
+  return negotiateLocale({
+    uiLocales: typeof params?.ui_locales === 'string' ? params.ui_locales : undefined,
+    cookie: ctx.cookies.get('tsunagi.locale'),
+    acceptLanguage: ctx.get('accept-language'),
+  });
+}
+
+/** Plain data for oidc-provider: what is enabled, where things are stored, and the few hooks Tsunagi fills in. */
+export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
+  const { config, accounts, views } = deps;
+  const secureCookies = new URL(config.issuer).protocol === 'https:';
+
+  return {
+    adapter: deps.adapterFactory as unknown as Configuration['adapter'],
+    // The account page signs people in as Tsunagi's own first-party client.
+    clients: [accountAppClient(config.issuer)],
+    jwks: deps.keys.jwks as Configuration['jwks'],
+    cookies: {
+      keys: deps.cookieKeys,
+      long: { signed: true, httpOnly: true, sameSite: 'lax', secure: secureCookies },
+      short: { signed: true, httpOnly: true, sameSite: 'lax', secure: secureCookies },
+    },
+    acrValues: ACR_VALUES,
+    scopes: SCOPES,
+    // Authorization code (with PKCE) only: no implicit or hybrid flows.
+    responseTypes: ['code', 'none'],
+    claims: CLAIMS,
+    // Code flow: the ID token carries the scope's claims too, as relying parties commonly expect.
+    conformIdTokenClaims: false,
+    subjectTypes: ['public', 'pairwise'],
+    async pairwiseIdentifier(_ctx, accountId, client) {
+      return createHash('sha256').update(`${client.sectorIdentifier}\0${accountId}\0${deps.pairwiseSalt}`).digest('base64url');
+    },
+    async findAccount(_ctx, sub) {
+      const account = await accounts.findAccountById(sub);
+      if (!account) return undefined;
+      return {
+        accountId: account.id,
+        async claims() {
+          return accounts.claimsOf(account) as unknown as { sub: string } & UnknownObject;
+        },
+      };
+    },
+    pkce: { required: () => true },
+    clientDefaults: {
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      id_token_signed_response_alg: 'RS256',
+      token_endpoint_auth_method: 'client_secret_basic',
+    },
+    enabledJWA: {
+      idTokenSigningAlgValues: ['RS256', 'ES256', 'EdDSA'],
+      userinfoSigningAlgValues: ['RS256', 'ES256', 'EdDSA'],
+      introspectionSigningAlgValues: ['RS256', 'ES256', 'EdDSA'],
+      authorizationSigningAlgValues: ['RS256', 'ES256', 'EdDSA'],
+      requestObjectSigningAlgValues: ['RS256', 'ES256', 'EdDSA', 'PS256'],
+      clientAuthSigningAlgValues: ['RS256', 'ES256', 'EdDSA', 'PS256', 'HS256'],
+    },
+    extraClientMetadata: {
+      properties: [...EXTRA_CLIENT_METADATA],
+      validator(ctx, key, value) {
+        // Skipping consent is the operator's call: a dynamically registered client cannot claim it.
+        if (key === 'first_party' && value === true && ctx?.oidc?.route?.startsWith('registration')) {
+          throw new errors.InvalidClientMetadata('first_party cannot be set through dynamic registration');
+        }
+        validateExtraClientMetadata(key, value);
+      },
+    },
+    // CORS for token, userinfo, revocation, introspection comes from the client's own list and nothing else.
+    clientBasedCORS(_ctx, origin, client) {
+      return (clientExtras(client).allowed_cors_origins ?? []).includes(origin);
+    },
+    features: {
+      devInteractions: { enabled: false },
+      // A client may introspect or revoke only what was issued to it.
+      introspection: { enabled: true, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
+      revocation: {
+        enabled: true,
+        async allowedPolicy(_ctx, client, token) {
+          if (token.clientId === client.clientId) return true;
+          if (client.clientAuthMethod === 'none') return false;
+          throw new errors.InvalidRequest('client is not authorized to revoke the presented token');
+        },
+      },
+      clientCredentials: { enabled: true },
+      userinfo: { enabled: true },
+      claimsParameter: { enabled: true },
+      backchannelLogout: { enabled: true },
+      registration: config.initialAccessToken
+        ? { enabled: true, initialAccessToken: config.initialAccessToken }
+        : { enabled: false },
+      registrationManagement: { enabled: Boolean(config.initialAccessToken), rotateRegistrationAccessToken: true },
+      rpInitiatedLogout: {
+        enabled: true,
+        async logoutSource(ctx, form) {
+          const locale = localeOf(ctx);
+          const nonce = newNonce(ctx);
+          ctx.type = 'html';
+          ctx.body = views.render('logout', { locale, nonce }, {
+            form,
+            formId: 'op.logoutForm',
+            clientName: (ctx.oidc.client?.clientName as string | undefined) ?? ctx.oidc.client?.clientId,
+          });
+        },
+        async postLogoutSuccessSource(ctx) {
+          const locale = localeOf(ctx);
+          ctx.type = 'html';
+          ctx.body = views.render('logged-out', { locale, nonce: newNonce(ctx) }, {
+            clientName: (ctx.oidc.client?.clientName as string | undefined) ?? ctx.oidc.client?.clientId,
+          });
+        },
+      },
+    },
+    interactions: {
+      url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
+    },
+    // First-party clients are the operator's own apps: their grant is implied, so no consent screen.
+    async loadExistingGrant(ctx) {
+      const { client, session } = ctx.oidc;
+      if (!client || !session?.accountId) return undefined;
+      const grantId = (ctx.oidc.result?.consent as { grantId?: string } | undefined)?.grantId
+        ?? session.grantIdFor(client.clientId)
+        ?? (await deps.findLatestGrantId(session.accountId, client.clientId));
+      const existing = grantId ? await ctx.oidc.provider.Grant.find(grantId) : undefined;
+      if (!clientExtras(client).first_party) return existing;
+      const grant = existing ?? new ctx.oidc.provider.Grant({ clientId: client.clientId, accountId: session.accountId });
+      const scope = [...ctx.oidc.requestParamScopes].join(' ');
+      if (scope) grant.addOIDCScope(scope);
+      const claims = [...ctx.oidc.requestParamClaims];
+      if (claims.length) grant.addOIDCClaims(claims);
+      await grant.save();
+      return grant;
+    },
+    async issueRefreshToken(_ctx, client, code) {
+      return client.grantTypeAllowed('refresh_token') && (code.scopes.has('offline_access') || client.clientAuthMethod === 'none' || Boolean(clientExtras(client).first_party));
+    },
+    ttl: {
+      AccessToken: config.ttl.accessToken,
+      AuthorizationCode: 60,
+      ClientCredentials: config.ttl.accessToken,
+      IdToken: config.ttl.idToken,
+      Interaction: config.ttl.interaction,
+      Session: config.ttl.session,
+      Grant: config.ttl.grant,
+      RefreshToken(_ctx, token, client) {
+        // Public clients get shorter-lived, rotated refresh tokens.
+        return client.clientAuthMethod === 'none' ? Math.min(config.ttl.refreshToken, 7 * 86400) : config.ttl.refreshToken;
+      },
+      DeviceCode: 600,
+      BackchannelAuthenticationRequest: 600,
+    },
+    async renderError(ctx, out, error) {
+      const locale = localeOf(ctx as unknown as KoaContextWithOIDC);
+      ctx.type = 'html';
+      ctx.body = views.render('error', { locale, nonce: newNonce(ctx) }, {
+        messageKey: 'error.oauth',
+        error: out.error,
+        description: out.error_description,
+        status: (error as { status?: number }).status ?? 400,
+      });
+    },
+    clockTolerance: 5,
+    discovery: { ui_locales_supported: ['en', 'ja'] },
+  };
+}

@@ -1,0 +1,63 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createApp } from './app.js';
+import type { Config } from './config.js';
+import { createLogger, type Logger } from './logger.js';
+import { sweepExpiredPayloads } from './oidc/adapter/postgres-adapter.js';
+import { PostgresRateLimiter } from './limits/postgres-rate-limiter.js';
+import { createServices, type ServiceOverrides, type Services } from './services.js';
+
+export interface RunningServer {
+  url: string;
+  services: Services;
+  server: http.Server;
+  close(): Promise<void>;
+}
+
+const SWEEP_INTERVAL_MS = 10 * 60 * 1000;
+
+/** Builds the services, mounts the app, listens, and sweeps expired rows in the background. */
+export async function startServer(config: Config, options: ServiceOverrides & { log?: Logger } = {}): Promise<RunningServer> {
+  const log = options.log ?? createLogger(config.logLevel);
+  const services = await createServices(config, log, options);
+  const app = createApp(services);
+  const server = http.createServer(app.callback());
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  const sweep = async () => {
+    const now = new Date();
+    const counts = {
+      oidc: await sweepExpiredPayloads(services.db.pool),
+      otp: await services.otpChallenges.sweep(now),
+      proofs: await services.proofs.sweep(now),
+      passkeyChallenges: await services.passkeyStore.sweepChallenges(now),
+      limits: services.redis ? 0 : await new PostgresRateLimiter(services.db.pool).sweep(now),
+    };
+    log.debug({ swept: counts }, 'expired rows swept');
+  };
+  const sweeper = setInterval(() => { sweep().catch((err: unknown) => log.warn({ err }, 'sweep failed')); }, SWEEP_INTERVAL_MS);
+  sweeper.unref();
+
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`,
+    services,
+    server,
+    close() {
+      // Graceful: stop accepting, let in-flight requests finish, then close pools.
+      closing ??= (async () => {
+        clearInterval(sweeper);
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeIdleConnections();
+        });
+        await services.close();
+      })();
+      return closing;
+    },
+  };
+}

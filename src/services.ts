@@ -1,0 +1,127 @@
+import { AccountStore } from './accounts/account-store.js';
+import { OtpChallengeStore } from './accounts/otp-challenge-store.js';
+import { PasskeyStore } from './accounts/passkey-store.js';
+import { ProofStore } from './accounts/proof-store.js';
+import type { Config } from './config.js';
+import { getOrCreateSecret } from './db/app-secrets.js';
+import { openDatabase, type Database } from './db/database.js';
+import { migrate } from './db/migrate.js';
+import { openRedis, type RedisConnection } from './db/redis.js';
+import { DevOutbox, OutboxMailer, SmtpMailer, type Mailer } from './delivery/mailer.js';
+import { Metrics } from './http/metrics.js';
+import { Views } from './http/views.js';
+import { PostgresRateLimiter } from './limits/postgres-rate-limiter.js';
+import type { RateLimiter } from './limits/rate-limiter.js';
+import { RedisRateLimiter } from './limits/redis-rate-limiter.js';
+import type { Logger } from './logger.js';
+import { EmailOtpMethod } from './methods/email-otp.js';
+import { PasskeyMethod } from './methods/passkey.js';
+import { SmsOtpMethod } from './methods/sms-otp.js';
+import { outboxSmsSender, twilioSender } from './delivery/sms.js';
+import { createAdapterFactory } from './oidc/adapter/index.js';
+import { findLatestGrantId } from './oidc/adapter/grant-lookup.js';
+import { ClientStore, type ClientMetadata } from './oidc/client-store.js';
+import { SigningKeyStore } from './oidc/keys.js';
+import { ProviderHost } from './oidc/provider-host.js';
+
+/** Everything the HTTP layer and the CLI need, built once from a Config. */
+export interface Services {
+  config: Config;
+  log: Logger;
+  db: Database;
+  redis: RedisConnection | undefined;
+  accounts: AccountStore;
+  otpChallenges: OtpChallengeStore;
+  proofs: ProofStore;
+  passkeyStore: PasskeyStore;
+  limiter: RateLimiter;
+  mailer: Mailer;
+  outbox: DevOutbox | undefined;
+  emailOtp: EmailOtpMethod;
+  passkeys: PasskeyMethod;
+  /** SMS codes; undefined in production when Twilio is not configured. */
+  smsOtp: SmsOtpMethod | undefined;
+  /** Codes sent from the account page to addresses and numbers being added (bound to the account session). */
+  verifyEmail: EmailOtpMethod;
+  verifyPhone: SmsOtpMethod | undefined;
+  keys: SigningKeyStore;
+  clients: ClientStore;
+  host: ProviderHost;
+  views: Views;
+  metrics: Metrics;
+  cookieKeys: string[];
+  secureCookies: boolean;
+  close(): Promise<void>;
+}
+
+export interface ServiceOverrides {
+  mailer?: Mailer;
+  metrics?: Metrics;
+}
+
+export async function createServices(config: Config, log: Logger, overrides: ServiceOverrides = {}): Promise<Services> {
+  const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolMax: config.dbPoolMax });
+  let redis: RedisConnection | undefined;
+  try {
+    // Embedded mode migrates on start; with a real database `npm run migrate` (or the container's entrypoint) does it.
+    if (db.embedded) {
+      const applied = await migrate(db.pool);
+      if (applied.length) log.info({ applied }, 'migrations applied');
+    } else {
+      const { rows } = await db.pool.query<{ n: string }>(
+        `SELECT count(*) AS n FROM information_schema.tables WHERE table_name = 'schema_migrations'`);
+      if (rows[0]?.n === '0') throw new Error('the database has no schema yet: run `npm run migrate` first');
+    }
+    redis = config.redisUrl ? await openRedis(config.redisUrl) : undefined;
+
+    const accounts = new AccountStore(db.pool);
+    const otpChallenges = new OtpChallengeStore(db.pool);
+    const proofs = new ProofStore(db.pool);
+    const passkeyStore = new PasskeyStore(db.pool);
+    const passkeys = new PasskeyMethod({ store: passkeyStore, rpId: config.webauthn.rpId, rpName: 'Tsunagi', origins: config.webauthn.origins });
+    const limiter: RateLimiter = redis ? new RedisRateLimiter(redis, `${config.redisKeyPrefix}rl:`) : new PostgresRateLimiter(db.pool);
+    // Outside production, whatever has no real channel configured (mail without SMTP_URL, SMS without Twilio) goes here.
+    const outbox = config.nodeEnv === 'production' ? undefined : new DevOutbox(log);
+    if (!config.smtpUrl && config.nodeEnv === 'production' && !overrides.mailer) throw new Error('SMTP_URL is required in production');
+    const mailer = overrides.mailer ?? (config.smtpUrl ? new SmtpMailer(config.smtpUrl, config.mailFrom) : new OutboxMailer(outbox as DevOutbox));
+    const pepper = await getOrCreateSecret(db.pool, 'otp-pepper');
+    const emailOtp = new EmailOtpMethod({ challenges: otpChallenges, limiter, mailer, pepper });
+    const verifyEmail = new EmailOtpMethod({ challenges: otpChallenges, limiter, mailer, pepper }, 'add-email');
+    const smsSender = config.twilio ? twilioSender(config.twilio, log) : outbox ? outboxSmsSender(outbox) : undefined;
+    const smsOtp = smsSender ? new SmsOtpMethod({ challenges: otpChallenges, limiter, pepper, sender: smsSender }) : undefined;
+    const verifyPhone = smsSender ? new SmsOtpMethod({ challenges: otpChallenges, limiter, pepper, sender: smsSender }, 'add-phone') : undefined;
+
+    const keys = new SigningKeyStore(db.pool);
+    const created = await keys.ensureKeys();
+    if (created) log.info({ created }, 'signing keys generated');
+    const cookieKeys = config.cookieSecrets ?? [await getOrCreateSecret(db.pool, 'cookie-key')];
+    const pairwiseSalt = await getOrCreateSecret(db.pool, 'pairwise-salt');
+    const views = new Views(config.nodeEnv === 'production');
+    const metrics = overrides.metrics ?? new Metrics();
+    const adapterFactory = createAdapterFactory(db.pool, redis, `${config.redisKeyPrefix}oidc:`);
+    const host = new ProviderHost({
+      config, accounts, adapterFactory, cookieKeys, pairwiseSalt, views,
+      findLatestGrantId: (accountId, clientId) => findLatestGrantId(db.pool, accountId, clientId),
+    }, keys, log, metrics);
+    await host.start(config.keysReloadSeconds);
+    const clientModel = () => host.current.Client as unknown as { validate(m: ClientMetadata): Promise<void>; needsSecret(m: ClientMetadata): boolean };
+    const clients = new ClientStore(db.pool, (m) => clientModel().validate(m), (m) => clientModel().needsSecret(m), accounts);
+
+    const r = redis;
+    return {
+      config, log, db, redis, accounts, otpChallenges, proofs, passkeyStore, passkeys, limiter, mailer, outbox, emailOtp, smsOtp, verifyEmail, verifyPhone, keys, clients, host, views, metrics,
+      cookieKeys,
+      secureCookies: new URL(config.issuer).protocol === 'https:',
+      async close() {
+        host.stop();
+        if (mailer instanceof SmtpMailer) mailer.close();
+        if (r) await r.quit().catch(() => undefined);
+        await db.close();
+      },
+    };
+  } catch (err) {
+    if (redis) await redis.quit().catch(() => undefined);
+    await db.close().catch(() => undefined);
+    throw err;
+  }
+}

@@ -1,0 +1,60 @@
+import { randomUUID } from 'node:crypto';
+import type { Database } from '../../src/db/database.js';
+import { createAdapterFactory } from '../../src/oidc/adapter/index.js';
+import { PostgresAdapter, sweepExpiredPayloads } from '../../src/oidc/adapter/postgres-adapter.js';
+import type { Adapter } from '../../src/oidc/adapter/types.js';
+import { openTestDatabase } from '../support/harness.js';
+import { adapterContract } from './adapter-contract.js';
+
+let db: Database;
+let adapterFor: (model: string) => Adapter;
+beforeAll(async () => {
+  db = await openTestDatabase();
+  adapterFor = createAdapterFactory(db.pool, undefined);
+});
+afterAll(async () => { await db.close(); });
+
+describe('PostgresAdapter (no Redis configured)', () => {
+  it('serves every model but Client from Postgres', () => {
+    for (const model of ['AuthorizationCode', 'Session', 'Interaction', 'AccessToken', 'RefreshToken', 'Grant', 'DeviceCode']) {
+      expect(adapterFor(model)).toBeInstanceOf(PostgresAdapter);
+    }
+    expect(adapterFor('Client')).not.toBeInstanceOf(PostgresAdapter);
+    expect(adapterFor('Session')).toBe(adapterFor('Session'));
+  });
+
+  adapterContract(
+    { code: 'AuthorizationCode', session: 'Session', userCode: 'DeviceCode', token: 'AccessToken' },
+    () => ({
+      adapterFor,
+      expire: async (model, id) => {
+        await db.pool.query(`UPDATE oidc_payloads SET expires_at = now() - interval '1 second' WHERE model = $1 AND id = $2`, [model, id]);
+      },
+    }),
+  );
+
+  it('keeps an artifact stored without a lifetime', async () => {
+    const id = randomUUID();
+    await adapterFor('Grant').upsert(id, { jti: id, kind: 'Grant' }, 0);
+    const { rows } = await db.pool.query('SELECT expires_at FROM oidc_payloads WHERE model = $1 AND id = $2', ['Grant', id]);
+    expect(rows).toEqual([{ expires_at: null }]);
+    expect(await adapterFor('Grant').find(id)).toEqual({ jti: id, kind: 'Grant' });
+  });
+
+  it('keeps the same id apart between models', async () => {
+    const id = randomUUID();
+    await adapterFor('AccessToken').upsert(id, { jti: id, kind: 'AccessToken' }, 60);
+    expect(await adapterFor('RefreshToken').find(id)).toBeUndefined();
+  });
+
+  it('sweeps expired artifacts and keeps live ones', async () => {
+    const dead = randomUUID();
+    const live = randomUUID();
+    await adapterFor('Session').upsert(dead, { jti: dead }, 60);
+    await adapterFor('Session').upsert(live, { jti: live }, 60);
+    await db.pool.query(`UPDATE oidc_payloads SET expires_at = now() - interval '1 second' WHERE model = 'Session' AND id = $1`, [dead]);
+    expect(await sweepExpiredPayloads(db.pool)).toBeGreaterThanOrEqual(1);
+    const { rows } = await db.pool.query<{ id: string }>(`SELECT id FROM oidc_payloads WHERE model = 'Session' AND id = ANY($1::text[])`, [[dead, live]]);
+    expect(rows.map((r) => r.id)).toEqual([live]);
+  });
+});

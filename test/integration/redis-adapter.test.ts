@@ -1,0 +1,68 @@
+import pg from 'pg';
+import { createClient } from 'redis';
+import type { Database } from '../../src/db/database.js';
+import { openRedis, type RedisConnection } from '../../src/db/redis.js';
+import { ClientAdapter } from '../../src/oidc/adapter/client-adapter.js';
+import { createAdapterFactory } from '../../src/oidc/adapter/index.js';
+import { PostgresAdapter } from '../../src/oidc/adapter/postgres-adapter.js';
+import { RedisAdapter } from '../../src/oidc/adapter/redis-adapter.js';
+import type { Adapter } from '../../src/oidc/adapter/types.js';
+import { openTestDatabase } from '../support/harness.js';
+import { adapterContract } from './adapter-contract.js';
+
+const REDIS_URL = process.env.REDIS_URL;
+if (!REDIS_URL) console.warn('REDIS_URL not set: Redis adapter/rate-limiter tests did NOT run');
+const describeWithRedis = REDIS_URL ? describe : describe.skip;
+
+describe('adapter routing with Redis configured', () => {
+  it('serves the short-lived models from Redis, clients and the durable models from Postgres', async () => {
+    // Routing alone touches neither store: unconnected clients are enough.
+    const pool = new pg.Pool();
+    const adapterFor = createAdapterFactory(pool, createClient());
+    for (const model of ['AuthorizationCode', 'Session', 'Interaction', 'AccessToken', 'DeviceCode', 'ReplayDetection', 'ClientCredentials', 'PushedAuthorizationRequest', 'BackchannelAuthenticationRequest']) {
+      expect(adapterFor(model)).toBeInstanceOf(RedisAdapter);
+    }
+    for (const model of ['RefreshToken', 'Grant']) expect(adapterFor(model)).toBeInstanceOf(PostgresAdapter);
+    expect(adapterFor('Client')).toBeInstanceOf(ClientAdapter);
+    await pool.end();
+  });
+});
+
+describeWithRedis('RedisAdapter (short-lived models, with Redis configured)', () => {
+  let db: Database;
+  let redis: RedisConnection;
+  let adapterFor: (model: string) => Adapter;
+  beforeAll(async () => {
+    db = await openTestDatabase();
+    redis = await openRedis(REDIS_URL as string);
+    adapterFor = createAdapterFactory(db.pool, redis);
+  });
+  afterAll(async () => {
+    await redis?.quit();
+    await db?.close();
+  });
+
+  adapterContract(
+    { code: 'AuthorizationCode', session: 'Session', userCode: 'DeviceCode', token: 'AccessToken' },
+    () => ({
+      adapterFor,
+      // Redis expires keys itself: store the artifact again with a one-second lifetime and let it lapse.
+      expire: async (model, id, payload) => {
+        await adapterFor(model).upsert(id, payload, 1);
+        await new Promise((r) => setTimeout(r, 1100));
+        for (let i = 0; i < 20 && (await redis.exists(`tsunagi:oidc:${model}:${id}`)); i++) await new Promise((r) => setTimeout(r, 100));
+      },
+    }),
+  );
+
+  it('gives every key it writes a lifetime, the grant list included', async () => {
+    const grantId = `g-${Date.now()}-${Math.random().toString(36).slice(2)}`;
+    const id = `c-${Math.random().toString(36).slice(2)}`;
+    await adapterFor('AuthorizationCode').upsert(id, { jti: id, grantId, uid: `u-${id}` }, 120);
+    await adapterFor('AccessToken').upsert(`a-${id}`, { jti: `a-${id}`, grantId }, 3600);
+    expect(await redis.ttl(`tsunagi:oidc:AuthorizationCode:${id}`)).toBeGreaterThan(100);
+    expect(await redis.ttl(`tsunagi:oidc:AuthorizationCode:uid:u-${id}`)).toBeGreaterThan(100);
+    // The grant's list lives as long as its longest member.
+    expect(await redis.ttl(`tsunagi:oidc:grant:${grantId}`)).toBeGreaterThan(3500);
+  });
+});
