@@ -103,7 +103,7 @@ export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
         if (key === 'first_party' && value === true && ctx?.oidc?.route?.startsWith('registration')) {
           throw new errors.InvalidClientMetadata('first_party cannot be set through dynamic registration');
         }
-        validateExtraClientMetadata(key, value);
+        validateExtraClientMetadata(key, value, { production: config.nodeEnv === 'production' });
       },
     },
     // CORS for token, userinfo, revocation, introspection comes from the client's own list and nothing else.
@@ -123,6 +123,32 @@ export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
         },
       },
       clientCredentials: { enabled: true },
+      // RFC 8707: a client asks for an access token meant for one of its allowed_resources and gets a
+      // JWT whose aud is that resource, so the resource server verifies it against the JWKS alone.
+      // Without a resource parameter the token stays opaque and serves userinfo as before.
+      resourceIndicators: {
+        enabled: true,
+        async defaultResource(_ctx, _client, oneOf) {
+          return oneOf;
+        },
+        // The resource granted at authorization carries over to the code exchange and to refreshes
+        // that do not name one, so a refreshed token keeps its audience.
+        async useGrantedResource() {
+          return true;
+        },
+        async getResourceServerInfo(_ctx, resourceIndicator, client) {
+          if (!(clientExtras(client).allowed_resources ?? []).includes(resourceIndicator)) {
+            throw new errors.InvalidTarget('this client is not allowed to request an access token for that resource');
+          }
+          return {
+            scope: '',
+            audience: resourceIndicator,
+            accessTokenFormat: 'jwt',
+            accessTokenTTL: config.ttl.accessToken,
+            jwt: { sign: { alg: 'RS256' } },
+          };
+        },
+      },
       userinfo: { enabled: true },
       claimsParameter: { enabled: true },
       backchannelLogout: { enabled: true },
