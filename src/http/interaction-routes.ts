@@ -215,7 +215,19 @@ export function interactionRoutes(services: Services): Router {
     }
     if (outcome.created) metrics.signups.inc();
     metrics.signIns.inc({ method: outcome.proof.method });
-    await finish(ctx, await completeSignIn({ accounts }, outcome.account, outcome.proof, facts(ctx, details)));
+    const signedIn = await completeSignIn({ accounts }, outcome.account, outcome.proof, facts(ctx, details));
+    if (!outcome.created) return finish(ctx, signedIn);
+    // A new account: the sign-in is stored in the interaction now (so nothing is lost if the person
+    // walks away), and before going back to the application Tsunagi offers to add a passkey.
+    await host.current.interactionResult(ctx.req, ctx.res, { ...signedIn, ...passkeyOfferMarker }, { mergeWithLastSubmission: false });
+    seeOther(ctx, '/passkey-offer');
+  });
+
+  router.get('/passkey-offer', async (ctx) => {
+    const details = await load(ctx);
+    const accountId = passkeyOfferAccountId(details);
+    if (!accountId) return seeOther(ctx, '');
+    page(ctx, services, 'passkey-offer', { uid: details.uid, clientName: await clientName(details), continueUrl: details.returnTo });
   });
 
   router.post('/signup/cancel', async (ctx) => {
@@ -241,6 +253,19 @@ export function interactionRoutes(services: Services): Router {
   });
 
   return router;
+}
+
+/**
+ * Marks an interaction result whose sign-in created the account just now: only then do the passkey
+ * offer page and its registration ceremony (src/http/passkey-routes.ts) act for that account.
+ */
+const passkeyOfferMarker = { tsunagi: { passkeyOffer: true } } as const;
+
+/** The account a finished signup in this interaction may add a passkey to, if any. */
+export function passkeyOfferAccountId(details: { result?: unknown }): string | undefined {
+  const result = details.result as { login?: { accountId?: unknown }; tsunagi?: { passkeyOffer?: unknown } } | undefined;
+  if (result?.tsunagi?.passkeyOffer !== true || typeof result.login?.accountId !== 'string') return undefined;
+  return result.login.accountId;
 }
 
 /** The code page's message for a failed verification. */

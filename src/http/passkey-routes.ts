@@ -11,6 +11,7 @@ import { parseAuthenticationResponse, parsePasskeyName, parseRegistrationRespons
 import type { Services } from '../services.js';
 import { ACCOUNT_APP_CLIENT_ID, accountBinding, readAccountSession, signedInRecently } from './account-session.js';
 import { csrfHeaderMatches } from './csrf.js';
+import { passkeyOfferAccountId } from './interaction-routes.js';
 import { applyUiLocales } from './locale.js';
 
 type Interaction = Awaited<ReturnType<Services['host']['current']['interactionDetails']>>;
@@ -88,6 +89,37 @@ export function passkeyRoutes(services: Services): Router {
     metrics.signIns.inc({ method: 'passkey' });
     // The browser navigates there itself: a fetch cannot follow a redirect into the relying party.
     ctx.body = { redirectTo: await host.current.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false }) };
+  });
+
+  // Right after signup (views/passkey-offer.eta): the account the interaction just created, and only
+  // inside that interaction; the challenge is bound to it like a sign-in challenge.
+  const newAccount = async (ctx: Context) => {
+    const details = await interaction(ctx);
+    if (!details) return undefined;
+    const accountId = passkeyOfferAccountId(details);
+    const account = accountId ? await accounts.findAccountById(accountId) : undefined;
+    if (!account) return void refuse(ctx, 400, 'stale_interaction');
+    return { details, account, binding: `signup:${details.uid}` };
+  };
+
+  router.post('/interaction/:uid/passkey/register/options', guard, json, async (ctx) => {
+    const fresh = await newAccount(ctx);
+    if (!fresh || !(await withinLimit(ctx))) return;
+    ctx.body = await passkeys.registrationOptions(fresh.account, fresh.binding);
+  });
+
+  router.post('/interaction/:uid/passkey/register/verify', guard, json, async (ctx) => {
+    const fresh = await newAccount(ctx);
+    if (!fresh) return;
+    const response = parseRegistrationResponse(body(ctx).response);
+    if (!response) return refuse(ctx, 400, 'invalid_response');
+    const locale = ctx.state.locale;
+    const name = parsePasskeyName(body(ctx).name) ?? translator(locale)('passkey.default_name');
+    const added = await passkeys.verifyRegistration(fresh.account, fresh.binding, response, name);
+    if (!added.ok) return refuse(ctx, failureStatus(added.reason), added.reason);
+    const facts: RequestFacts = { ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined, clientId: fresh.details.params.client_id as string | undefined };
+    await settings.announce(fresh.account, 'passkey_added', { credential: added.passkey.id, name, synced: added.passkey.deviceType === 'multiDevice', afterSignup: true }, facts, locale);
+    ctx.body = { redirectTo: fresh.details.returnTo };
   });
 
   /** The account-page session allowed to add a passkey now, or a refusal telling the page where to sign in. */

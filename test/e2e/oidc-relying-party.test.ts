@@ -58,7 +58,7 @@ describe(`openid-client as a relying party (${describeBackends()})`, () => {
     const req = await authorizationRequest(config, redirectUri, { scope: 'openid email offline_access', prompt: 'consent' });
     const browser = new Browser();
     const { callback, trace } = await signInWithEmail(browser, issuer, req.url, redirectUri, email, sink);
-    expect(trace.pages).toEqual(['login', 'code', 'signup', 'consent']);
+    expect(trace.pages).toEqual(['login', 'code', 'signup', 'passkey-offer', 'consent']);
 
     const tokens = await oidc.authorizationCodeGrant(config, callback, { pkceCodeVerifier: req.verifier, expectedState: req.state, expectedNonce: req.nonce, idTokenExpected: true });
     const claims = tokens.claims();

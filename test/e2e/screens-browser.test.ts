@@ -61,8 +61,8 @@ describe(`Tsunagi's screens in Chromium (${describeBackends()})`, () => {
       const email = uniqueEmail(`screens-${locale}`);
       const req = await authorizationRequest(thirdParty, redirectUri, { ui_locales: locale, scope: 'openid email profile' });
       const text = locale === 'en'
-        ? { send: 'Send me a code', go: 'Continue', create: 'Create account', allow: 'Allow', signOut: 'Sign out', lead: 'to continue to Example Shop' }
-        : { send: '確認コードを送信', go: '続ける', create: 'アカウントを作成', allow: '許可する', signOut: 'ログアウト', lead: 'Example Shop を続けるにはログインしてください' };
+        ? { send: 'Send me a code', go: 'Continue', create: 'Create account', allow: 'Allow', signOut: 'Sign out', lead: 'to continue to Example Shop', offer: 'Add a passkey?', createPasskey: 'Create a passkey', skip: 'Not now, continue to Example Shop' }
+        : { send: '確認コードを送信', go: '続ける', create: 'アカウントを作成', allow: '許可する', signOut: 'ログアウト', lead: 'Example Shop を続けるにはログインしてください', offer: 'パスキーを追加しますか？', createPasskey: 'パスキーを作成', skip: '今はしないで Example Shop に進む' };
 
       await page.goto(req.url.href);
       await page.getByText(text.lead).waitFor();
@@ -89,6 +89,12 @@ describe(`Tsunagi's screens in Chromium (${describeBackends()})`, () => {
       expect(await page.textContent('main')).toContain(email);
       await shot(page, `${locale}-4-signup`);
       await page.getByRole('button', { name: text.create }).click();
+
+      // A new account is offered a passkey; this person takes the "not now" link.
+      await page.getByRole('heading', { level: 1, name: text.offer }).waitFor();
+      await page.getByRole('button', { name: text.createPasskey }).waitFor();
+      await shot(page, `${locale}-4b-passkey-offer`);
+      await page.getByRole('link', { name: text.skip }).click();
 
       await page.getByRole('button', { name: text.allow }).waitFor();
       await shot(page, `${locale}-5-consent`);
@@ -122,6 +128,7 @@ describe(`Tsunagi's screens in Chromium (${describeBackends()})`, () => {
       await page.locator('input[autocomplete="one-time-code"]').fill(codeFrom(await sink.nextMailTo(email)));
       await page.locator('form[action$="/code"] button[type=submit]').click();
       await page.locator('form[action$="/signup"] button[type=submit]').click();
+      await page.locator('a.button.secondary').click();
       await page.waitForURL(`${issuer}/account`);
       await page.getByRole('heading', { level: 1, name: locale === 'en' ? 'Your account' : 'アカウント' }).waitFor();
       expect(await page.textContent('main')).toContain(email);

@@ -57,7 +57,7 @@ export async function authorizationRequest(config: oidc.Configuration, redirectU
   return { url, verifier, state, nonce };
 }
 
-export interface SignInTrace { sawSignup: boolean; sawConsent: boolean; pages: string[] }
+export interface SignInTrace { sawSignup: boolean; sawPasskeyOffer: boolean; sawConsent: boolean; pages: string[] }
 
 /**
  * Walks Tsunagi's screens like a person: type the email, read the code from the SMTP sink, type it,
@@ -67,13 +67,14 @@ export async function signInWithEmail(
   browser: Browser, issuer: string, authUrl: URL, redirectUri: string, email: string, sink: SmtpSink,
   opts: { consent?: boolean } = {},
 ): Promise<{ callback: URL; trace: SignInTrace }> {
-  const trace: SignInTrace = { sawSignup: false, sawConsent: false, pages: [] };
+  const trace: SignInTrace = { sawSignup: false, sawPasskeyOffer: false, sawConsent: false, pages: [] };
   const isCallback = (u: string) => u.startsWith(redirectUri);
   let page = await browser.follow(authUrl.href, {}, isCallback);
   for (let step = 0; step < 10; step++) {
     if (isCallback(page.url)) return { callback: new URL(page.url), trace };
     if (page.res.status !== 200) throw new Error(`unexpected ${page.res.status} at ${page.url}: ${page.body.slice(0, 300)}`);
-    const csrf = csrfOf(page.body);
+    const body = page.body;
+    const csrf = body.includes('name="_csrf"') ? csrfOf(body) : '';
     const at = (path: string) => new URL(formAction(page.body, path), issuer).href;
     if (page.body.includes('name="email" type="email"')) {
       trace.pages.push('login');
@@ -86,6 +87,13 @@ export async function signInWithEmail(
       trace.pages.push('signup');
       trace.sawSignup = true;
       page = await browser.follow(at('/signup'), { form: { _csrf: csrf } }, isCallback);
+    } else if (page.body.includes('/passkey/register/options')) {
+      // The passkey offer after signup: a person without a passkey device takes the "not now" link.
+      trace.pages.push('passkey-offer');
+      trace.sawPasskeyOffer = true;
+      const skip = /<a class="button secondary" href="([^"]+)"/.exec(page.body)?.[1];
+      if (!skip) throw new Error('the passkey offer has no way to continue');
+      page = await browser.follow(new URL(skip.replace(/&amp;/g, '&'), issuer).href, {}, isCallback);
     } else if (page.body.includes('/consent"')) {
       trace.pages.push('consent');
       trace.sawConsent = true;

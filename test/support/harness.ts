@@ -40,7 +40,10 @@ export function testConfig(env: Record<string, string | undefined> = {}): Config
 /** Starts a complete Tsunagi on loopback (migrating a real database first). */
 export async function startTestServer(env: Record<string, string | undefined> = {}, overrides: ServiceOverrides = {}): Promise<RunningServer> {
   const port = await freePort();
-  const config = testConfig({ PORT: String(port), ISSUER: `http://127.0.0.1:${port}`, ...env });
+  // `{port}` in a value stands for the server's port, e.g. ISSUER: 'http://localhost:{port}' (passkey
+  // tests: WebAuthn refuses an IP address as the relying party id).
+  const withPort = Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v?.replaceAll('{port}', String(port))]));
+  const config = testConfig({ PORT: String(port), ISSUER: `http://127.0.0.1:${port}`, ...withPort });
   if (config.databaseUrl) {
     const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolMax: 1 });
     try { await migrate(db.pool); } finally { await db.close(); }
