@@ -225,6 +225,14 @@ export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
         status: (error as { status?: number }).status ?? 400,
       });
     },
+    // RFC 9068 auth_time in JWT access tokens for a resource, so a resource server can ask for a
+    // recent sign-in (the LINE mini-app backend does before linking accounts).
+    async extraTokenClaims(ctx, token) {
+      if (token.kind !== 'AccessToken' || !token.resourceServer) return undefined;
+      const entities = ctx?.oidc?.entities as { AuthorizationCode?: { authTime?: number }; RefreshToken?: { authTime?: number } } | undefined;
+      const authTime = entities?.AuthorizationCode?.authTime ?? entities?.RefreshToken?.authTime;
+      return typeof authTime === 'number' ? { auth_time: authTime } : undefined;
+    },
     clockTolerance: 5,
     discovery: { ui_locales_supported: ['en', 'ja'] },
   };

@@ -55,6 +55,9 @@ describe(`JWT access tokens for a resource (${describeBackends()})`, () => {
     const now = Math.floor(Date.now() / 1000);
     expect(payload.exp).toBeGreaterThan(now);
     expect(payload.exp).toBeLessThanOrEqual(now + server.services.config.ttl.accessToken + 5);
+    // auth_time (RFC 9068) lets the resource server ask for a recent sign-in.
+    expect(payload.auth_time).toBeGreaterThan(now - 60);
+    expect(payload.auth_time).toBeLessThanOrEqual(now);
 
     // The same token is refused for any other audience.
     await expect(jwtVerify(tokens.access_token, jwks, { issuer, audience: OTHER })).rejects.toThrow(/aud/);
@@ -62,6 +65,7 @@ describe(`JWT access tokens for a resource (${describeBackends()})`, () => {
     const refreshed = await oidc.refreshTokenGrant(config, tokens.refresh_token as string);
     const again = await jwtVerify(refreshed.access_token, jwks, { issuer, audience: BACKEND });
     expect(again.payload.sub).toBe(sub);
+    expect(again.payload.auth_time).toBe(payload.auth_time);
     expect(refreshed.access_token).not.toBe(tokens.access_token);
   });
 
