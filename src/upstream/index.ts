@@ -1,0 +1,200 @@
+/**
+ * Google and Apple as upstream OpenID providers: the layer under the federation routes.
+ *
+ *   const upstream = new UpstreamProviders({ config: config.upstream, logins: new UpstreamLoginStore(pool) });
+ *   upstream.enabledProviders()                       // ['google', 'apple'] — only the fully configured ones
+ *
+ *   // 1. Send the person upstream. Stores a pending login (state hash, nonce, PKCE verifier) for 10 min.
+ *   const { authorizationUrl } = await upstream.begin({
+ *     provider: 'google', interactionUid, redirectUri: `${issuer}/interaction/upstream/google/callback`,
+ *     purpose: 'login',                               // or 'link_proof' (expectedAccountId + expectedSubject),
+ *                                                     // or 'account_link' (expectedAccountId; interactionUid = 'account:<session uid>')
+ *     loginHint, prompt,                              // optional; Google only (Apple has neither)
+ *   });
+ *   ctx.redirect(authorizationUrl);
+ *
+ *   // 2. The callback: Google's query (GET), Apple's form body (cross-site POST, no cookie needed).
+ *   const { pending, identity } = await upstream.complete({ provider: 'apple', params: ctx.request.body, redirectUri });
+ *   // pending: the consumed PendingUpstreamLogin (single use). The caller still checks that
+ *   //   pending.interactionUid is the interaction (or account session) in the person's cookie, and for
+ *   //   'link_proof' that identity.subject === pending.expectedSubject.
+ *   // identity: UpstreamIdentityClaims — key (issuer, subject); email, emailVerified,
+ *   //   emailTrustedForRegistration, isPrivateRelay, name, refreshToken (Apple).
+ *
+ *   // 3. Apple unlink / account deletion: revoke the stored refresh token.
+ *   await upstream.revokeAppleToken(refreshToken);
+ *
+ * Every failure is an UpstreamError { reason, provider, pending? } (see UPSTREAM_ERROR_REASONS); when
+ * the callback got as far as consuming the pending login, `pending` says which interaction to go
+ * back to. Nothing is linked or created here: storage of identities is UpstreamIdentityStore.
+ */
+import type { UpstreamProviderName } from '../accounts/upstream-identity-store.js';
+import type { PendingUpstreamLogin, UpstreamLoginPurpose, UpstreamLoginStore } from '../accounts/upstream-login-store.js';
+import type { UpstreamConfig } from '../config.js';
+import { AppleUpstream, type AppleClientSecretTiming } from './apple.js';
+import { UpstreamError } from './errors.js';
+import { GoogleUpstream } from './google.js';
+import type { UpstreamIdentityClaims } from './identity-claims.js';
+import { randomToken } from './oidc-client.js';
+import type { CallbackParams, UpstreamProviderClient } from './provider-client.js';
+
+export { AppleUpstream, AppleClientSecret, isAppleRelayAddress, parseAppleUser } from './apple.js';
+export { UpstreamError, UPSTREAM_ERROR_REASONS, type UpstreamErrorReason } from './errors.js';
+export { GoogleUpstream, REAL_GOOGLE_ISSUER } from './google.js';
+export type { UpstreamIdentityClaims } from './identity-claims.js';
+export type { CallbackParams, UpstreamProviderClient } from './provider-client.js';
+
+export const UPSTREAM_PROVIDERS: readonly UpstreamProviderName[] = ['google', 'apple'];
+
+export function isUpstreamProviderName(v: unknown): v is UpstreamProviderName {
+  return v === 'google' || v === 'apple';
+}
+
+/** A pending upstream login lives this long: enough to pick an account and consent, not more. */
+export const UPSTREAM_LOGIN_TTL_SECONDS = 600;
+
+export interface BeginUpstreamLogin {
+  provider: UpstreamProviderName;
+  interactionUid: string;
+  redirectUri: string;
+  purpose: UpstreamLoginPurpose;
+  /** Google: the account to preselect (an email, or the stored `sub` when proving a linked identity). */
+  loginHint?: string | undefined;
+  /** Google: 'select_account' or 'consent'. */
+  prompt?: 'select_account' | 'consent' | undefined;
+  expectedAccountId?: string | undefined;
+  expectedSubject?: string | undefined;
+}
+
+export interface CompleteUpstreamLogin {
+  provider: UpstreamProviderName;
+  /** The callback's query or form body as the router parsed it; repeated parameters are refused. */
+  params: Readonly<Record<string, unknown>>;
+  /** When given, must be the redirect URI the login began with. */
+  redirectUri?: string | undefined;
+}
+
+export interface UpstreamProvidersOptions {
+  config: UpstreamConfig;
+  logins: UpstreamLoginStore;
+  clock?: () => Date;
+  /** Tests: the shortest time between key set downloads triggered by an unknown kid (default 30 s). */
+  jwksCooldownMs?: number;
+  appleClientSecretTiming?: AppleClientSecretTiming;
+}
+
+export class UpstreamProviders {
+  private readonly clients = new Map<UpstreamProviderName, UpstreamProviderClient>();
+  private readonly clock: () => Date;
+
+  constructor(private readonly options: UpstreamProvidersOptions) {
+    this.clock = options.clock ?? (() => new Date());
+    const common = { timeoutMs: options.config.timeoutMs, clock: this.clock, jwksCooldownMs: options.jwksCooldownMs };
+    if (options.config.google) this.clients.set('google', new GoogleUpstream(options.config.google, common));
+    if (options.config.apple) {
+      this.clients.set('apple', new AppleUpstream(options.config.apple, { ...common, clientSecretTiming: options.appleClientSecretTiming }));
+    }
+  }
+
+  enabledProviders(): UpstreamProviderName[] {
+    return UPSTREAM_PROVIDERS.filter((p) => this.clients.has(p));
+  }
+
+  isEnabled(provider: UpstreamProviderName): boolean {
+    return this.clients.has(provider);
+  }
+
+  get(provider: UpstreamProviderName): UpstreamProviderClient {
+    const client = this.clients.get(provider);
+    if (!client) throw new UpstreamError('not_configured', provider, 'this provider is not configured');
+    return client;
+  }
+
+  /** The issuer identities of this provider are stored under (to look a linked identity up). */
+  issuerOf(provider: UpstreamProviderName): string {
+    return this.get(provider).issuer;
+  }
+
+  async begin(request: BeginUpstreamLogin): Promise<{ authorizationUrl: string; expiresAt: Date }> {
+    const client = this.get(request.provider);
+    if (request.purpose === 'link_proof' && (!request.expectedAccountId || !request.expectedSubject)) {
+      throw new Error('a link proof needs the account and the subject of its linked identity');
+    }
+    if (request.purpose === 'account_link' && !request.expectedAccountId) throw new Error('linking from the account page needs the account');
+    const state = randomToken();
+    const nonce = randomToken();
+    const codeVerifier = randomToken(48);
+    // Discovery first: if the provider is down, no pending login is left behind.
+    const url = await client.authorizationUrl({
+      redirectUri: request.redirectUri, state, nonce, codeVerifier, loginHint: request.loginHint, prompt: request.prompt,
+    });
+    const now = this.clock();
+    const expiresAt = new Date(now.getTime() + UPSTREAM_LOGIN_TTL_SECONDS * 1000);
+    await this.options.logins.create(state, {
+      interactionUid: request.interactionUid,
+      provider: request.provider,
+      nonce,
+      codeVerifier,
+      redirectUri: request.redirectUri,
+      purpose: request.purpose,
+      expectedAccountId: request.expectedAccountId ?? null,
+      expectedSubject: request.expectedSubject ?? null,
+      expiresAt,
+    }, now);
+    return { authorizationUrl: url.href, expiresAt };
+  }
+
+  async complete(request: CompleteUpstreamLogin): Promise<{ pending: PendingUpstreamLogin; identity: UpstreamIdentityClaims }> {
+    const client = this.get(request.provider);
+    const params = parseCallbackParams(request.params);
+    if (!params) throw new UpstreamError('bad_state', request.provider, 'the callback repeats a parameter or is not a flat form');
+    if (!params.state) {
+      throw new UpstreamError(params.error ? errorReason(params.error) : 'bad_state', request.provider, params.error ?? 'the callback has no state');
+    }
+    // Consumed before anything else: whatever happens next, this state never works twice.
+    const outcome = await this.options.logins.consume(params.state, this.clock());
+    if (!outcome.ok) {
+      const reason = outcome.why === 'replayed' ? 'replayed' : outcome.why === 'expired' ? 'state_expired' : 'bad_state';
+      throw new UpstreamError(reason, request.provider, `state ${outcome.why}`);
+    }
+    const pending = outcome.login;
+    try {
+      if (pending.provider !== request.provider) throw new UpstreamError('bad_state', request.provider, `the state belongs to ${pending.provider}`);
+      if (request.redirectUri !== undefined && request.redirectUri !== pending.redirectUri) {
+        throw new UpstreamError('bad_state', request.provider, 'the callback arrived at another redirect URI');
+      }
+      if (params.error) throw new UpstreamError(errorReason(params.error), request.provider, `the provider answered ${params.error}`);
+      const identity = await client.identityFromCallback(params, pending);
+      return { pending, identity };
+    } catch (err) {
+      if (err instanceof UpstreamError) err.pending ??= pending;
+      throw err;
+    }
+  }
+
+  /** Revokes an Apple refresh token (unlink, account deletion). */
+  async revokeAppleToken(refreshToken: string): Promise<void> {
+    const apple = this.get('apple');
+    if (!(apple instanceof AppleUpstream)) throw new UpstreamError('not_configured', 'apple', 'no Apple client');
+    await apple.revokeToken(refreshToken);
+  }
+}
+
+// Apple says the person cancelled with user_cancelled_authorize; OAuth providers with access_denied.
+function errorReason(error: string): 'access_denied' | 'upstream_error' {
+  return error === 'access_denied' || error === 'user_cancelled_authorize' ? 'access_denied' : 'upstream_error';
+}
+
+const CALLBACK_FIELDS = ['code', 'state', 'error', 'user'] as const;
+
+/** Only the fields Tsunagi reads, each a single string of sane length; anything else in the callback is ignored. */
+export function parseCallbackParams(raw: Readonly<Record<string, unknown>>): CallbackParams | undefined {
+  const params: CallbackParams = {};
+  for (const field of CALLBACK_FIELDS) {
+    const v = raw[field];
+    if (v === undefined) continue;
+    if (typeof v !== 'string' || v.length > 8192) return undefined;
+    if (v !== '') params[field] = v;
+  }
+  return params;
+}
