@@ -1,0 +1,115 @@
+// @ts-check
+// The LIFF page of "method 1": prove the LINE user to our backend with the LIFF access token, sign
+// in to Tsunagi with code + PKCE as a public client, and hand Tsunagi's ID token to the backend.
+// Plain ES module, no build step. `liff` is the global the LIFF SDK defines.
+
+/** @typedef {{ liffId: string | null, issuer: string, clientId: string }} PageConfig */
+
+const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
+const status = (/** @type {string} */ text) => { $('status').textContent = text; };
+const showError = (/** @type {string} */ text) => { const e = $('error'); e.textContent = text; e.hidden = false; };
+// The redirect URI is this page itself, exactly as registered at Tsunagi.
+const redirectUri = `${location.origin}/`;
+const PENDING = 'tsunagi-link-pending';
+
+/** @returns {any} */
+function liffSdk() {
+  return /** @type {any} */ (globalThis).liff;
+}
+
+/** @param {Uint8Array} bytes */
+function base64url(bytes) {
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+const randomString = () => base64url(crypto.getRandomValues(new Uint8Array(32)));
+async function s256(/** @type {string} */ verifier) {
+  return base64url(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier))));
+}
+
+/** Calls our backend with the LIFF access token; throws the backend's message on error. */
+async function backend(/** @type {string} */ method, /** @type {string} */ path, /** @type {unknown} */ body) {
+  const res = await fetch(path, {
+    method,
+    headers: { authorization: `Bearer ${liffSdk().getAccessToken()}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const json = await res.json();
+  if (!res.ok) throw new Error(json.message ?? `The server answered ${res.status}`);
+  return json;
+}
+
+async function discovery(/** @type {string} */ issuer) {
+  const res = await fetch(`${issuer}/.well-known/openid-configuration`);
+  if (!res.ok) throw new Error('Could not reach the sign-in service.');
+  return res.json();
+}
+
+/** Step 1: a nonce from our backend (bound to this LINE user), then off to Tsunagi. */
+async function startLinking(/** @type {PageConfig} */ config) {
+  const { nonce } = await backend('POST', '/link/start');
+  const verifier = randomString();
+  const state = randomString();
+  sessionStorage.setItem(PENDING, JSON.stringify({ verifier, state }));
+  const { authorization_endpoint: authorizationEndpoint } = await discovery(config.issuer);
+  const url = new URL(authorizationEndpoint);
+  url.search = new URLSearchParams({
+    client_id: config.clientId, redirect_uri: redirectUri, response_type: 'code', scope: 'openid',
+    nonce, state, code_challenge: await s256(verifier), code_challenge_method: 'S256',
+    // A recent sign-in: Tsunagi asks again when its session is older than this.
+    max_age: '600',
+  }).toString();
+  location.assign(url.href);
+}
+
+/** Step 2: back from Tsunagi with a code: exchange it (CORS), then let the backend link. */
+async function finishLinking(/** @type {PageConfig} */ config, /** @type {URLSearchParams} */ params) {
+  const pending = JSON.parse(sessionStorage.getItem(PENDING) ?? 'null');
+  sessionStorage.removeItem(PENDING);
+  history.replaceState(null, '', redirectUri);
+  if (params.get('error')) throw new Error(`Sign-in did not finish: ${params.get('error_description') ?? params.get('error')}`);
+  if (!pending || pending.state !== params.get('state')) throw new Error('This sign-in was not started here. Try again.');
+  const { token_endpoint: tokenEndpoint } = await discovery(config.issuer);
+  const res = await fetch(tokenEndpoint, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      grant_type: 'authorization_code', code: params.get('code') ?? '', redirect_uri: redirectUri,
+      client_id: config.clientId, code_verifier: pending.verifier,
+    }),
+  });
+  const tokens = await res.json();
+  if (!res.ok) throw new Error(`Sign-in failed: ${tokens.error_description ?? tokens.error}`);
+  const linked = await backend('POST', '/link/complete', { id_token: tokens.id_token });
+  status(linked.created ? 'Linked! You will get updates on LINE.' : 'Already linked. You will get updates on LINE.');
+  $('unlink').hidden = false;
+}
+
+async function main() {
+  /** @type {PageConfig} */
+  const config = await (await fetch('/config.json')).json();
+  const liff = liffSdk();
+  await liff.init({ liffId: config.liffId });
+  // Outside the LINE app the person logs in to LINE first; inside it they already are.
+  if (!liff.isLoggedIn()) { liff.login({ redirectUri: location.href }); return; }
+
+  $('link').addEventListener('click', () => {
+    $('error').hidden = true;
+    status('Starting sign-in…');
+    startLinking(config).catch((/** @type {Error} */ err) => { status('Not linked.'); showError(err.message); });
+  });
+  $('unlink').addEventListener('click', () => {
+    backend('DELETE', '/link').then(() => { status('Unlinked.'); $('unlink').hidden = true; })
+      .catch((/** @type {Error} */ err) => showError(err.message));
+  });
+
+  const params = new URLSearchParams(location.search);
+  if (params.has('code') || params.has('error')) {
+    status('Linking…');
+    await finishLinking(config, params);
+  } else {
+    status('Not linked yet.');
+    $('link').hidden = false;
+  }
+}
+
+main().catch((err) => { status('Not linked.'); showError(err.message); $('link').hidden = false; });
