@@ -1,3 +1,5 @@
+import { createPrivateKey } from 'node:crypto';
+
 // One typed Config from the environment, validated once. Every problem is reported, one line each,
 // so an operator fixes them in one go instead of one restart per mistake.
 
@@ -37,6 +39,8 @@ export interface Config {
   } | undefined;
   /** Region for phone numbers typed without a country code (ISO 3166 alpha-2). */
   defaultPhoneRegion: string;
+  /** Upstream OpenID providers; each is on only when all its variables are set. */
+  upstream: UpstreamConfig;
   ttl: {
     accessToken: number;
     idToken: number;
@@ -45,6 +49,23 @@ export interface Config {
     interaction: number;
     grant: number;
   };
+}
+
+export interface GoogleUpstreamConfig { clientId: string; clientSecret: string; issuer: string }
+export interface AppleUpstreamConfig {
+  /** The Services ID. */
+  clientId: string;
+  teamId: string;
+  keyId: string;
+  /** The .p8 key (PKCS#8 PEM, P-256) that signs the client_secret JWT. */
+  privateKeyPem: string;
+  issuer: string;
+}
+export interface UpstreamConfig {
+  google: GoogleUpstreamConfig | undefined;
+  apple: AppleUpstreamConfig | undefined;
+  /** Deadline of each request Tsunagi makes to an upstream provider (discovery, keys, token, revoke). */
+  timeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -163,6 +184,12 @@ export function loadConfig(env: Env = process.env): Config {
   const defaultPhoneRegion = (str('DEFAULT_PHONE_REGION') ?? 'JP').toUpperCase();
   if (!/^[A-Z]{2}$/.test(defaultPhoneRegion)) problems.push('DEFAULT_PHONE_REGION must be a two-letter country code such as JP');
 
+  const upstream: UpstreamConfig = {
+    google: googleConfig(str, production, problems),
+    apple: appleConfig(str, production, problems),
+    timeoutMs: int('UPSTREAM_TIMEOUT_MS', 10_000, 500, 120_000),
+  };
+
   const config: Config = {
     nodeEnv,
     port,
@@ -183,6 +210,7 @@ export function loadConfig(env: Env = process.env): Config {
     keysReloadSeconds: int('KEYS_RELOAD_SECONDS', 60, 1, 86400),
     twilio,
     defaultPhoneRegion,
+    upstream,
     ttl: {
       accessToken: int('ACCESS_TOKEN_TTL', 3600, 60, 86400),
       idToken: int('ID_TOKEN_TTL', 3600, 60, 86400),
@@ -229,4 +257,57 @@ function webauthnConfig(rawRpId: string | undefined, rawOrigins: string | undefi
   }
   if (origins.length === 0 && !problems.some((p) => p.startsWith('WEBAUTHN_ORIGINS'))) problems.push('WEBAUTHN_ORIGINS must list at least one origin');
   return { rpId, origins };
+}
+
+type ReadVariable = (name: string) => string | undefined;
+
+function upstreamIssuer(name: string, raw: string | undefined, fallback: string, production: boolean, problems: string[]): string {
+  if (raw === undefined) return fallback;
+  try {
+    const u = new URL(raw);
+    if (u.search || u.hash) problems.push(`${name} must not have a query or fragment`);
+    else if (u.protocol !== 'https:' && (production || u.protocol !== 'http:')) problems.push(`${name} must be an https URL${production ? ' in production' : ''}`);
+  } catch {
+    problems.push(`${name} is not a valid URL (got "${raw}")`);
+  }
+  return raw.replace(/\/+$/, '');
+}
+
+// A half-configured provider is a mistake, not "off": the operator meant to turn it on.
+function googleConfig(str: ReadVariable, production: boolean, problems: string[]): GoogleUpstreamConfig | undefined {
+  const clientId = str('GOOGLE_CLIENT_ID');
+  const clientSecret = str('GOOGLE_CLIENT_SECRET');
+  const rawIssuer = str('GOOGLE_ISSUER');
+  if (!clientId && !clientSecret && !rawIssuer) return undefined;
+  const missing = [['GOOGLE_CLIENT_ID', clientId], ['GOOGLE_CLIENT_SECRET', clientSecret]].filter(([, v]) => !v).map(([n]) => n);
+  if (missing.length) problems.push(`Google sign-in is partly configured: ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing`);
+  const issuer = upstreamIssuer('GOOGLE_ISSUER', rawIssuer, 'https://accounts.google.com', production, problems);
+  return clientId && clientSecret ? { clientId, clientSecret, issuer } : undefined;
+}
+
+function appleConfig(str: ReadVariable, production: boolean, problems: string[]): AppleUpstreamConfig | undefined {
+  const clientId = str('APPLE_CLIENT_ID');
+  const teamId = str('APPLE_TEAM_ID');
+  const keyId = str('APPLE_KEY_ID');
+  // Env files often cannot hold line breaks: accept the PEM with literal \n sequences.
+  const privateKeyPem = str('APPLE_PRIVATE_KEY')?.replace(/\\n/g, '\n');
+  const rawIssuer = str('APPLE_ISSUER');
+  if (!clientId && !teamId && !keyId && !privateKeyPem && !rawIssuer) return undefined;
+  const missing = [['APPLE_CLIENT_ID', clientId], ['APPLE_TEAM_ID', teamId], ['APPLE_KEY_ID', keyId], ['APPLE_PRIVATE_KEY', privateKeyPem]]
+    .filter(([, v]) => !v).map(([n]) => n);
+  if (missing.length) problems.push(`Sign in with Apple is partly configured: ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} missing`);
+  if (teamId && !/^[A-Z0-9]{10}$/.test(teamId)) problems.push(`APPLE_TEAM_ID must be the 10-character Team ID from the Apple developer account (got "${teamId}")`);
+  if (keyId && !/^[A-Z0-9]{10}$/.test(keyId)) problems.push(`APPLE_KEY_ID must be the 10-character Key ID of the Sign in with Apple key (got "${keyId}")`);
+  let keyUsable = false;
+  if (privateKeyPem) {
+    try {
+      const key = createPrivateKey(privateKeyPem);
+      keyUsable = key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1';
+      if (!keyUsable) problems.push('APPLE_PRIVATE_KEY must be the P-256 (ES256) key Apple issued (.p8 file)');
+    } catch {
+      problems.push('APPLE_PRIVATE_KEY is not a PEM private key (paste the .p8 file; literal \\n line breaks are accepted)');
+    }
+  }
+  const issuer = upstreamIssuer('APPLE_ISSUER', rawIssuer, 'https://appleid.apple.com', production, problems);
+  return clientId && teamId && keyId && privateKeyPem && keyUsable ? { clientId, teamId, keyId, privateKeyPem, issuer } : undefined;
 }

@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { ConfigError, loadConfig } from '../../src/config.js';
 
 const SECRET = 'x'.repeat(32);
@@ -135,5 +136,55 @@ describe('loadConfig defaults', () => {
 
   it('refuses an ISSUER with a query or fragment', () => {
     expect(problemsOf({ ISSUER: 'https://id.example.test/?tenant=a' })).toEqual(['ISSUER must not have a query or fragment']);
+  });
+});
+
+describe('loadConfig upstream providers', () => {
+  const appleKey = () => {
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    return privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  };
+  const apple = (over: Record<string, string | undefined> = {}) => ({
+    APPLE_CLIENT_ID: 'com.example.web', APPLE_TEAM_ID: 'ABCDE12345', APPLE_KEY_ID: 'KEY1234567', APPLE_PRIVATE_KEY: appleKey().replace(/\n/g, '\\n'), ...over,
+  });
+
+  it('leaves both providers off when nothing is set', () => {
+    const { upstream } = loadConfig({});
+    expect(upstream).toEqual({ google: undefined, apple: undefined, timeoutMs: 10_000 });
+  });
+
+  it('turns Google on with id and secret, defaulting to the real issuer', () => {
+    const { upstream } = loadConfig({ GOOGLE_CLIENT_ID: 'id.apps.googleusercontent.com', GOOGLE_CLIENT_SECRET: 's', UPSTREAM_TIMEOUT_MS: '3000' });
+    expect(upstream.google).toEqual({ clientId: 'id.apps.googleusercontent.com', clientSecret: 's', issuer: 'https://accounts.google.com' });
+    expect(upstream.timeoutMs).toBe(3000);
+  });
+
+  it('reports a half-configured Google or Apple instead of turning it off', () => {
+    expect(problemsOf({ GOOGLE_CLIENT_ID: 'id' })).toEqual(['Google sign-in is partly configured: GOOGLE_CLIENT_SECRET is missing']);
+    expect(problemsOf({ GOOGLE_ISSUER: 'http://127.0.0.1:9999' })).toEqual(['Google sign-in is partly configured: GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET are missing']);
+    expect(problemsOf({ APPLE_CLIENT_ID: 'com.example.web' })).toEqual(['Sign in with Apple is partly configured: APPLE_TEAM_ID, APPLE_KEY_ID, APPLE_PRIVATE_KEY are missing']);
+  });
+
+  it('turns Apple on with a P-256 key given with literal \\n line breaks', () => {
+    const { upstream } = loadConfig(apple({ APPLE_ISSUER: 'http://127.0.0.1:4000/' }));
+    expect(upstream.apple).toMatchObject({ clientId: 'com.example.web', teamId: 'ABCDE12345', keyId: 'KEY1234567', issuer: 'http://127.0.0.1:4000' });
+    expect(upstream.apple?.privateKeyPem).toMatch(/^-----BEGIN PRIVATE KEY-----\n/);
+    expect(loadConfig(apple()).upstream.apple?.issuer).toBe('https://appleid.apple.com');
+  });
+
+  it('refuses an Apple key that is not a P-256 private key, and malformed team and key ids', () => {
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    expect(problemsOf(apple({ APPLE_PRIVATE_KEY: rsa }))).toEqual(['APPLE_PRIVATE_KEY must be the P-256 (ES256) key Apple issued (.p8 file)']);
+    expect(problemsOf(apple({ APPLE_PRIVATE_KEY: 'garbage' }))[0]).toMatch(/^APPLE_PRIVATE_KEY is not a PEM private key/);
+    expect(problemsOf(apple({ APPLE_TEAM_ID: 'team', APPLE_KEY_ID: 'k' }))).toHaveLength(2);
+  });
+
+  it('requires https upstream issuers in production', () => {
+    const problems = problemsOf({
+      NODE_ENV: 'production', ISSUER: 'https://id.example.test', COOKIE_SECRETS: SECRET, DATABASE_URL: 'postgres://db/t',
+      GOOGLE_CLIENT_ID: 'id', GOOGLE_CLIENT_SECRET: 's', GOOGLE_ISSUER: 'http://accounts.google.test',
+    });
+    expect(problems).toEqual(['GOOGLE_ISSUER must be an https URL in production']);
+    expect(problemsOf({ UPSTREAM_TIMEOUT_MS: '5' })).toEqual(['UPSTREAM_TIMEOUT_MS must be an integer between 500 and 120000 (got "5")']);
   });
 });
