@@ -115,7 +115,8 @@ export class FakeApple extends UpstreamEmulator {
 <form method="post" action="${escapeHtml(action)}">
 ${inputs}
 <button type="submit" id="continue">Continue</button>
-</form>${script}</body></html>`, { 'content-security-policy': `default-src 'none'; script-src 'nonce-${nonce}'; form-action ${new URL(action).origin}` });
+</form>${script}</body></html>`, // No form-action: Chromium applies it to the redirects after the POST too, which would stop Tsunagi's own redirects.
+    { 'content-security-policy': `default-src 'none'; script-src 'nonce-${nonce}'` });
   }
 
   protected async authenticateClient(form: Record<string, string>): Promise<{ clientId: string } | { error: string }> {
