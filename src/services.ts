@@ -2,6 +2,8 @@ import { AccountStore } from './accounts/account-store.js';
 import { OtpChallengeStore } from './accounts/otp-challenge-store.js';
 import { PasskeyStore } from './accounts/passkey-store.js';
 import { ProofStore } from './accounts/proof-store.js';
+import { UpstreamIdentityStore, UpstreamTokenCipher } from './accounts/upstream-identity-store.js';
+import { UpstreamLoginStore } from './accounts/upstream-login-store.js';
 import type { Config } from './config.js';
 import { getOrCreateSecret } from './db/app-secrets.js';
 import { openDatabase, type Database } from './db/database.js';
@@ -23,6 +25,7 @@ import { findLatestGrantId } from './oidc/adapter/grant-lookup.js';
 import { ClientStore, type ClientMetadata } from './oidc/client-store.js';
 import { SigningKeyStore } from './oidc/keys.js';
 import { ProviderHost } from './oidc/provider-host.js';
+import { UpstreamProviders } from './upstream/index.js';
 
 /** Everything the HTTP layer and the CLI need, built once from a Config. */
 export interface Services {
@@ -44,6 +47,12 @@ export interface Services {
   /** Codes sent from the account page to addresses and numbers being added (bound to the account session). */
   verifyEmail: EmailOtpMethod;
   verifyPhone: SmsOtpMethod | undefined;
+  /** Google and Apple identities linked to accounts. */
+  identities: UpstreamIdentityStore;
+  /** Seals upstream refresh tokens (at rest, and while a link or signup decision waits). */
+  upstreamCipher: UpstreamTokenCipher;
+  /** Google / Apple sign-in: only the configured providers are enabled. */
+  upstream: UpstreamProviders;
   keys: SigningKeyStore;
   clients: ClientStore;
   host: ProviderHost;
@@ -56,6 +65,8 @@ export interface Services {
 
 export interface ServiceOverrides {
   mailer?: Mailer;
+  /** Tests: upstream providers with a fake clock or short key-refresh cooldowns. */
+  upstream?: UpstreamProviders;
   metrics?: Metrics;
 }
 
@@ -91,6 +102,10 @@ export async function createServices(config: Config, log: Logger, overrides: Ser
     const smsOtp = smsSender ? new SmsOtpMethod({ challenges: otpChallenges, limiter, pepper, sender: smsSender }) : undefined;
     const verifyPhone = smsSender ? new SmsOtpMethod({ challenges: otpChallenges, limiter, pepper, sender: smsSender }, 'add-phone') : undefined;
 
+    const upstreamCipher = await UpstreamTokenCipher.fromDatabase(db.pool);
+    const identities = new UpstreamIdentityStore(db.pool, upstreamCipher);
+    const upstream = overrides.upstream ?? new UpstreamProviders({ config: config.upstream, logins: new UpstreamLoginStore(db.pool) });
+
     const keys = new SigningKeyStore(db.pool);
     const created = await keys.ensureKeys();
     if (created) log.info({ created }, 'signing keys generated');
@@ -109,7 +124,7 @@ export async function createServices(config: Config, log: Logger, overrides: Ser
 
     const r = redis;
     return {
-      config, log, db, redis, accounts, otpChallenges, proofs, passkeyStore, passkeys, limiter, mailer, outbox, emailOtp, smsOtp, verifyEmail, verifyPhone, keys, clients, host, views, metrics,
+      config, log, db, redis, accounts, otpChallenges, proofs, passkeyStore, passkeys, limiter, mailer, outbox, emailOtp, smsOtp, verifyEmail, verifyPhone, identities, upstreamCipher, upstream, keys, clients, host, views, metrics,
       cookieKeys,
       secureCookies: new URL(config.issuer).protocol === 'https:',
       async close() {

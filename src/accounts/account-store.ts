@@ -76,6 +76,15 @@ export class AccountStore {
     return row ? this.hydrate(row, db) : undefined;
   }
 
+  /** Creates an account with no email (e.g. from an Apple sign-in with a relay address), inside the caller's transaction. */
+  async createAccount(db: pg.PoolClient, name: string | null = null): Promise<Account> {
+    const id = randomUUID();
+    await db.query('INSERT INTO accounts (id, name) VALUES ($1, $2)', [id, name]);
+    const account = await this.findAccountById(id, db);
+    if (!account) throw new Error('account vanished inside its own transaction');
+    return account;
+  }
+
   /** Creates an account whose first (primary) email is already verified, inside the caller's transaction. Throws EmailAlreadyRegistered on a race. */
   async createAccountWithVerifiedEmail(db: pg.PoolClient, email: EmailAddress, name: string | null = null): Promise<Account> {
     const id = randomUUID();
@@ -115,12 +124,13 @@ export class AccountStore {
     return r.rowCount === 1;
   }
 
-  /** Every way this account can sign in: verified emails and phones, passkeys (and, later, linked upstream identities). */
+  /** Every way this account can sign in: verified emails and phones, passkeys, linked Google/Apple identities. */
   async countSignInMethods(accountId: string, db: Queryable = this.pool): Promise<number> {
     const { rows } = await db.query<{ n: number }>(
       `SELECT (SELECT count(*) FROM account_emails WHERE account_id = $1 AND verified_at IS NOT NULL)
             + (SELECT count(*) FROM account_phones WHERE account_id = $1 AND verified_at IS NOT NULL)
-            + (SELECT count(*) FROM webauthn_credentials WHERE account_id = $1) AS n`,
+            + (SELECT count(*) FROM webauthn_credentials WHERE account_id = $1)
+            + (SELECT count(*) FROM upstream_identities WHERE account_id = $1) AS n`,
       [accountId],
     );
     return Number(rows[0]?.n ?? 0);

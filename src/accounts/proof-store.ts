@@ -3,8 +3,14 @@ import type pg from 'pg';
 import type { Queryable } from '../db/database.js';
 import type { Proof, ProofSubject } from '../methods/proof.js';
 
-/** What a later step of the same interaction is waiting for (e.g. 'signup': confirm creating an account). */
-export type ProofPurpose = 'signup';
+/**
+ * What a later step of the same interaction is waiting for: 'signup' (confirm creating an account for
+ * a proven email), 'upstream_return' (a Google/Apple answer checked by the callback, picked up by the
+ * interaction's own browser), 'upstream_signup' / 'upstream_link' (an unlinked upstream identity waiting
+ * for a confirmed signup, or for proof of owning the account it would be linked to), 'require_email'
+ * (a finished sign-in held back until the account has a verified email the client requires).
+ */
+export type ProofPurpose = 'signup' | 'upstream_return' | 'upstream_signup' | 'upstream_link' | 'require_email';
 
 export interface StoredProof { id: string; purpose: ProofPurpose; proof: Proof; expiresAt: Date }
 

@@ -12,9 +12,15 @@ export type SettingsChange =
   | { ok: false; reason: 'last_method' | 'not_found' | 'already_registered' | 'wrong_proof' };
 
 /** What changed, for the audit log and the notification mail (message keys mail.notify.<kind>.*). */
-export type ChangeKind = 'email_added' | 'email_removed' | 'email_primary' | 'phone_added' | 'phone_removed' | 'passkey_added' | 'passkey_removed' | 'grant_revoked';
+export type ChangeKind = 'email_added' | 'email_removed' | 'email_primary' | 'phone_added' | 'phone_removed' | 'passkey_added' | 'passkey_removed' | 'grant_revoked'
+  | 'upstream_linked' | 'upstream_unlinked';
 
 export interface PasskeyRemoval { remove(tx: pg.PoolClient, accountId: string, credentialId: string): Promise<boolean> }
+
+/** Unlinking a Google/Apple identity; hands back what upstream needs to be told (Apple's refresh token). */
+export interface UpstreamUnlinking {
+  unlink(tx: pg.PoolClient, accountId: string, identityId: string): Promise<{ provider: string; refreshToken: string | undefined } | undefined>;
+}
 
 /**
  * The account page's changes, each in one transaction that locks the account row: adding needs a
@@ -28,7 +34,32 @@ export class AccountSettings {
     mailer: Mailer;
     log: Logger;
     passkeys?: PasskeyRemoval;
+    upstream?: UpstreamUnlinking;
   }) {}
+
+  /**
+   * Removes a linked Google/Apple identity unless it is the last way to sign in. `revoke` runs after
+   * the commit with the stored refresh token (Apple); its failure is logged, the unlink stands.
+   */
+  async unlinkUpstream(
+    account: Account, identityId: string, facts: RequestFacts, locale: Locale, revoke: (provider: string, refreshToken: string) => Promise<void>,
+  ): Promise<SettingsChange> {
+    const unlinking = this.deps.upstream;
+    if (!unlinking) return { ok: false, reason: 'not_found' };
+    let removed: { provider: string; refreshToken: string | undefined } | undefined;
+    const outcome = await this.removal(account, 'upstream_unlinked', { identity: identityId }, facts, locale, async (tx) => {
+      removed = await unlinking.unlink(tx, account.id, identityId);
+      return Boolean(removed);
+    });
+    if (outcome.ok && removed?.refreshToken) {
+      try {
+        await revoke(removed.provider, removed.refreshToken);
+      } catch (err) {
+        this.deps.log.warn({ err, provider: removed.provider }, 'could not revoke the upstream token after unlinking');
+      }
+    }
+    return outcome;
+  }
 
   async addEmail(account: Account, binding: string, proof: Proof, facts: RequestFacts, locale: Locale): Promise<SettingsChange> {
     if (proof.interactionUid !== binding || proof.subject.kind !== 'email') return { ok: false, reason: 'wrong_proof' };

@@ -5,7 +5,11 @@ import type { Account } from '../accounts/account-store.js';
 import { parseEmailAddress } from '../accounts/email-address.js';
 import { PasskeyStore } from '../accounts/passkey-store.js';
 import { maskPhone, parsePhoneNumber } from '../accounts/phone-number.js';
+import { isUuid } from '../accounts/account-store.js';
 import { AccountSettings, type SettingsChange } from '../flows/account-settings.js';
+import { linkFromAccountPage, type UpstreamDeps } from '../flows/upstream.js';
+import { isUpstreamProviderName, UpstreamError } from '../upstream/index.js';
+import { PROVIDER_NAMES, upstreamRedirectUri } from './upstream-routes.js';
 import type { RequestFacts } from '../flows/login.js';
 import { parseCode } from '../methods/one-time-code.js';
 import type { CodeStart } from '../methods/one-time-code-method.js';
@@ -23,6 +27,7 @@ import { formBody, page, type PageState } from './page.js';
 const NOTICES = new Set([
   'email_added', 'email_removed', 'email_primary', 'phone_added', 'phone_removed', 'passkey_added', 'passkey_removed',
   'passkey_renamed', 'grant_revoked', 'last_method', 'not_found', 'already_registered', 'wrong_proof',
+  'upstream_linked', 'upstream_unlinked', 'already_linked', 'provider_already_linked',
 ]);
 
 interface Signed { session: AccountSession; account: Account }
@@ -33,12 +38,19 @@ interface Signed { session: AccountSession; account: Account }
  * within the last 10 minutes (otherwise the person signs in again first).
  */
 export function accountRoutes(services: Services): Router {
-  const { host, accounts, config, verifyEmail, verifyPhone, db, log, mailer } = services;
+  const { host, accounts, config, verifyEmail, verifyPhone, db, log, mailer, identities, upstream, proofs, upstreamCipher } = services;
   const passkeys = new PasskeyStore(db.pool);
   const settings = new AccountSettings({
     pool: db.pool, accounts, mailer, log,
     passkeys: { remove: (tx, accountId, id) => passkeys.delete(accountId, id, tx) },
+    upstream: {
+      unlink: async (tx, accountId, id) => {
+        const removed = isUuid(id) ? await identities.unlink(accountId, id, tx) : undefined;
+        return removed && { provider: removed.identity.provider, refreshToken: removed.refreshToken };
+      },
+    },
   });
+  const upstreamDeps: UpstreamDeps = { pool: db.pool, accounts, identities, proofs, cipher: upstreamCipher };
   const router = new Router({ prefix: '/account' });
   router.use(formBody(), requireCsrf());
 
@@ -100,11 +112,12 @@ export function accountRoutes(services: Services): Router {
     const me = await signedIn(ctx);
     if (!me) return;
     const { account, session } = me;
-    const [keys, grants, events, methodCount] = await Promise.all([
+    const [keys, grants, events, methodCount, linked] = await Promise.all([
       passkeys.listForAccount(account.id),
       listGrantsOfAccount(db.pool, account.id),
       accounts.listAuditEvents({ accountId: account.id, limit: 15 }),
       accounts.countSignInMethods(account.id),
+      identities.listForAccount(account.id),
     ]);
     const clientNames = new Map<string, string>();
     for (const g of grants) {
@@ -117,14 +130,54 @@ export function accountRoutes(services: Services): Router {
       emails: account.emails.filter((e) => e.verifiedAt).map((e) => ({ address: e.address, key: e.key, isPrimary: e.isPrimary })),
       phones: account.phones.filter((p) => p.verifiedAt).map((p) => ({ phone: p.phone, masked: maskPhone(p.phone) })),
       passkeys: keys,
+      identities: linked.map((i) => ({ id: i.id, providerName: PROVIDER_NAMES[i.provider], email: i.isPrivateEmail ? '' : i.email, createdAt: i.createdAt })),
+      linkable: upstream.enabledProviders().filter((p) => !linked.some((i) => i.provider === p)).map((p) => ({ id: p, name: PROVIDER_NAMES[p] })),
       grants: grants.filter((g) => g.clientId !== ACCOUNT_APP_CLIENT_ID).map((g) => ({ ...g, clientName: clientNames.get(g.clientId) ?? g.clientId })),
       events: events.map((e) => ({ type: e.type, at: e.createdAt.toISOString().replace('T', ' ').slice(0, 16), ip: e.ip ?? '' })),
       onlyOneMethod: methodCount <= 1,
       recent: signedInRecently(session),
       smsAvailable: Boolean(verifyPhone),
       notice,
-      noticeIsError: notice ? ['last_method', 'not_found', 'already_registered', 'wrong_proof'].includes(notice) : false,
+      noticeIsError: notice ? ['last_method', 'not_found', 'already_registered', 'wrong_proof', 'already_linked', 'provider_already_linked'].includes(notice) : false,
     });
+  });
+
+  // Linking Google or Apple from here: off to the provider, and back through /account/providers/continue,
+  // where only this account-page session can pick the answer up (src/http/upstream-routes.ts parks it).
+  router.post('/providers/:provider/link', async (ctx) => {
+    const me = await signedIn(ctx, { recent: true });
+    if (!me) return;
+    const provider = ctx.params.provider;
+    if (!isUpstreamProviderName(provider) || !upstream.isEnabled(provider)) return seeOther(ctx, '/account?notice=not_found');
+    try {
+      const { authorizationUrl } = await upstream.begin({
+        provider, interactionUid: accountBinding(me.session), redirectUri: upstreamRedirectUri(config.issuer, provider),
+        purpose: 'account_link', expectedAccountId: me.account.id, prompt: provider === 'google' ? 'select_account' : undefined,
+      });
+      seeOther(ctx, authorizationUrl);
+    } catch (err) {
+      if (!(err instanceof UpstreamError)) throw err;
+      ctx.status = 502;
+      page(ctx, services, 'upstream-error', { providerName: PROVIDER_NAMES[provider], messageKey: `upstream.error.${err.reason === 'timeout' ? 'timeout' : 'unavailable'}` });
+    }
+  });
+
+  router.get('/providers/continue', async (ctx) => {
+    const me = await signedIn(ctx);
+    if (!me) return;
+    const outcome = await linkFromAccountPage(upstreamDeps, accountBinding(me.session), me.account.id);
+    if (!outcome.ok) return seeOther(ctx, `/account?notice=${outcome.reason}`);
+    await settings.announce(me.account, 'upstream_linked', { provider: outcome.identity.provider }, facts(ctx), ctx.state.locale);
+    seeOther(ctx, '/account?notice=upstream_linked');
+  });
+
+  router.post('/providers/:id/unlink', async (ctx) => {
+    const me = await signedIn(ctx, { recent: true });
+    if (!me) return;
+    const outcome = await settings.unlinkUpstream(me.account, ctx.params.id as string, facts(ctx), ctx.state.locale, async (provider, refreshToken) => {
+      if (provider === 'apple' && upstream.isEnabled('apple')) await upstream.revokeAppleToken(refreshToken);
+    });
+    after(ctx, outcome, 'upstream_unlinked');
   });
 
   // Adding an email: a code to the new address, bound to this account-page session.

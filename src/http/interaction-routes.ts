@@ -1,6 +1,6 @@
 import Router from '@koa/router';
 import type { Context } from 'koa';
-import { errors, type InteractionResults } from 'oidc-provider';
+import { errors } from 'oidc-provider';
 import { parseEmailAddress } from '../accounts/email-address.js';
 import { maskPhone, parsePhoneNumber } from '../accounts/phone-number.js';
 import type { CodeVerification } from '../methods/one-time-code-method.js';
@@ -10,18 +10,8 @@ import { grantConsent, describeConsent } from '../flows/consent.js';
 import { parseCode } from '../methods/one-time-code.js';
 import type { Services } from '../services.js';
 import { requireCsrf } from './csrf.js';
-import { applyUiLocales } from './locale.js';
+import { interactionSession, StaleInteraction, type Interaction } from './interaction-session.js';
 import { formBody, page, type PageState } from './page.js';
-
-type Interaction = Awaited<ReturnType<Services['host']['current']['interactionDetails']>>;
-
-class StaleInteraction extends Error {
-  readonly status = 400;
-  constructor() {
-    super('this sign-in page belongs to another sign-in attempt');
-    this.name = 'StaleInteraction';
-  }
-}
 
 /**
  * Tsunagi's screens inside an oidc-provider interaction: login by email code, signup confirmation,
@@ -32,34 +22,14 @@ export function interactionRoutes(services: Services): Router {
   const router = new Router({ prefix: '/interaction/:uid' });
   router.use(formBody(), requireCsrf());
 
-  const load = async (ctx: Context): Promise<Interaction> => {
-    const details = await host.current.interactionDetails(ctx.req, ctx.res);
-    if (details.uid !== ctx.params.uid) throw new StaleInteraction();
-    applyUiLocales(ctx, details.params.ui_locales);
-    return details;
-  };
-  const facts = (ctx: Context, details: Interaction): RequestFacts => ({
-    ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined, clientId: details.params.client_id as string | undefined,
-  });
-  const finish = async (ctx: Context, result: InteractionResults, merge = false) => {
-    const returnTo = await host.current.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: merge });
-    ctx.redirect(returnTo);
-    ctx.status = 303;
-  };
-  const seeOther = (ctx: Context, path: string) => {
-    ctx.redirect(`/interaction/${encodeURIComponent(ctx.params.uid ?? '')}${path}`);
-    ctx.status = 303;
-  };
-  const clientName = async (details: Interaction): Promise<string> => {
-    const client = await host.current.Client.find(details.params.client_id as string);
-    return (client?.clientName as string | undefined) ?? (details.params.client_id as string);
-  };
+  const { load, finish, seeOther, clientName, facts } = interactionSession(services);
   const renderLogin = async (ctx: Context, details: Interaction, state: PageState = {}) => {
     page(ctx, services, 'login', {
       uid: details.uid,
       clientName: await clientName(details),
       email: state.email ?? (typeof details.params.login_hint === 'string' ? details.params.login_hint : ''),
       smsAvailable: Boolean(smsOtp),
+      providers: services.upstream.enabledProviders(),
       ...state,
     });
   };
@@ -259,7 +229,7 @@ export function interactionRoutes(services: Services): Router {
  * Marks an interaction result whose sign-in created the account just now: only then do the passkey
  * offer page and its registration ceremony (src/http/passkey-routes.ts) act for that account.
  */
-const passkeyOfferMarker = { tsunagi: { passkeyOffer: true } } as const;
+export const passkeyOfferMarker = { tsunagi: { passkeyOffer: true } } as const;
 
 /** The account a finished signup in this interaction may add a passkey to, if any. */
 export function passkeyOfferAccountId(details: { result?: unknown }): string | undefined {

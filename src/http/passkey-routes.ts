@@ -4,6 +4,7 @@ import type { Context, Next } from 'koa';
 import { errors } from 'oidc-provider';
 import { AccountSettings } from '../flows/account-settings.js';
 import { completeSignIn, type RequestFacts } from '../flows/login.js';
+import { completeLink, pendingUpstream, type UpstreamDeps } from '../flows/upstream.js';
 import { translator } from '../i18n/index.js';
 import type { RateLimitRule } from '../limits/rate-limiter.js';
 import { hitAll } from '../limits/rate-limiter.js';
@@ -19,7 +20,7 @@ type Interaction = Awaited<ReturnType<Services['host']['current']['interactionDe
 /** Why a passkey request was refused: the JSON `error`; `message` is its text in the person's language. */
 export type PasskeyRefusal =
   | PasskeyFailure
-  | 'csrf' | 'session_expired' | 'stale_interaction' | 'not_signed_in' | 'reauth_required' | 'rate_limited' | 'unknown_account';
+  | 'csrf' | 'session_expired' | 'stale_interaction' | 'not_signed_in' | 'reauth_required' | 'rate_limited' | 'unknown_account' | 'wrong_account';
 
 /** Each options request stores a challenge: a generous cap per IP keeps anyone from filling the table. */
 export const PASSKEY_OPTIONS_LIMIT: RateLimitRule = { name: 'passkey-options:ip', limit: 120, windowSeconds: 15 * 60 };
@@ -32,6 +33,7 @@ export const PASSKEY_OPTIONS_LIMIT: RateLimitRule = { name: 'passkey-options:ip'
 export function passkeyRoutes(services: Services): Router {
   const { host, accounts, passkeys, metrics, limiter, db, mailer, log } = services;
   const settings = new AccountSettings({ pool: db.pool, accounts, mailer, log });
+  const upstreamDeps: UpstreamDeps = { pool: db.pool, accounts, identities: services.identities, proofs: services.proofs, cipher: services.upstreamCipher };
   const router = new Router();
 
   const refuse = (ctx: Context, status: number, reason: PasskeyRefusal, extra: Record<string, unknown> = {}) => {
@@ -120,6 +122,27 @@ export function passkeyRoutes(services: Services): Router {
     const facts: RequestFacts = { ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined, clientId: fresh.details.params.client_id as string | undefined };
     await settings.announce(fresh.account, 'passkey_added', { credential: added.passkey.id, name, synced: added.passkey.deviceType === 'multiDevice', afterSignup: true }, facts, locale);
     ctx.body = { redirectTo: fresh.details.returnTo };
+  });
+
+  // The link offer (src/http/upstream-routes.ts): a passkey of the very account the upstream identity
+  // would be linked to proves owning it; a passkey of any other account is refused and links nothing.
+  router.post('/interaction/:uid/link/passkey/verify', guard, json, async (ctx) => {
+    const details = await interaction(ctx);
+    if (!details) return;
+    const waiting = await pendingUpstream(upstreamDeps, details.uid, 'upstream_link');
+    if (!waiting?.linkToAccountId) return refuse(ctx, 400, 'stale_interaction');
+    const response = parseAuthenticationResponse(body(ctx).response);
+    if (!response) return refuse(ctx, 400, 'invalid_response');
+    const verified = await passkeys.verifyAuthentication(details.uid, response);
+    if (!verified.ok) return refuse(ctx, failureStatus(verified.reason), verified.reason);
+    const { proof } = verified;
+    if (proof.subject.kind !== 'account' || proof.subject.accountId !== waiting.linkToAccountId) return refuse(ctx, 400, 'wrong_account');
+    const facts: RequestFacts = { ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined, clientId: details.params.client_id as string | undefined };
+    const linked = await completeLink(upstreamDeps, details.uid, proof, facts);
+    if (!linked.ok) return refuse(ctx, 400, 'stale_interaction');
+    const result = await completeSignIn({ accounts }, linked.account, linked.proof, facts);
+    metrics.signIns.inc({ method: 'upstream' });
+    ctx.body = { redirectTo: await host.current.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false }) };
   });
 
   /** The account-page session allowed to add a passkey now, or a refusal telling the page where to sign in. */

@@ -6,7 +6,25 @@ export type MethodName = 'email_otp' | 'sms_otp' | 'passkey' | 'upstream';
 export type ProofSubject =
   | { kind: 'email'; address: string; key: string }
   | { kind: 'phone'; phone: string }
-  | { kind: 'account'; accountId: string };
+  | { kind: 'account'; accountId: string }
+  /** A Google/Apple sign-in not (yet) linked to an account: what it said, waiting for link or signup. */
+  | { kind: 'upstream'; identity: ParkedUpstreamIdentity; linkToAccountId?: string };
+
+/**
+ * An upstream identity as parked between requests of one interaction (JSON). The Apple refresh token
+ * is sealed (AES-GCM) rather than kept in clear while it waits.
+ */
+export interface ParkedUpstreamIdentity {
+  provider: 'google' | 'apple';
+  issuer: string;
+  subject: string;
+  email?: string;
+  emailVerified: boolean;
+  emailTrustedForRegistration: boolean;
+  isPrivateRelay: boolean;
+  name?: string;
+  sealedRefreshToken?: string;
+}
 
 export interface Proof {
   interactionUid: string;

@@ -76,6 +76,7 @@
     var autofillTries = 0;
     var autofill = function () {
       var pkc = window.PublicKeyCredential;
+      if (login.hasAttribute('data-no-autofill')) return; // no username field here (e.g. the link page)
       if (!pkc || typeof pkc.isConditionalMediationAvailable !== 'function' || autofillTries >= 3) return;
       autofillTries += 1;
       pkc.isConditionalMediationAvailable().then(function (available) {

@@ -1,0 +1,357 @@
+import * as oidc from 'openid-client';
+import type { RunningServer } from '../../src/server.js';
+import { FakeApple } from '../fakes/apple.js';
+import { FakeGoogle } from '../fakes/google.js';
+import { SmtpSink, codeFrom } from '../fakes/smtp-sink.js';
+import { Browser, csrfOf, formAction } from '../support/browserless.js';
+import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
+import { authorizationRequest, discover, signInWithEmail, type AuthRequest } from './support.js';
+
+const REDIRECT = 'http://127.0.0.1:9/cb';
+type Page = { res: Response; body: string; url: string };
+const isCallback = (u: string) => u.startsWith(REDIRECT);
+const uniqueSub = () => `${Date.now()}${Math.floor(Math.random() * 1e9)}`;
+
+// Sign-in with Google and Apple against local emulators (real HTTP, real signed ID tokens), through
+// every branch of the decision in src/flows/upstream.ts: linked, email match -> link with proof,
+// signup confirmation, private relay + require_email, and the failures that must change nothing.
+describe(`federation with Google and Apple (${describeBackends()})`, () => {
+  let server: RunningServer;
+  let sink: SmtpSink;
+  let google: FakeGoogle;
+  let apple: FakeApple;
+  let issuer: string;
+  let client: oidc.Configuration;
+  let needsEmail: oidc.Configuration;
+
+  beforeAll(async () => {
+    sink = new SmtpSink();
+    google = await new FakeGoogle().start();
+    apple = await new FakeApple().start();
+    server = await startTestServer({ SMTP_URL: await sink.start(), ...google.env(), ...apple.env() });
+    issuer = server.services.config.issuer;
+    const a = await server.services.clients.add({ client_name: 'Shop', redirect_uris: [REDIRECT], first_party: true });
+    client = await discover(server, a.client_id as string, a.client_secret as string);
+    const b = await server.services.clients.add({ client_name: 'Mailer', redirect_uris: [REDIRECT], first_party: true, require_email: true });
+    needsEmail = await discover(server, b.client_id as string, b.client_secret as string);
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    await sink?.close();
+    await google?.close();
+    await apple?.close();
+  });
+
+  const at = (page: Page, contains: string) => new URL(formAction(page.body, contains), issuer).href;
+
+  /** Opens the login page of a new authorization request and presses "Continue with <provider>". */
+  async function startUpstream(browser: Browser, provider: 'google' | 'apple', config = client, params: Record<string, string> = {}) {
+    const req = await authorizationRequest(config, REDIRECT, { scope: 'openid email profile', ...params });
+    const login = await browser.follow(req.url.href);
+    expect(login.body).toContain(`/upstream/${provider}"`);
+    const page = await browser.follow(at(login, `/upstream/${provider}`), { form: { _csrf: csrfOf(login.body) } }, isCallback);
+    return { req, page: provider === 'apple' ? await postApple(browser, page) : page };
+  }
+
+  /** Apple answers with an HTML form that posts back cross-site: submit it as the browser would. */
+  async function postApple(browser: Browser, page: Page): Promise<Page> {
+    const action = /<form method="post" action="([^"]+)"/.exec(page.body)?.[1]?.replace(/&amp;/g, '&');
+    if (!action) return page;
+    const form = Object.fromEntries([...page.body.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)]
+      .map((m) => [m[1] as string, (m[2] as string).replace(/&quot;/g, '"').replace(/&amp;/g, '&')]));
+    return browser.follow(action, { form }, isCallback);
+  }
+
+  async function tokens(config: oidc.Configuration, req: AuthRequest, page: Page) {
+    if (!isCallback(page.url)) throw new Error(`not back at the client: ${page.res.status} ${page.url}: ${page.body.slice(0, 400)}`);
+    return oidc.authorizationCodeGrant(config, new URL(page.url), { pkceCodeVerifier: req.verifier, expectedState: req.state, expectedNonce: req.nonce });
+  }
+
+  /** Confirms the signup screen and skips the passkey offer. */
+  async function confirmSignup(browser: Browser, page: Page): Promise<Page> {
+    expect(page.url).toMatch(/\/upstream-signup$/);
+    let next = await browser.follow(at(page, '/upstream-signup'), { form: { _csrf: csrfOf(page.body) } }, isCallback);
+    if (next.body.includes('/passkey/register/options')) {
+      const skip = /<a class="button secondary" href="([^"]+)"/.exec(next.body)?.[1] as string;
+      next = await browser.follow(new URL(skip.replace(/&amp;/g, '&'), issuer).href, {}, isCallback);
+    }
+    return next;
+  }
+
+  const accountCount = () => server.services.accounts.countAccounts();
+  const identityOf = (iss: string, sub: string) => server.services.identities.findByIssuerSubject(iss, sub);
+
+  /** An account made the ordinary way: an email code and a signup confirmation. */
+  async function emailAccount(email: string) {
+    const req = await authorizationRequest(client, REDIRECT, { scope: 'openid email' });
+    const { callback } = await signInWithEmail(new Browser(), issuer, req.url, REDIRECT, email, sink);
+    const t = await oidc.authorizationCodeGrant(client, callback, { pkceCodeVerifier: req.verifier, expectedState: req.state, expectedNonce: req.nonce });
+    const account = await server.services.accounts.findAccountByVerifiedEmail({ address: email, key: email });
+    if (!account) throw new Error('no account');
+    return { account, sub: t.claims()?.sub as string };
+  }
+
+  it('signs up a new Google user after the confirmation screen, then signs the linked identity straight in', async () => {
+    const sub = uniqueSub();
+    const email = `g${sub}@gmail.com`;
+    const before = await accountCount();
+    google.nextUser({ sub, email, email_verified: true, name: 'Hana Sato' });
+    const browser = new Browser();
+    const { req, page } = await startUpstream(browser, 'google');
+    expect(page.body).toContain(email);
+    expect(page.body).toContain('Hana Sato');
+    expect(await accountCount()).toBe(before); // nothing exists before the confirmation
+    const sent = google.authorizeRequests.at(-1)?.query;
+    expect(sent).toMatchObject({ response_type: 'code', code_challenge_method: 'S256', scope: expect.stringContaining('openid') });
+    expect(sent?.nonce).toBeTruthy();
+    expect(sent?.state).toBeTruthy();
+
+    const first = await tokens(client, req, await confirmSignup(browser, page));
+    expect(first.claims()).toMatchObject({ email, email_verified: true, amr: ['fed'] });
+    expect(await accountCount()).toBe(before + 1);
+    const identity = await identityOf(google.issuer, sub);
+    expect(identity?.accountId).toBe(first.claims()?.sub);
+
+    // Linked: straight in, no screens, and what Google says now is stored.
+    google.nextUser({ sub, email, email_verified: true, name: 'Hana Sato-Ito' });
+    const again = await startUpstream(new Browser(), 'google');
+    const second = await tokens(client, again.req, again.page);
+    expect(second.claims()?.sub).toBe(first.claims()?.sub);
+    expect(second.claims()?.amr).toEqual(['fed']);
+    expect((await identityOf(google.issuer, sub))?.name).toBe('Hana Sato-Ito');
+    expect(await accountCount()).toBe(before + 1);
+  });
+
+  it('offers to link when a verified Google email matches an account, and links only after an email code for that account', async () => {
+    const email = `link${uniqueSub()}@gmail.com`;
+    const { account, sub: accountSub } = await emailAccount(email);
+    const before = await accountCount();
+    const googleSub = uniqueSub();
+    google.nextUser({ sub: googleSub, email, email_verified: true });
+    const browser = new Browser();
+    const { req, page } = await startUpstream(browser, 'google');
+    expect(page.url).toMatch(/\/link$/);
+    expect(page.body).toContain(`l•••@gmail.com`); // the account's address, masked
+    expect(await identityOf(google.issuer, googleSub)).toBeUndefined();
+
+    const codePage = await browser.follow(at(page, '/link/email'), { form: { _csrf: csrfOf(page.body), key: email } });
+    expect(codePage.body).toContain('autocomplete="one-time-code"');
+    const mail = await sink.nextMailTo(email);
+    // A wrong code links nothing.
+    const wrong = codeFrom(mail) === '000000' ? '111111' : '000000';
+    const refused = await browser.follow(at(codePage, '/link/code'), { form: { _csrf: csrfOf(codePage.body), code: wrong } });
+    expect(refused.res.status).toBe(400);
+    expect(await identityOf(google.issuer, googleSub)).toBeUndefined();
+
+    const done = await browser.follow(at(refused, '/link/code'), { form: { _csrf: csrfOf(refused.body), code: codeFrom(mail) } }, isCallback);
+    const t = await tokens(client, req, done);
+    expect(t.claims()?.sub).toBe(accountSub);
+    expect(t.claims()?.amr).toEqual(['fed', 'otp']);
+    expect((await identityOf(google.issuer, googleSub))?.accountId).toBe(account.id);
+    expect(await accountCount()).toBe(before);
+    const audit = await server.services.accounts.listAuditEvents({ accountId: account.id, type: 'upstream_linked' });
+    expect(audit[0]?.data).toMatchObject({ provider: 'google', proof: 'email_otp' });
+  });
+
+  it('declining the link creates nothing, links nothing, and goes back to the login page', async () => {
+    const email = `decline${uniqueSub()}@gmail.com`;
+    await emailAccount(email);
+    const before = await accountCount();
+    const googleSub = uniqueSub();
+    google.nextUser({ sub: googleSub, email, email_verified: true });
+    const browser = new Browser();
+    const { page } = await startUpstream(browser, 'google');
+    const back = await browser.follow(at(page, '/link/decline'), { form: { _csrf: csrfOf(page.body) } });
+    expect(back.body).toContain('name="email" type="email"');
+    expect(await identityOf(google.issuer, googleSub)).toBeUndefined();
+    expect(await accountCount()).toBe(before);
+    // The declined decision is gone: its page no longer opens.
+    const link = await browser.follow(`${back.url.replace(/\/?$/, '')}/link`);
+    expect(link.body).not.toContain('/link/email');
+  });
+
+  it('never matches on an email Google does not vouch for (no gmail, no hd): a separate signup without that email', async () => {
+    const email = uniqueEmail('workspace-less');
+    const { account } = await emailAccount(email);
+    const googleSub = uniqueSub();
+    google.nextUser({ sub: googleSub, email, email_verified: true });
+    const browser = new Browser();
+    const { req, page } = await startUpstream(browser, 'google');
+    expect(page.url).toMatch(/\/upstream-signup$/);
+    expect(page.body).toContain('did not confirm this address');
+    const t = await tokens(client, req, await confirmSignup(browser, page));
+    expect(t.claims()?.sub).not.toBe(account.id);
+    expect(t.claims()?.email).toBeUndefined();
+    const created = await server.services.accounts.findAccountById(t.claims()?.sub as string);
+    expect(created?.emails).toEqual([]);
+  });
+
+  it('matches a Google Workspace address (hd present) and offers linking', async () => {
+    const email = uniqueEmail('workspace');
+    await emailAccount(email);
+    google.nextUser({ sub: uniqueSub(), email, email_verified: 'true', hd: 'example.test' });
+    const { page } = await startUpstream(new Browser(), 'google');
+    expect(page.url).toMatch(/\/link$/);
+  });
+
+  it('never registers an Apple relay address, and asks for a real email when the client requires one', async () => {
+    const appleSub = `001234.${uniqueSub()}.0999`;
+    const relay = `${uniqueSub()}@privaterelay.appleid.com`;
+    apple.nextUser({ sub: appleSub, email: relay, email_verified: 'true', is_private_email: 'true', name: 'Ren Kato' });
+    const browser = new Browser();
+    const { req, page } = await startUpstream(browser, 'apple', needsEmail);
+    expect(page.url).toMatch(/\/upstream-signup$/);
+    expect(page.body).toContain('private relay address');
+    expect(page.body).toContain('Ren Kato'); // Apple's `user` JSON of the first authorization
+    let next = await confirmSignup(browser, page);
+    expect(next.url).toMatch(/\/require-email$/);
+    const mine = uniqueEmail('apple-real');
+    next = await browser.follow(at(next, '/require-email'), { form: { _csrf: csrfOf(next.body), email: mine } });
+    expect(next.body).toContain('autocomplete="one-time-code"');
+    next = await browser.follow(at(next, '/require-email/code'), { form: { _csrf: csrfOf(next.body), code: codeFrom(await sink.nextMailTo(mine)) } }, isCallback);
+    const t = await tokens(needsEmail, req, next);
+    expect(t.claims()).toMatchObject({ email: mine, email_verified: true, name: 'Ren Kato' });
+    const identity = await identityOf(apple.issuer, appleSub);
+    expect(identity).toMatchObject({ isPrivateEmail: true, email: relay, hasRefreshToken: true });
+    const account = await server.services.accounts.findAccountById(identity?.accountId as string);
+    expect(account?.emails.map((e) => e.address)).toEqual([mine]);
+  });
+
+  it('refuses a required email that belongs to another account, and links nothing to it', async () => {
+    const taken = uniqueEmail('taken');
+    const { account: other } = await emailAccount(taken);
+    apple.nextUser({ sub: `001.${uniqueSub()}`, email: `${uniqueSub()}@privaterelay.appleid.com`, email_verified: true, is_private_email: true });
+    const browser = new Browser();
+    const { page } = await startUpstream(browser, 'apple', needsEmail);
+    const ask = await confirmSignup(browser, page);
+    const refused = await browser.follow(at(ask, '/require-email'), { form: { _csrf: csrfOf(ask.body), email: taken } });
+    expect(refused.res.status).toBe(409);
+    expect(refused.body).toContain('belongs to another Tsunagi account');
+    expect((await server.services.identities.listForAccount(other.id))).toEqual([]);
+  });
+
+  it('links Apple to an account through its linked Google identity, sent with login_hint, and refuses another Google account', async () => {
+    const email = `both${uniqueSub()}@gmail.com`;
+    const googleSub = uniqueSub();
+    google.nextUser({ sub: googleSub, email, email_verified: true });
+    const g = new Browser();
+    const first = await startUpstream(g, 'google');
+    const owner = await tokens(client, first.req, await confirmSignup(g, first.page));
+
+    // Apple with the same (non-relay, verified) email: the link page offers Google.
+    const appleSub = `001.${uniqueSub()}`;
+    apple.nextUser({ sub: appleSub, email, email_verified: 'true', is_private_email: 'false' });
+    const browser = new Browser();
+    const { req, page } = await startUpstream(browser, 'apple');
+    expect(page.url).toMatch(/\/link$/);
+    expect(page.body).toContain('/link/upstream/google');
+
+    // Someone else's Google account: refused, nothing linked.
+    google.nextUser({ sub: uniqueSub(), email: `other${uniqueSub()}@gmail.com`, email_verified: true });
+    const wrong = await browser.follow(at(page, '/link/upstream/google'), { form: { _csrf: csrfOf(page.body) } }, isCallback);
+    expect(wrong.res.status).toBe(400);
+    expect(wrong.body).toContain('not the Google account linked');
+    expect(await identityOf(apple.issuer, appleSub)).toBeUndefined();
+    expect(google.authorizeRequests.at(-1)?.query.login_hint).toBe(googleSub);
+
+    // The linked one (picked by login_hint, as Google does): linked and signed in.
+    google.addUser({ sub: googleSub, email, email_verified: true });
+    const linkPage = await browser.follow(`${new URL(page.url).origin}${new URL(page.url).pathname}`);
+    const done = await browser.follow(at(linkPage, '/link/upstream/google'), { form: { _csrf: csrfOf(linkPage.body) } }, isCallback);
+    const t = await tokens(client, req, done);
+    expect(t.claims()?.sub).toBe(owner.claims()?.sub);
+    expect((await identityOf(apple.issuer, appleSub))?.accountId).toBe(owner.claims()?.sub);
+  });
+
+  it('turns upstream failures into a readable page and changes nothing', async () => {
+    const before = await accountCount();
+    // The person cancels at Google.
+    google.failNextAuthorize.push('access_denied');
+    let r = await startUpstream(new Browser(), 'google');
+    expect(r.page.res.status).toBe(400);
+    expect(r.page.body).toContain('cancelled at Google');
+    expect(r.page.body).toContain('/interaction/');
+
+    // An ID token for another audience, then one with a bad signature, then alg none.
+    for (const tamper of [{ aud: 'someone-else' }, { badSignature: true }, { algNone: true }, { nonce: 'not-the-nonce' }, { shiftSeconds: -7200 }]) {
+      google.nextUser({ sub: uniqueSub(), email: `t${uniqueSub()}@gmail.com`, email_verified: true });
+      google.tamperNextIdToken.push(tamper);
+      r = await startUpstream(new Browser(), 'google');
+      expect(r.page.res.status).toBe(400);
+      expect(r.page.body).toContain('could not be verified');
+    }
+
+    // Google down: a 503 from the token endpoint.
+    google.nextUser({ sub: uniqueSub(), email: `d${uniqueSub()}@gmail.com`, email_verified: true });
+    google.failNextToken.push({ status: 503 });
+    r = await startUpstream(new Browser(), 'google');
+    expect(r.page.res.status).toBe(502);
+    expect(r.page.body).toContain('could not be reached');
+    expect(await accountCount()).toBe(before);
+  });
+
+  it('refuses a replayed callback and a callback carried to another browser (login CSRF)', async () => {
+    const sub = uniqueSub();
+    google.nextUser({ sub, email: `r${sub}@gmail.com`, email_verified: true });
+    const attacker = new Browser();
+    const req = await authorizationRequest(client, REDIRECT, { scope: 'openid email' });
+    const login = await attacker.follow(req.url.href);
+    const toGoogle = await attacker.request(at(login, '/upstream/google'), { form: { _csrf: csrfOf(login.body) } });
+    const answer = await attacker.request(toGoogle.res.headers.get('location') as string);
+    const callbackUrl = answer.res.headers.get('location') as string;
+    expect(callbackUrl).toContain('/upstream/google/callback?');
+
+    // The victim's browser opens the attacker's callback: it leads only to the attacker's interaction.
+    const victim = new Browser();
+    const landed = await victim.follow(callbackUrl);
+    expect(landed.res.status).toBeGreaterThanOrEqual(400);
+    expect(landed.body).not.toContain('/upstream-signup"');
+
+    // And the same callback again is a replay.
+    const replay = await attacker.follow(callbackUrl);
+    expect(replay.res.status).toBe(400);
+    expect(replay.body).toContain('already used');
+  });
+
+  it('links and unlinks Apple from the account page, revoking Apple\'s token, and keeps the last method', async () => {
+    // An account that only has Google.
+    const gsub = uniqueSub();
+    google.nextUser({ sub: gsub, email: `only${gsub}@example.test`, email_verified: true }); // not vouched: no email registered
+    const browser = new Browser();
+    const first = await startUpstream(browser, 'google');
+    const t = await tokens(client, first.req, await confirmSignup(browser, first.page));
+    const accountId = t.claims()?.sub as string;
+
+    // The account page, signed in through the same Tsunagi session.
+    let account = await browser.follow(`${issuer}/account`);
+    expect(account.url).toBe(`${issuer}/account`);
+    expect(account.body).toContain('Link Apple');
+    const googleIdentity = await identityOf(google.issuer, gsub);
+    expect(account.body).toMatch(new RegExp(`/account/providers/${googleIdentity?.id}/unlink"[^>]*><input[^>]*><button[^>]*disabled`));
+
+    // Unlinking the only method is refused.
+    const refused = await browser.follow(`${issuer}/account/providers/${googleIdentity?.id}/unlink`, { form: { _csrf: csrfOf(account.body) } });
+    expect(refused.url).toContain('notice=last_method');
+    expect(await identityOf(google.issuer, gsub)).toBeDefined();
+
+    // Link Apple from the account page.
+    const appleSub = `001.${uniqueSub()}`;
+    apple.nextUser({ sub: appleSub, email: `${uniqueSub()}@privaterelay.appleid.com`, email_verified: true, is_private_email: true });
+    account = await browser.follow(`${issuer}/account`);
+    const toApple = await browser.follow(at(account, '/providers/apple/link'), { form: { _csrf: csrfOf(account.body) } });
+    const back = await postApple(browser, toApple);
+    expect(back.url).toContain('notice=upstream_linked');
+    expect((await identityOf(apple.issuer, appleSub))?.accountId).toBe(accountId);
+    expect(await server.services.accounts.countSignInMethods(accountId)).toBe(2);
+
+    // Unlink Apple: Apple is asked to revoke the stored refresh token.
+    const appleIdentity = await identityOf(apple.issuer, appleSub);
+    account = await browser.follow(`${issuer}/account`);
+    const revokedBefore = apple.revokedTokens.length;
+    const unlinked = await browser.follow(`${issuer}/account/providers/${appleIdentity?.id}/unlink`, { form: { _csrf: csrfOf(account.body) } });
+    expect(unlinked.url).toContain('notice=upstream_unlinked');
+    expect(await identityOf(apple.issuer, appleSub)).toBeUndefined();
+    expect(apple.revokedTokens.length).toBe(revokedBefore + 1);
+  });
+});
