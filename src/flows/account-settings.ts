@@ -13,7 +13,7 @@ export type SettingsChange =
 
 /** What changed, for the audit log and the notification mail (message keys mail.notify.<kind>.*). */
 export type ChangeKind = 'email_added' | 'email_removed' | 'email_primary' | 'phone_added' | 'phone_removed' | 'passkey_added' | 'passkey_removed' | 'grant_revoked'
-  | 'upstream_linked' | 'upstream_unlinked';
+  | 'upstream_linked' | 'upstream_unlinked' | 'signup';
 
 export interface PasskeyRemoval { remove(tx: pg.PoolClient, accountId: string, credentialId: string): Promise<boolean> }
 
@@ -142,7 +142,7 @@ export class AccountSettings {
   }
 
   // A notification that fails to send does not undo the change; it is logged.
-  private async notify(account: Account, kind: ChangeKind, locale: Locale): Promise<void> {
+  async notify(account: Account, kind: ChangeKind, locale: Locale): Promise<void> {
     const fresh = (await this.deps.accounts.findAccountById(account.id)) ?? account;
     const to = fresh.emails.find((e) => e.isPrimary && e.verifiedAt)?.address;
     if (!to) return;

@@ -9,6 +9,7 @@ import { cancelSignup, confirmSignup } from '../flows/signup.js';
 import { grantConsent, describeConsent } from '../flows/consent.js';
 import { parseCode } from '../methods/one-time-code.js';
 import type { Services } from '../services.js';
+import { isUpstreamProviderName } from '../upstream/index.js';
 import { requireCsrf } from './csrf.js';
 import { interactionSession, StaleInteraction, type Interaction } from './interaction-session.js';
 import { formBody, page, type PageState } from './page.js';
@@ -36,6 +37,12 @@ export function interactionRoutes(services: Services): Router {
 
   router.get('/', async (ctx) => {
     const details = await load(ctx);
+    const hint = details.params.idp_hint;
+    // A relying party's idp_hint goes straight to that provider, once: coming back here after a
+    // failure (?choose=1) shows every way to sign in instead of looping.
+    if (details.prompt.name === 'login' && ctx.query.choose === undefined && isUpstreamProviderName(hint) && services.upstream.isEnabled(hint)) {
+      return seeOther(ctx, `/upstream/${hint}/hinted`);
+    }
     if (details.prompt.name === 'login') return renderLogin(ctx, details);
     if (details.prompt.name === 'consent') {
       return page(ctx, services, 'consent', { uid: details.uid, clientName: await clientName(details), ...describeConsent(details) });

@@ -140,6 +140,7 @@ export function passkeyRoutes(services: Services): Router {
     const facts: RequestFacts = { ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined, clientId: details.params.client_id as string | undefined };
     const linked = await completeLink(upstreamDeps, details.uid, proof, facts);
     if (!linked.ok) return refuse(ctx, 400, 'stale_interaction');
+    await settings.notify(linked.account, 'upstream_linked', ctx.state.locale);
     const result = await completeSignIn({ accounts }, linked.account, linked.proof, facts);
     metrics.signIns.inc({ method: 'upstream' });
     ctx.body = { redirectTo: await host.current.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false }) };

@@ -6,6 +6,7 @@ import { maskEmail, parseEmailAddress } from '../accounts/email-address.js';
 import { maskPhone } from '../accounts/phone-number.js';
 import type { UpstreamProviderName } from '../accounts/upstream-identity-store.js';
 import { withTransaction } from '../db/database.js';
+import { AccountSettings } from '../flows/account-settings.js';
 import { completeSignIn } from '../flows/login.js';
 import {
   completeLink, confirmUpstreamSignup, decideAfterUpstreamLogin, linkOptionsFor, parkUpstreamReturn, pendingUpstream, vouchedEmail,
@@ -39,6 +40,7 @@ export function upstreamRoutes(services: Services): Router {
   const { upstream, identities, accounts, proofs, emailOtp, smsOtp, passkeyStore, db, metrics, config, upstreamCipher, host } = services;
   const { load, finish, seeOther, clientName, facts } = interactionSession(services);
   const deps: UpstreamDeps = { pool: db.pool, accounts, identities, proofs, cipher: upstreamCipher };
+  const settings = new AccountSettings({ pool: db.pool, accounts, mailer: services.mailer, log: services.log });
   const router = new Router();
   const inInteraction = [formBody(), requireCsrf()];
   const providerOf = (ctx: Context): UpstreamProviderName | undefined => {
@@ -53,7 +55,7 @@ export function upstreamRoutes(services: Services): Router {
     page(ctx, services, 'upstream-error', {
       providerName: provider ? PROVIDER_NAMES[provider] : '',
       messageKey: `upstream.error.${messageFor(reason)}`,
-      retryHref: uid ? `/interaction/${encodeURIComponent(uid)}` : undefined,
+      retryHref: uid ? `/interaction/${encodeURIComponent(uid)}?choose=1` : undefined,
     });
   };
   const upstreamFailure = (ctx: Context, err: unknown, provider: UpstreamProviderName | undefined, uid?: string) => {
@@ -86,20 +88,29 @@ export function upstreamRoutes(services: Services): Router {
     seeOther(ctx, '/passkey-offer');
   };
 
-  // ---- 1. Off to Google or Apple (the login page's buttons) ----
-  router.post('/interaction/:uid/upstream/:provider', ...inInteraction, async (ctx) => {
-    const details = await load(ctx);
-    const provider = providerOf(ctx);
+  // ---- 1. Off to Google or Apple (the login page's buttons, or the client's idp_hint) ----
+  const toProvider = async (ctx: Context, details: Interaction, provider: UpstreamProviderName | undefined) => {
     if (!provider) return failure(ctx, undefined, 'not_configured', details.uid);
+    // The client's login_hint is passed on to Google (it preselects that Google account).
+    const hint = details.params.login_hint;
     try {
       const { authorizationUrl } = await upstream.begin({
         provider, interactionUid: details.uid, redirectUri: upstreamRedirectUri(config.issuer, provider), purpose: 'login',
+        loginHint: provider === 'google' && typeof hint === 'string' && hint.length <= 254 ? hint : undefined,
       });
       ctx.redirect(authorizationUrl);
       ctx.status = 303;
     } catch (err) {
       return upstreamFailure(ctx, err, provider, details.uid);
     }
+  };
+  router.post('/interaction/:uid/upstream/:provider', ...inInteraction, async (ctx) => toProvider(ctx, await load(ctx), providerOf(ctx)));
+  // GET only for the provider the client named in idp_hint (a link elsewhere cannot start a sign-in).
+  router.get('/interaction/:uid/upstream/:provider/hinted', async (ctx) => {
+    const details = await load(ctx);
+    const provider = providerOf(ctx);
+    if (!provider || details.params.idp_hint !== provider) return seeOther(ctx, '?choose=1');
+    return toProvider(ctx, details, provider);
   });
 
   // ---- 2. The answer (Google: GET with a query; Apple: a cross-site form POST) ----
@@ -154,6 +165,7 @@ export function upstreamRoutes(services: Services): Router {
     if (waiting?.linkToAccountId === subject.accountId) {
       const linked = await completeLink(deps, details.uid, taken.proof, facts(ctx, details));
       if (!linked.ok) return failure(ctx, undefined, linked.reason, details.uid);
+      await settings.notify(linked.account, 'upstream_linked', ctx.state.locale);
       return signIn(ctx, details, linked.account, linked.proof);
     }
     const account = await accounts.findAccountById(subject.accountId);
@@ -176,6 +188,7 @@ export function upstreamRoutes(services: Services): Router {
     const ownership: Proof = { ...verified, interactionUid: details.uid, subject: { kind: 'account', accountId } };
     const linked = await completeLink(deps, details.uid, ownership, facts(ctx, details));
     if (!linked.ok) return failure(ctx, undefined, linked.reason, details.uid);
+    await settings.notify(linked.account, 'upstream_linked', ctx.state.locale);
     return signIn(ctx, details, linked.account, linked.proof);
   };
 
@@ -331,6 +344,7 @@ export function upstreamRoutes(services: Services): Router {
       return failure(ctx, undefined, outcome.reason, details.uid);
     }
     metrics.signups.inc();
+    await settings.notify(outcome.account, 'signup', ctx.state.locale);
     return signIn(ctx, details, outcome.account, outcome.proof, { newAccount: true });
   });
 

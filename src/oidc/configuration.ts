@@ -110,6 +110,8 @@ export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
     clientBasedCORS(_ctx, origin, client) {
       return (clientExtras(client).allowed_cors_origins ?? []).includes(origin);
     },
+    // idp_hint=google|apple: straight to that provider (src/http/interaction-routes.ts).
+    extraParams: ['idp_hint'],
     features: {
       devInteractions: { enabled: false },
       // A client may introspect or revoke only what was issued to it.

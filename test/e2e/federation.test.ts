@@ -152,6 +152,26 @@ describe(`federation with Google and Apple (${describeBackends()})`, () => {
     expect(await accountCount()).toBe(before);
     const audit = await server.services.accounts.listAuditEvents({ accountId: account.id, type: 'upstream_linked' });
     expect(audit[0]?.data).toMatchObject({ provider: 'google', proof: 'email_otp' });
+    expect((await sink.nextMailTo(email)).subject).toBe('A sign-in provider was linked to your Tsunagi account');
+  });
+
+  it('goes straight to the provider named by idp_hint, passing login_hint on to Google', async () => {
+    const sub = uniqueSub();
+    const email = `hint${sub}@gmail.com`;
+    google.nextUser({ sub, email, email_verified: true });
+    const req = await authorizationRequest(client, REDIRECT, { scope: 'openid email', idp_hint: 'google', login_hint: email });
+    const browser = new Browser();
+    const page = await browser.follow(req.url.href, {}, isCallback);
+    expect(page.url).toMatch(/\/upstream-signup$/); // no login page on the way
+    expect(google.authorizeRequests.at(-1)?.query.login_hint).toBe(email);
+    // After a failure the person can choose another way: no loop back to Google.
+    google.failNextAuthorize.push('access_denied');
+    const again = await authorizationRequest(client, REDIRECT, { scope: 'openid email', idp_hint: 'google' });
+    const failed = await browser.follow(again.url.href, {}, isCallback);
+    expect(failed.res.status).toBe(400);
+    const retry = /href="(\/interaction\/[^"]+\?choose=1)"/.exec(failed.body)?.[1] as string;
+    const choose = await browser.follow(new URL(retry, issuer).href);
+    expect(choose.body).toContain('name="email" type="email"');
   });
 
   it('declining the link creates nothing, links nothing, and goes back to the login page', async () => {
