@@ -1,0 +1,174 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import * as oidc from 'openid-client';
+import type { RunningServer } from '../../src/server.js';
+import { FakeApple } from '../fakes/apple.js';
+import { FakeGoogle } from '../fakes/google.js';
+import { SmtpSink, codeFrom } from '../fakes/smtp-sink.js';
+import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
+import { RelyingPartyServer, authorizationRequest, discover, type AuthRequest } from './support.js';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const SHOTS = path.resolve('test-output/screenshots');
+
+if (!fs.existsSync(CHROMIUM)) {
+  console.error(`\n\n*** Chromium not found at ${CHROMIUM}: install Debian's chromium (apt-get install chromium) or set CHROMIUM_PATH ***\n\n`);
+}
+
+const TEXT = {
+  en: {
+    google: 'Continue with Google', apple: 'Continue with Apple', create: 'Create account', linkTitle: 'Link your account?',
+    requireTitle: 'Add your email address', send: 'Send me a code', go: 'Continue', skip: 'Not now, continue to Shop',
+    cancelled: 'The sign-in was cancelled at Google.',
+  },
+  ja: {
+    google: 'Google で続ける', apple: 'Apple で続ける', create: 'アカウントを作成', linkTitle: 'アカウントを連携しますか？',
+    requireTitle: 'メールアドレスを追加', send: '確認コードを送信', go: '続ける', skip: '今はしないで Shop に進む',
+    cancelled: 'Google でログインがキャンセルされました。',
+  },
+} as const;
+
+// Google and Apple sign-in in Chromium, every screen in English and Japanese. Tsunagi runs at
+// http://localhost:<port> and the emulators at http://127.0.0.1:<port>, so Apple's form_post back to
+// Tsunagi is a real cross-site POST (no SameSite=Lax cookie on it), as with the real Apple.
+describe(`Google and Apple screens in Chromium (${describeBackends()})`, () => {
+  let server: RunningServer;
+  let sink: SmtpSink;
+  let google: FakeGoogle;
+  let apple: FakeApple;
+  let rp: RelyingPartyServer;
+  let browser: Browser;
+  let shop: oidc.Configuration;
+  let mailer: oidc.Configuration;
+  let redirectUri: string;
+
+  beforeAll(async () => {
+    fs.mkdirSync(SHOTS, { recursive: true });
+    sink = new SmtpSink();
+    google = await new FakeGoogle().start();
+    apple = await new FakeApple().start();
+    rp = new RelyingPartyServer();
+    redirectUri = `${await rp.start()}/cb`;
+    server = await startTestServer({ SMTP_URL: await sink.start(), ISSUER: 'http://localhost:{port}', ...google.env(), ...apple.env() });
+    const a = await server.services.clients.add({ client_name: 'Shop', redirect_uris: [redirectUri], first_party: true });
+    shop = await discover(server, a.client_id as string, a.client_secret as string);
+    const b = await server.services.clients.add({ client_name: 'Newsletter', redirect_uris: [redirectUri], first_party: true, require_email: true });
+    mailer = await discover(server, b.client_id as string, b.client_secret as string);
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
+    });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+    await sink?.close();
+    await google?.close();
+    await apple?.close();
+    await rp?.close();
+  });
+
+  const shot = (page: Page, name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+  const sub = () => `${Date.now()}${Math.floor(Math.random() * 1e6)}`;
+
+  async function open(locale: 'en' | 'ja', config: oidc.Configuration) {
+    const context = await browser.newContext({ viewport: { width: 390, height: 780 }, locale: locale === 'ja' ? 'ja-JP' : 'en-US' });
+    const page = await context.newPage();
+    const csp: string[] = [];
+    page.on('console', (m) => { if (/Content Security Policy/i.test(m.text()) && page.url().startsWith(server.services.config.issuer)) csp.push(m.text()); });
+    const req = await authorizationRequest(config, redirectUri, { scope: 'openid email profile', ui_locales: locale });
+    await page.goto(req.url.href);
+    return { context, page, req, csp };
+  }
+
+  async function tokensAt(page: Page, config: oidc.Configuration, req: AuthRequest) {
+    await page.waitForURL((u) => u.href.startsWith(redirectUri));
+    return oidc.authorizationCodeGrant(config, new URL(page.url()), { pkceCodeVerifier: req.verifier, expectedState: req.state, expectedNonce: req.nonce });
+  }
+
+  for (const locale of ['en', 'ja'] as const) {
+    const t = TEXT[locale];
+
+    it(`signs up with Google after the confirmation screen (${locale})`, async () => {
+      const { context, page, req, csp } = await open(locale, shop);
+      await page.getByRole('button', { name: t.google }).waitFor();
+      await shot(page, `${locale}-20-login-upstream`);
+      const email = `g${sub()}@gmail.com`;
+      google.nextUser({ sub: sub(), email, email_verified: true, name: locale === 'ja' ? '佐藤 花' : 'Hana Sato' });
+      await page.getByRole('button', { name: t.google }).click();
+      await page.getByRole('button', { name: t.create }).waitFor();
+      expect(await page.textContent('main')).toContain(email);
+      await shot(page, `${locale}-21-upstream-signup`);
+      await page.getByRole('button', { name: t.create }).click();
+      await page.getByRole('link', { name: t.skip }).click();
+      const tokens = await tokensAt(page, shop, req);
+      expect(tokens.claims()).toMatchObject({ email, amr: ['fed'] });
+      expect(csp).toEqual([]);
+      await context.close();
+    });
+
+    it(`links Apple to an existing account after an email code, across Apple's cross-site form_post (${locale})`, async () => {
+      // The existing account, made with an email code.
+      const email = uniqueEmail(`apple-link-${locale}`);
+      const first = await open(locale, shop);
+      await first.page.locator('#email').fill(email);
+      await first.page.locator('form[action$="/email"] button[type=submit]').click();
+      await first.page.locator('input[autocomplete="one-time-code"]').fill(codeFrom(await sink.nextMailTo(email)));
+      await first.page.locator('form[action$="/code"] button[type=submit]').click();
+      await first.page.locator('form[action$="/signup"] button[type=submit]').click();
+      await first.page.getByRole('link', { name: t.skip }).click();
+      const owner = await tokensAt(first.page, shop, first.req);
+      await first.context.close();
+
+      const { context, page, req } = await open(locale, shop);
+      const appleSub = `001.${sub()}`;
+      apple.nextUser({ sub: appleSub, email, email_verified: 'true', is_private_email: 'false' });
+      await page.getByRole('button', { name: t.apple }).click();
+      await page.getByRole('heading', { level: 1, name: t.linkTitle }).waitFor();
+      await shot(page, `${locale}-22-link-offer`);
+      await page.locator('form[action$="/link/email"] button[type=submit]').click();
+      await page.locator('input[autocomplete="one-time-code"]').waitFor();
+      await shot(page, `${locale}-23-link-code`);
+      await page.locator('input[autocomplete="one-time-code"]').fill(codeFrom(await sink.nextMailTo(email)));
+      await page.locator('form[action$="/link/code"] button[type=submit]').click();
+      const tokens = await tokensAt(page, shop, req);
+      expect(tokens.claims()?.sub).toBe(owner.claims()?.sub);
+      expect(tokens.claims()?.amr).toEqual(['fed', 'otp']);
+      expect((await server.services.identities.findByIssuerSubject(apple.issuer, appleSub))?.accountId).toBe(owner.claims()?.sub);
+      await context.close();
+    });
+
+    it(`signs up with an Apple relay address and asks for a real email the client requires (${locale})`, async () => {
+      const { context, page, req } = await open(locale, mailer);
+      apple.nextUser({ sub: `001.${sub()}`, email: `${sub()}@privaterelay.appleid.com`, email_verified: 'true', is_private_email: 'true', name: 'Ren Kato' });
+      await page.getByRole('button', { name: t.apple }).click();
+      await page.getByRole('button', { name: t.create }).waitFor();
+      expect(await page.textContent('main')).not.toContain('privaterelay');
+      await shot(page, `${locale}-24-upstream-signup-relay`);
+      await page.getByRole('button', { name: t.create }).click();
+      await page.getByRole('heading', { level: 1, name: t.requireTitle }).waitFor();
+      await shot(page, `${locale}-25-require-email`);
+      const mine = uniqueEmail(`relay-${locale}`);
+      await page.locator('#email').fill(mine);
+      await page.getByRole('button', { name: t.send }).click();
+      await page.locator('input[autocomplete="one-time-code"]').fill(codeFrom(await sink.nextMailTo(mine)));
+      await page.getByRole('button', { name: t.go }).click();
+      const tokens = await tokensAt(page, mailer, req);
+      expect(tokens.claims()).toMatchObject({ email: mine, email_verified: true });
+      await context.close();
+    });
+
+    it(`shows a readable page when the person cancels at Google, with a way back (${locale})`, async () => {
+      const { context, page } = await open(locale, shop);
+      google.failNextAuthorize.push('access_denied');
+      await page.getByRole('button', { name: t.google }).click();
+      await page.getByText(t.cancelled).waitFor();
+      await shot(page, `${locale}-26-upstream-error`);
+      await page.locator('a.button.secondary').click();
+      await page.getByRole('button', { name: t.google }).waitFor();
+      await context.close();
+    });
+  }
+});
