@@ -5,6 +5,8 @@ import type { Config } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 import { sweepExpiredPayloads } from './oidc/adapter/postgres-adapter.js';
 import { PostgresRateLimiter } from './limits/postgres-rate-limiter.js';
+import { AppleNotificationStore } from './accounts/apple-notification-store.js';
+import { UpstreamLoginStore } from './accounts/upstream-login-store.js';
 import { createServices, type ServiceOverrides, type Services } from './services.js';
 
 export interface RunningServer {
@@ -36,6 +38,8 @@ export async function startServer(config: Config, options: ServiceOverrides & { 
       proofs: await services.proofs.sweep(now),
       passkeyChallenges: await services.passkeyStore.sweepChallenges(now),
       limits: services.redis ? 0 : await new PostgresRateLimiter(services.db.pool).sweep(now),
+      upstreamLogins: await new UpstreamLoginStore(services.db.pool).sweep(now),
+      appleNotifications: await new AppleNotificationStore(services.db.pool).sweep(now),
     };
     log.debug({ swept: counts }, 'expired rows swept');
   };

@@ -10,6 +10,12 @@ import type { AuthorizationRequest, CallbackParams, UpstreamProviderClient } fro
 /** Apple accepts a client_secret JWT valid for at most 6 months. */
 export const APPLE_CLIENT_SECRET_MAX_SECONDS = 15_777_000;
 const RELAY_DOMAIN = '@privaterelay.appleid.com';
+/**
+ * A notification older than this is refused even when its signature holds: replaying an old,
+ * captured consent-revoked after the person linked Apple again must not unlink them. Apple delivers
+ * within seconds and retries for a while; processed ones are remembered longer than this.
+ */
+export const APPLE_NOTIFICATION_MAX_AGE_SECONDS = 3 * 24 * 3600;
 
 export interface AppleClientSecretTiming {
   /** How long a made client_secret is valid (default 1 day: a leaked one is short-lived). */
@@ -99,6 +105,15 @@ export class AppleUpstream implements UpstreamProviderClient {
     const identity = appleIdentity(this.config.issuer, claims, parseAppleUser(params.user));
     if (tokens.refreshToken) identity.refreshToken = tokens.refreshToken;
     return identity;
+  }
+
+  /**
+   * Checks the JWS of a server-to-server notification: Apple's keys (the ID-token JWKS), iss the
+   * Apple issuer, aud this client, iat at most APPLE_NOTIFICATION_MAX_AGE_SECONDS old. What it says
+   * (the `events` claim) is parsed by the caller.
+   */
+  async verifyNotification(jws: string): Promise<JWTPayload> {
+    return this.oidc.verifySignedJwt(jws, APPLE_NOTIFICATION_MAX_AGE_SECONDS);
   }
 
   /** Revokes a refresh token (unlink, account deletion, consent withdrawn on our side). */

@@ -28,6 +28,7 @@
  * the callback got as far as consuming the pending login, `pending` says which interaction to go
  * back to. Nothing is linked or created here: storage of identities is UpstreamIdentityStore.
  */
+import type { JWTPayload } from 'jose';
 import type { UpstreamProviderName } from '../accounts/upstream-identity-store.js';
 import type { PendingUpstreamLogin, UpstreamLoginPurpose, UpstreamLoginStore } from '../accounts/upstream-login-store.js';
 import type { UpstreamConfig } from '../config.js';
@@ -170,6 +171,13 @@ export class UpstreamProviders {
       if (err instanceof UpstreamError) err.pending ??= pending;
       throw err;
     }
+  }
+
+  /** Checks an Apple server-to-server notification's JWS (signature, iss, aud, iat); UpstreamError otherwise. */
+  async verifyAppleNotification(jws: string): Promise<JWTPayload> {
+    const apple = this.get('apple');
+    if (!(apple instanceof AppleUpstream)) throw new UpstreamError('not_configured', 'apple', 'no Apple client');
+    return apple.verifyNotification(jws);
   }
 
   /** Revokes an Apple refresh token (unlink, account deletion). */

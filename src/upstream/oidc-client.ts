@@ -178,20 +178,10 @@ export class OidcUpstreamClient {
    * without nonce when it says the platform cannot carry one.
    */
   async verifyIdToken(idToken: string, expectedNonce: string, nonceNotSupported: (claims: JWTPayload) => boolean = () => false): Promise<JWTPayload> {
-    const metadata = await this.discover();
-    if (!this.jwks || this.jwks.uri !== metadata.jwks_uri) {
-      this.jwks = {
-        uri: metadata.jwks_uri,
-        keys: createRemoteJWKSet(new URL(metadata.jwks_uri), {
-          timeoutDuration: this.options.timeoutMs,
-          cooldownDuration: this.options.jwksCooldownMs ?? 30_000,
-          cacheMaxAge: 600_000,
-        }),
-      };
-    }
+    const keys = await this.keySet();
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(idToken, this.jwks.keys, {
+      ({ payload } = await jwtVerify(idToken, keys, {
         algorithms: this.options.algorithms,
         issuer: this.options.acceptedIssuers,
         audience: this.options.clientId,
@@ -214,6 +204,45 @@ export class OidcUpstreamClient {
       throw this.fail('wrong_nonce', 'the nonce is not the one this sign-in sent');
     }
     return payload;
+  }
+
+  /** The provider's signing keys (jwks_uri from discovery), cached, downloaded again once on an unknown kid. */
+  private async keySet(): Promise<ReturnType<typeof createRemoteJWKSet>> {
+    const metadata = await this.discover();
+    if (!this.jwks || this.jwks.uri !== metadata.jwks_uri) {
+      this.jwks = {
+        uri: metadata.jwks_uri,
+        keys: createRemoteJWKSet(new URL(metadata.jwks_uri), {
+          timeoutDuration: this.options.timeoutMs,
+          cooldownDuration: this.options.jwksCooldownMs ?? 30_000,
+          cacheMaxAge: 600_000,
+        }),
+      };
+    }
+    return this.jwks.keys;
+  }
+
+  /**
+   * Checks a JWT the provider signed that is not an ID token (Apple's server-to-server
+   * notifications): same keys, algorithms, issuers and audience; iat required, not in the future
+   * (60 s skew) and at most `maxAgeSeconds` old; no nonce, since no request of ours asked for it.
+   */
+  async verifySignedJwt(jwt: string, maxAgeSeconds: number): Promise<JWTPayload> {
+    const keys = await this.keySet();
+    try {
+      const { payload } = await jwtVerify(jwt, keys, {
+        algorithms: this.options.algorithms,
+        issuer: this.options.acceptedIssuers,
+        audience: this.options.clientId,
+        clockTolerance: CLOCK_SKEW_SECONDS,
+        maxTokenAge: maxAgeSeconds,
+        currentDate: this.clock(),
+        requiredClaims: ['iss', 'aud', 'iat'],
+      });
+      return payload;
+    } catch (err) {
+      throw this.failFromJose(err);
+    }
   }
 
   private failFromJose(err: unknown): UpstreamError {

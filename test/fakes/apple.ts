@@ -1,10 +1,20 @@
 import { generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import type http from 'node:http';
 import { decodeProtectedHeader, jwtVerify, type JWTPayload, type ProtectedHeaderParameters } from 'jose';
-import { UpstreamEmulator, escapeHtml, type EmulatedUser, type RecordedRequest } from './upstream-emulator.js';
+import { UpstreamEmulator, escapeHtml, type EmulatedUser, type IdTokenTamper, type RecordedRequest } from './upstream-emulator.js';
 
 export { readAutoPostForm } from './upstream-emulator.js';
 export type { EmulatedUser } from './upstream-emulator.js';
+
+/** The `events` of a server-to-server notification, as Apple puts them (booleans as strings). */
+export interface AppleNotificationEventClaims {
+  type: 'email-disabled' | 'email-enabled' | 'consent-revoked' | 'account-delete' | (string & {});
+  sub: string;
+  /** Milliseconds by default (as Apple's deliveries carry it); a test may give seconds. */
+  event_time?: number;
+  email?: string;
+  is_private_email?: 'true' | 'false' | boolean;
+}
 
 const TEN_CHARS = () => randomBytes(8).toString('hex').toUpperCase().slice(0, 10);
 
@@ -55,6 +65,15 @@ export class FakeApple extends UpstreamEmulator {
       APPLE_CLIENT_ID: this.clientId, APPLE_TEAM_ID: this.teamId, APPLE_KEY_ID: this.keyId,
       APPLE_PRIVATE_KEY: this.privateKeyPem.replace(/\n/g, '\\n'), APPLE_ISSUER: this.issuer,
     };
+  }
+
+  /**
+   * A server-to-server notification as Apple signs it: a JWT from the JWKS key with iss, aud (this
+   * client), iat, jti and `events` as a JSON string. `tamper` spoils it (aud, badSignature, shiftSeconds...).
+   */
+  async signNotification(events: AppleNotificationEventClaims, tamper: IdTokenTamper = {}): Promise<string> {
+    const body = { event_time: Date.now(), ...events };
+    return this.signIdToken({ iss: this.issuer, aud: this.clientId, jti: randomBytes(12).toString('hex'), events: JSON.stringify(body) }, tamper);
   }
 
   /** Forget that a subject authorized before, so the next sign-in posts `user` again. */
