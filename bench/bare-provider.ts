@@ -6,7 +6,7 @@
 // env: PORT, BENCH_CLIENTS (JSON array of client metadata)
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import http from 'node:http';
-import { Provider, type Adapter, type AdapterPayload, type Configuration } from 'oidc-provider';
+import { errors, Provider, type Adapter, type AdapterPayload, type Configuration } from 'oidc-provider';
 
 const port = Number(process.env.PORT ?? 0);
 const issuer = `http://127.0.0.1:${port}`;
@@ -80,6 +80,7 @@ const algs = ['RS256', 'ES256', 'EdDSA'] as const;
 const keys = [...algs.map((a) => jwk(a, false)), ...algs.map((a) => jwk(a, true))];
 
 type FirstParty = { first_party?: boolean };
+type AllowedResources = { allowed_resources?: string[] };
 const configuration: Configuration = {
   adapter: InMemoryAdapter,
   clients,
@@ -108,7 +109,7 @@ const configuration: Configuration = {
     userinfoSigningAlgValues: ['RS256', 'ES256', 'EdDSA'],
     introspectionSigningAlgValues: ['RS256', 'ES256', 'EdDSA'],
   },
-  extraClientMetadata: { properties: ['first_party', 'require_email', 'allowed_cors_origins'] },
+  extraClientMetadata: { properties: ['first_party', 'require_email', 'allowed_cors_origins', 'allowed_resources'] },
   async findAccount(_ctx, sub) {
     if (sub !== ACCOUNT_ID) return undefined;
     return {
@@ -122,6 +123,24 @@ const configuration: Configuration = {
     revocation: { enabled: true },
     clientCredentials: { enabled: true },
     userinfo: { enabled: true },
+    // As Tsunagi (src/oidc/configuration.ts): RS256 JWT access tokens for a client's allowed_resources.
+    resourceIndicators: {
+      enabled: true,
+      async defaultResource(_ctx, _client, oneOf) { return oneOf; },
+      async useGrantedResource() { return true; },
+      async getResourceServerInfo(_ctx, resourceIndicator, client) {
+        if (!((client as unknown as AllowedResources).allowed_resources ?? []).includes(resourceIndicator)) {
+          throw new errors.InvalidTarget('this client is not allowed to request an access token for that resource');
+        }
+        return { scope: '', audience: resourceIndicator, accessTokenFormat: 'jwt', accessTokenTTL: 3600, jwt: { sign: { alg: 'RS256' } } };
+      },
+    },
+  },
+  async extraTokenClaims(ctx, token) {
+    if (token.kind !== 'AccessToken' || !token.resourceServer) return undefined;
+    const entities = ctx?.oidc?.entities as { AuthorizationCode?: { authTime?: number }; RefreshToken?: { authTime?: number } } | undefined;
+    const authTime = entities?.AuthorizationCode?.authTime ?? entities?.RefreshToken?.authTime;
+    return typeof authTime === 'number' ? { auth_time: authTime } : undefined;
   },
   interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
   // As Tsunagi: first-party clients get a refresh token without asking for offline_access.

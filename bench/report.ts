@@ -76,7 +76,7 @@ export const TARGETS = {
   ssoPerSecond: 300,
   tokenP99Ms: 50,
 };
-const RATIO_SCENARIOS = new Set(['client-credentials', 'refresh-rs256', 'refresh-es256']);
+const RATIO_SCENARIOS = new Set(['client-credentials', 'client-credentials-jwt', 'refresh-rs256', 'refresh-es256']);
 
 /** Nearest-rank percentile of values sorted ascending (p in 0..100); 0 for no values. */
 export function percentile(sortedAscending: readonly number[], p: number): number {

@@ -6,7 +6,9 @@
 //      BENCH_WARMUP (s, 5), BENCH_DURATION (s, 10), BENCH_CONNECTIONS (32),
 //      BENCH_ONLY (comma-separated scenario ids; also skips scaling and round trips unless named),
 //      BENCH_SCALING=0, BENCH_ROUND_TRIPS=0 to skip those parts,
-//      BENCH_CPU_PROF=dir to write a V8 CPU profile of the measured Tsunagi process there.
+//      BENCH_CPU_PROF=dir to write a V8 CPU profile of the measured Tsunagi process there,
+//      BENCH_SIGNIN_ACCOUNTS (accounts prepared for the email-code sign-in, one per iteration; 120 per
+//      second of warm-up + measurement unless given).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -18,16 +20,19 @@ import pg from 'pg';
 import { createClient } from 'redis';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
+import { parseEmailAddress } from '../src/accounts/email-address.js';
+import { withTransaction } from '../src/db/database.js';
 import { createServices } from '../src/services.js';
 import { signInWithEmail } from '../test/e2e/support.js';
-import { SmtpSink } from '../test/fakes/smtp-sink.js';
-import { Browser } from '../test/support/browserless.js';
+import { FakeGoogle } from '../test/fakes/google.js';
+import { codeFrom, SmtpSink } from '../test/fakes/smtp-sink.js';
+import { Browser, csrfOf, formAction } from '../test/support/browserless.js';
 import type { LoadSpec } from './load.js';
 import {
   checkTargets, renderMarkdown, type BenchResult, type MachineInfo, type Measurement, type RoundTripCount, type ScalingResult, type ScenarioResult,
 } from './report.js';
 import {
-  basicAuth, clientMetadata, CLIENT_ID_PREFIX, httpScenarios, REDIRECT_URI, SCENARIO_ORDER, SSO_SCENARIO, SSO_SCOPE,
+  basicAuth, clientMetadata, CLIENT_ID_PREFIX, httpScenarios, REDIRECT_URI, SCENARIO_ORDER, SIGN_IN_SCENARIOS, SSO_SCENARIO, SSO_SCOPE,
   type BenchClient, type BenchClients, type Target,
 } from './scenarios.js';
 
@@ -102,13 +107,18 @@ async function waitReady(proc: Proc, url: string, timeoutMs = 90_000): Promise<v
 }
 
 /** Runs a bench script as its own process and returns what it printed after `RESULT `. */
-function runScript<T>(script: string, arg: unknown, env: NodeJS.ProcessEnv = process.env): Promise<T> {
+function runScript<T>(script: string, arg: unknown, env: NodeJS.ProcessEnv = process.env, onMessage?: (m: unknown) => Promise<unknown>): Promise<T> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', script, JSON.stringify(arg)], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', script, JSON.stringify(arg)], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    if (onMessage) {
+      child.on('message', (m) => {
+        onMessage(m).then((answer) => { if (child.connected) child.send(answer as object); }, (err: unknown) => log(`IPC answer failed: ${String(err)}`));
+      });
+    }
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
-    child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
+    child.stdout?.on('data', (c: Buffer) => { stdout += c.toString(); });
+    child.stderr?.on('data', (c: Buffer) => { stderr += c.toString(); });
     child.once('exit', (code) => {
       const line = stdout.split('\n').find((l) => l.startsWith('RESULT '));
       if (code === 0 && line) resolve(JSON.parse(line.slice('RESULT '.length)) as T);
@@ -142,7 +152,7 @@ async function freePort(): Promise<number> {
 
 const newClient = (name: string): BenchClient => ({ client_id: `${CLIENT_ID_PREFIX}${name}`, client_secret: randomBytes(32).toString('base64url') });
 
-async function registerInTsunagi(env: NodeJS.ProcessEnv, clients: BenchClients): Promise<void> {
+async function registerInTsunagi(env: NodeJS.ProcessEnv, clients: BenchClients, signInEmails: string[]): Promise<void> {
   const services = await createServices(loadConfig(env), createLogger('warn'));
   try {
     // Earlier runs' clients go, with everything issued to them.
@@ -150,8 +160,38 @@ async function registerInTsunagi(env: NodeJS.ProcessEnv, clients: BenchClients):
       if (c.clientId.startsWith(CLIENT_ID_PREFIX)) await services.clients.remove(c.clientId);
     }
     for (const m of clientMetadata(clients)) await services.clients.add(m);
+    // The accounts the email-code sign-in scenario signs in to, one per iteration (the per-address
+    // send limit allows 5 codes per 15 minutes, so an address cannot be reused within a run).
+    let next = 0;
+    await Promise.all(Array.from({ length: 8 }, async () => {
+      while (next < signInEmails.length) {
+        const email = parseEmailAddress(signInEmails[next++]);
+        if (!email) throw new Error('bad bench email');
+        await withTransaction(services.db.pool, (tx) => services.accounts.createAccountWithVerifiedEmail(tx, email));
+      }
+    }));
   } finally {
     await services.close();
+  }
+}
+
+/** Signs each emulated Google user up once through the pages (confirmation, no passkey), so later sign-ins are linked. */
+async function signUpGoogleUsers(issuer: string, client: BenchClient, google: FakeGoogle, subs: string[]): Promise<void> {
+  const isCallback = (u: string) => u.startsWith(REDIRECT_URI);
+  for (const sub of subs) {
+    google.nextUser({ sub, email: `g${sub}@gmail.test`, email_verified: true, name: `Bench ${sub}` });
+    const browser = new Browser();
+    const login = await browser.follow(authorizeUrl(issuer, client, 'openid email').url.href, {}, isCallback);
+    const at = (html: string, contains: string) => new URL(formAction(html, contains), issuer).href;
+    let page = await browser.follow(at(login.body, '/upstream/google'), { form: { _csrf: csrfOf(login.body) } }, isCallback);
+    if (!page.url.endsWith('/upstream-signup')) throw new Error(`Google sign-up of ${sub} did not reach the confirmation (${page.res.status} at ${page.url})`);
+    page = await browser.follow(at(page.body, '/upstream-signup'), { form: { _csrf: csrfOf(page.body) } }, isCallback);
+    if (page.body.includes('/passkey/register/options')) {
+      const skip = /<a class="button secondary" href="([^"]+)"/.exec(page.body)?.[1];
+      if (!skip) throw new Error('the passkey offer has no way to continue');
+      page = await browser.follow(new URL(skip.replace(/&amp;/g, '&'), issuer).href, {}, isCallback);
+    }
+    if (!isCallback(page.url)) throw new Error(`Google sign-up of ${sub} ended at ${page.url} (${page.res.status})`);
   }
 }
 
@@ -235,17 +275,40 @@ function fmt(m: Measurement): string {
   return `${m.perSecond.toFixed(0).padStart(7)}/s  p50 ${m.p50Ms.toFixed(1).padStart(6)} ms  p99 ${m.p99Ms.toFixed(1).padStart(6)} ms${e}`;
 }
 
-async function measure(target: Target, scenarioId: string): Promise<Measurement> {
+interface SignInSupport { sink: SmtpSink; google: FakeGoogle; googleSubs: string[]; emails: string[] }
+
+async function measure(target: Target, scenarioId: string, signIns?: SignInSupport): Promise<Measurement> {
   const common = { connections: settings.connections, warmupSeconds: settings.warmupSeconds, durationSeconds: settings.durationSeconds };
   let spec: LoadSpec;
-  if (scenarioId === SSO_SCENARIO.id) {
+  let onMessage: ((m: unknown) => Promise<unknown>) | undefined;
+  if (scenarioId === 'email-signin' || scenarioId === 'google-signin') {
+    if (!signIns) throw new Error(`${scenarioId} needs the SMTP sink and the Google emulator`);
+    spec = {
+      kind: scenarioId, issuer: target.issuer, clientId: target.clients.rs256.client_id, clientSecret: target.clients.rs256.client_secret,
+      redirectUri: REDIRECT_URI, scope: SSO_SCOPE, emails: scenarioId === 'email-signin' ? signIns.emails : [], ...common,
+    };
+    let nextUser = 0;
+    onMessage = async (raw) => {
+      const m = raw as { id: number; type: string; email?: string };
+      if (m.type === 'google-user') {
+        const sub = signIns.googleSubs[nextUser++ % signIns.googleSubs.length] as string;
+        signIns.google.nextUser({ sub, email: `g${sub}@gmail.test`, email_verified: true, name: `Bench ${sub}` });
+        return { id: m.id };
+      }
+      try {
+        return { id: m.id, code: codeFrom(await signIns.sink.nextMailTo(m.email ?? '')) };
+      } catch (err) {
+        return { id: m.id, error: (err as Error).message };
+      }
+    };
+  } else if (scenarioId === SSO_SCENARIO.id) {
     spec = { kind: 'sso', issuer: target.issuer, clientId: target.clients.rs256.client_id, clientSecret: target.clients.rs256.client_secret, redirectUri: REDIRECT_URI, cookie: target.cookie, scope: SSO_SCOPE, ...common };
   } else {
     const s = httpScenarios(target).find((x) => x.id === scenarioId);
     if (!s) throw new Error(`unknown scenario ${scenarioId}`);
     spec = { kind: 'http', url: new URL(s.path, target.issuer).href, method: s.method, headers: s.headers, ...(s.body === undefined ? {} : { body: s.body }), ...common };
   }
-  const m = await runScript<Measurement>('bench/load.ts', spec);
+  const m = await runScript<Measurement>('bench/load.ts', spec, process.env, onMessage);
   log(`  ${scenarioId.padEnd(20)} ${target.name.padEnd(8)} ${fmt(m)}`);
   return m;
 }
@@ -286,14 +349,16 @@ async function main(): Promise<void> {
   log(`Tsunagi benchmark: ${machine.backends}; ${settings.connections} connections, ${settings.warmupSeconds}s warm-up + ${settings.durationSeconds}s per scenario`);
   const wanted = (id: string) => !only || only.has(id);
   const notes: string[] = [
-    'Client credentials with JWT access tokens is not measured: Tsunagi has no way to configure a resource server (no resourceIndicators), so its access tokens are always opaque.',
+    'Client credentials with a JWT access token: the client asks for resource=https://api.example.com/ (one of its allowed_resources) and gets an RS256 JWT; the bare provider has the same resourceIndicators configuration.',
     'The bare provider keeps every artifact in a Map in its own memory; Tsunagi keeps sessions, codes and access tokens in Redis (or Postgres without Redis) and grants and refresh tokens in Postgres. Both sign with the same algorithms and publish a current and a next key per algorithm.',
     'Refresh tokens of these confidential clients do not rotate (checked during set-up), so each refresh scenario sends one refresh token throughout.',
     'The SSO round trip is a custom loop (bench/load.ts): per iteration GET /auth with the session cookie → 303 with a code → POST /token with a fresh PKCE verifier → 200 with an ID token; its latency is the whole round trip. All loops share one session.',
+    'Sign-in scenarios (Tsunagi only; bench/load.ts): each iteration is a new cookie-keeping client that walks the real pages over HTTP and ends with the code exchanged for an ID token. Email code: GET /auth → login page → POST the address of an existing account → code page; the code is read from the SMTP sink that Tsunagi mails to (nodemailer over SMTP on loopback) → POST the code → redirect URI → POST /token. Google: GET /auth → login page → POST "Continue with Google" → the Google emulator (real RS256 ID token, PKCE, nonce) → callback, where Tsunagi exchanges the code and verifies the ID token server-to-server → a linked account → redirect URI → POST /token. Every email iteration uses an account of its own and every iteration its own client address (X-Forwarded-For, Tsunagi started with TRUST_PROXY=1), so the per-address and per-IP send limits stay on without being what is measured. The SMTP sink and the emulator run in the bench\'s own process.',
   ];
 
   const sink = new SmtpSink();
   const smtpUrl = await sink.start();
+  const google = await new FakeGoogle().start();
   const tempDirs: string[] = [];
   const port = await freePort();
   const barePort = await freePort();
@@ -301,6 +366,10 @@ async function main(): Promise<void> {
   const tsunagiEnv: NodeJS.ProcessEnv = {
     ...process.env,
     NODE_ENV: 'development', LOG_LEVEL: 'warn', HOST: '127.0.0.1', PORT: String(port), ISSUER: issuer, SMTP_URL: smtpUrl,
+    // The sign-in scenarios stand for many people behind a load balancer: each iteration's client
+    // address comes in X-Forwarded-For, so the per-IP send limit applies per simulated person.
+    TRUST_PROXY: '1',
+    ...google.env(),
   };
   // An unset value must not reach a child as the string "undefined".
   for (const name of ['DATABASE_URL', 'REDIS_URL', 'DATA_DIR']) delete tsunagiEnv[name];
@@ -312,6 +381,14 @@ async function main(): Promise<void> {
     tsunagiEnv.DATA_DIR = dir;
   }
   const clients: BenchClients = { cc: newClient('cc'), rs256: newClient('rs256'), es256: newClient('es256') };
+  const runTag = Date.now().toString(36);
+  const accountsForSignIn = wanted('email-signin')
+    ? intEnv('BENCH_SIGNIN_ACCOUNTS', 120 * (settings.warmupSeconds + settings.durationSeconds)) : 0;
+  const signIns: SignInSupport = {
+    sink, google,
+    emails: Array.from({ length: accountsForSignIn }, (_, i) => `bench.${runTag}.${i}@example.test`),
+    googleSubs: wanted('google-signin') ? Array.from({ length: 16 }, (_, i) => `${runTag}${i}`) : [],
+  };
   const scenarios: ScenarioResult[] = [];
   const peakRss: BenchResult['peakRssMb'] = {};
   let scaling: BenchResult['scaling'] = { skipped: 'not run' };
@@ -327,7 +404,8 @@ async function main(): Promise<void> {
     const tsunagi = start('tsunagi', [...profile, 'src/main.ts'], tsunagiEnv);
     const bare = start('bare', ['bench/bare-provider.ts'], { ...process.env, PORT: String(barePort), BENCH_CLIENTS: JSON.stringify(clientMetadata(clients)) });
     await Promise.all([waitReady(tsunagi, `${issuer}/healthz`), waitReady(bare, `http://127.0.0.1:${barePort}/healthz`)]);
-    await registerInTsunagi(tsunagiEnv, clients);
+    log(`registering the clients${accountsForSignIn ? ` and preparing ${accountsForSignIn} accounts for the email-code sign-in` : ''}`);
+    await registerInTsunagi(tsunagiEnv, clients, signIns.emails);
 
     log('signing in (Tsunagi: email code through the SMTP sink; bare: an interaction that signs in at once)');
     const email = `bench.${Date.now().toString(36)}@example.test`;
@@ -340,9 +418,18 @@ async function main(): Promise<void> {
       await obtainTokens('tsunagi', issuer, clients, async (browser, url) => (await signInWithEmail(browser, issuer, url, REDIRECT_URI, email, sink)).callback),
     ];
     const [bareTarget, tsunagiTarget] = targets as [Target, Target];
+    if (signIns.googleSubs.length) {
+      log(`signing ${signIns.googleSubs.length} emulated Google users up (each later sign-in is a linked one)`);
+      await signUpGoogleUsers(issuer, clients.rs256, google, signIns.googleSubs);
+    }
 
     log('measuring (bare, then Tsunagi, scenario by scenario)');
     for (const id of SCENARIO_ORDER.filter(wanted)) {
+      const signIn = SIGN_IN_SCENARIOS.find((s) => s.id === id);
+      if (signIn) {
+        scenarios.push({ ...signIn, tsunagi: await measure(tsunagiTarget, id, signIns), note: 'Tsunagi only: the bare provider has no sign-in pages.' });
+        continue;
+      }
       const def = id === SSO_SCENARIO.id ? SSO_SCENARIO : httpScenarios(tsunagiTarget).find((s) => s.id === id);
       if (!def) continue;
       const bareM = await measure(bareTarget, id);
@@ -388,6 +475,7 @@ async function main(): Promise<void> {
   } finally {
     for (const p of [...running]) await stop(p);
     await sink.close();
+    await google.close();
     for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
   }
 

@@ -13,6 +13,8 @@ export interface BenchClients {
 }
 
 export const REDIRECT_URI = 'http://127.0.0.1:9/callback';
+/** The resource server the client-credentials client may ask JWT access tokens for (RFC 8707). */
+export const RESOURCE = 'https://api.example.com/';
 export const CLIENT_ID_PREFIX = 'bench-';
 
 /** RFC 7591 metadata for the three clients, identical for Tsunagi and the bare provider. */
@@ -37,6 +39,7 @@ export function clientMetadata(clients: BenchClients): Array<Record<string, unkn
       grant_types: ['client_credentials'],
       response_types: [],
       token_endpoint_auth_method: 'client_secret_basic',
+      allowed_resources: [RESOURCE],
     },
     user(clients.rs256, 'RS256'),
     user(clients.es256, 'ES256'),
@@ -83,6 +86,10 @@ export function httpScenarios(t: Target): HttpScenario[] {
       headers: form(t.clients.cc), body: 'grant_type=client_credentials',
     },
     {
+      id: 'client-credentials-jwt', title: 'client credentials (JWT access token for a resource, RS256)', tokenEndpoint: true, method: 'POST', path: '/token',
+      headers: form(t.clients.cc), body: new URLSearchParams({ grant_type: 'client_credentials', resource: RESOURCE }).toString(),
+    },
+    {
       id: 'refresh-rs256', title: 'refresh token + ID token (RS256)', tokenEndpoint: true, method: 'POST', path: '/token',
       headers: form(t.clients.rs256), body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: t.refreshTokens.rs256 }).toString(),
     },
@@ -101,4 +108,13 @@ export function httpScenarios(t: Target): HttpScenario[] {
   ];
 }
 
-export const SCENARIO_ORDER = ['discovery', 'jwks', 'client-credentials', 'refresh-rs256', 'refresh-es256', 'introspection', 'userinfo', 'sso'];
+/** Whole sign-ins through Tsunagi's pages (bench/load.ts); the bare provider has no pages to compare with. */
+export const SIGN_IN_SCENARIOS = [
+  { id: 'email-signin', title: 'email-code sign-in (existing account, full flow + token)', tokenEndpoint: false },
+  { id: 'google-signin', title: 'Google sign-in via the emulator (linked account, full flow + token)', tokenEndpoint: false },
+];
+
+export const SCENARIO_ORDER = [
+  'discovery', 'jwks', 'client-credentials', 'client-credentials-jwt', 'refresh-rs256', 'refresh-es256', 'introspection', 'userinfo', 'sso',
+  'email-signin', 'google-signin',
+];
