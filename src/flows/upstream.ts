@@ -69,6 +69,16 @@ export async function decideAfterUpstreamLogin(deps: UpstreamDeps, claims: Upstr
   return { next: 'confirm_signup', identity };
 }
 
+/**
+ * The step after every upstream path: a client that requires an email, and an account without a
+ * verified one (a relay address is never registered, so it never counts), first go through
+ * require-email. The client is only looked up when the account has no verified email.
+ */
+export async function needsRequiredEmail(account: Pick<Account, 'emails'>, clientRequiresEmail: () => Promise<boolean>): Promise<boolean> {
+  if (account.emails.some((e) => e.verifiedAt)) return false;
+  return clientRequiresEmail();
+}
+
 /** The email an upstream identity may be matched or registered on: never a relay, never an unvouched one. */
 export function vouchedEmail(identity: Pick<UpstreamIdentityClaims, 'email' | 'emailTrustedForRegistration' | 'isPrivateRelay'>) {
   if (!identity.email || !identity.emailTrustedForRegistration || identity.isPrivateRelay) return undefined;

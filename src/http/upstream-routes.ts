@@ -9,7 +9,7 @@ import { withTransaction } from '../db/database.js';
 import { AccountSettings } from '../flows/account-settings.js';
 import { completeSignIn } from '../flows/login.js';
 import {
-  completeLink, confirmUpstreamSignup, decideAfterUpstreamLogin, linkOptionsFor, parkUpstreamReturn, pendingUpstream, vouchedEmail,
+  completeLink, confirmUpstreamSignup, decideAfterUpstreamLogin, linkOptionsFor, needsRequiredEmail, parkUpstreamReturn, pendingUpstream, vouchedEmail,
   type UpstreamDeps,
 } from '../flows/upstream.js';
 import type { CodeStart, CodeVerification } from '../methods/one-time-code-method.js';
@@ -76,7 +76,7 @@ export function upstreamRoutes(services: Services): Router {
    * parked, and is not stored in the interaction, so it cannot be resumed around that step).
    */
   const signIn = async (ctx: Context, details: Interaction, account: Account, proof: Proof, opts: { newAccount?: boolean } = {}) => {
-    if (!account.emails.some((e) => e.verifiedAt) && (await clientRequiresEmail(details))) {
+    if (await needsRequiredEmail(account, () => clientRequiresEmail(details))) {
       await proofs.discard(details.uid, 'require_email', new Date());
       await proofs.park('require_email', { ...proof, interactionUid: details.uid, subject: { kind: 'account', accountId: account.id } }, 15 * 60);
       return seeOther(ctx, '/require-email');
