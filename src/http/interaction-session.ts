@@ -1,6 +1,9 @@
 import type { Context } from 'koa';
 import type { InteractionResults } from 'oidc-provider';
+import type { Account } from '../accounts/account-store.js';
 import type { RequestFacts } from '../flows/login.js';
+import { needsRequiredEmail } from '../flows/upstream.js';
+import type { Proof } from '../methods/proof.js';
 import type { Services } from '../services.js';
 import { applyUiLocales } from './locale.js';
 
@@ -20,9 +23,25 @@ export class StaleInteraction extends Error {
  * path (and only if it is the one in this browser's cookie), finish it, send the browser elsewhere
  * inside it, and the facts the audit log records.
  */
-export function interactionSession(services: Pick<Services, 'host'>) {
-  const { host } = services;
+export function interactionSession(services: Pick<Services, 'host' | 'proofs'>) {
+  const { host, proofs } = services;
   return {
+    /**
+     * A client with `require_email` and an account without a verified email: the sign-in is held
+     * (parked for this interaction, not stored in it, so it cannot be resumed around the step) and
+     * the person is asked for an email first (src/http/upstream-routes.ts, /require-email).
+     * True when held; the caller then sends the browser to `/interaction/<uid>/require-email`.
+     */
+    async holdForRequiredEmail(details: Interaction, account: Account, proof: Proof): Promise<boolean> {
+      const clientRequiresEmail = async () => {
+        const client = await host.current.Client.find(details.params.client_id as string);
+        return (client as unknown as { require_email?: boolean } | undefined)?.require_email === true;
+      };
+      if (!(await needsRequiredEmail(account, clientRequiresEmail))) return false;
+      await proofs.discard(details.uid, 'require_email', new Date());
+      await proofs.park('require_email', { ...proof, interactionUid: details.uid, subject: { kind: 'account', accountId: account.id } }, 15 * 60);
+      return true;
+    },
     async load(ctx: Context): Promise<Interaction> {
       const details = await host.current.interactionDetails(ctx.req, ctx.res);
       if (details.uid !== ctx.params.uid) throw new StaleInteraction();

@@ -13,6 +13,7 @@ import type { Services } from '../services.js';
 import { ACCOUNT_APP_CLIENT_ID, accountBinding, readAccountSession, signedInRecently } from './account-session.js';
 import { csrfHeaderMatches } from './csrf.js';
 import { passkeyOfferAccountId } from './interaction-routes.js';
+import { interactionSession } from './interaction-session.js';
 import { applyUiLocales } from './locale.js';
 
 type Interaction = Awaited<ReturnType<Services['host']['current']['interactionDetails']>>;
@@ -33,6 +34,7 @@ export const PASSKEY_OPTIONS_LIMIT: RateLimitRule = { name: 'passkey-options:ip'
 export function passkeyRoutes(services: Services): Router {
   const { host, accounts, passkeys, metrics, limiter, db, mailer, log } = services;
   const settings = new AccountSettings({ pool: db.pool, accounts, mailer, log });
+  const interactions = interactionSession(services);
   const upstreamDeps: UpstreamDeps = { pool: db.pool, accounts, identities: services.identities, proofs: services.proofs, cipher: services.upstreamCipher };
   const router = new Router();
 
@@ -86,6 +88,10 @@ export function passkeyRoutes(services: Services): Router {
     const { proof } = verified;
     const account = proof.subject.kind === 'account' ? await accounts.findAccountById(proof.subject.accountId) : undefined;
     if (!account) return refuse(ctx, 400, 'unknown_account');
+    if (await interactions.holdForRequiredEmail(details, account, proof)) {
+      ctx.body = { redirectTo: `/interaction/${encodeURIComponent(details.uid)}/require-email` };
+      return;
+    }
     const facts: RequestFacts = { ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined, clientId: details.params.client_id as string | undefined };
     const result = await completeSignIn({ accounts }, account, proof, facts);
     metrics.signIns.inc({ method: 'passkey' });
