@@ -115,7 +115,7 @@ export async function createServices(config: Config, log: Logger, overrides: Ser
     const metrics = overrides.metrics ?? new Metrics();
     const adapterFactory = createAdapterFactory(db.pool, redis, `${config.redisKeyPrefix}oidc:`);
     const host = new ProviderHost({
-      config, accounts, adapterFactory, cookieKeys, pairwiseSalt, views,
+      config, accounts, adapterFactory, cookieKeys, pairwiseSalt, views, limiter,
       findLatestGrantId: (accountId, clientId) => findLatestGrantId(db.pool, accountId, clientId),
     }, keys, log, metrics);
     await host.start(config.keysReloadSeconds);

@@ -13,6 +13,7 @@ import { isUpstreamProviderName } from '../upstream/index.js';
 import { requireCsrf } from './csrf.js';
 import { interactionSession, StaleInteraction, type Interaction } from './interaction-session.js';
 import { formBody, page, type PageState } from './page.js';
+import { inAppBrowserGuidance } from './in-app-browser-guidance.js';
 
 /**
  * Tsunagi's screens inside an oidc-provider interaction: login by email code, signup confirmation,
@@ -31,6 +32,8 @@ export function interactionRoutes(services: Services): Router {
       email: state.email ?? (typeof details.params.login_hint === 'string' ? details.params.login_hint : ''),
       smsAvailable: Boolean(smsOtp),
       providers: services.upstream.enabledProviders(),
+      // Google refuses LINE's and other in-app browsers: guidance instead of its button (in-app-browser-guidance.ts).
+      inAppBrowser: await inAppBrowserGuidance(ctx, services, details),
       ...state,
     });
   };

@@ -21,6 +21,7 @@ import { requireCsrf } from './csrf.js';
 import { codeError, passkeyOfferMarker } from './interaction-routes.js';
 import { interactionSession, type Interaction } from './interaction-session.js';
 import { formBody, page, type PageState } from './page.js';
+import { refuseUpstreamInAppBrowser } from './in-app-browser-guidance.js';
 
 /** Where Google and Apple send people back (register these at each provider). */
 export function upstreamRedirectUri(issuer: string, provider: UpstreamProviderName): string {
@@ -91,6 +92,8 @@ export function upstreamRoutes(services: Services): Router {
   // ---- 1. Off to Google or Apple (the login page's buttons, or the client's idp_hint) ----
   const toProvider = async (ctx: Context, details: Interaction, provider: UpstreamProviderName | undefined) => {
     if (!provider) return failure(ctx, undefined, 'not_configured', details.uid);
+    // Google answers an in-app browser (LINE, Facebook, ...) with 403 disallowed_useragent: guide instead.
+    if (await refuseUpstreamInAppBrowser(ctx, services, details, provider)) return;
     // The client's login_hint is passed on to Google (it preselects that Google account).
     const hint = details.params.login_hint;
     try {
@@ -308,6 +311,7 @@ export function upstreamRoutes(services: Services): Router {
     if (!target || !provider) return seeOther(ctx, '/link');
     const linked = (await identities.listForAccount(target.account.id)).find((i) => i.provider === provider);
     if (!linked || provider === target.identity.provider) return seeOther(ctx, '/link');
+    if (await refuseUpstreamInAppBrowser(ctx, services, details, provider)) return;
     try {
       const { authorizationUrl } = await upstream.begin({
         provider, interactionUid: details.uid, redirectUri: upstreamRedirectUri(config.issuer, provider), purpose: 'link_proof',

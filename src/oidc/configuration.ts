@@ -11,6 +11,8 @@ import type { Adapter } from './adapter/types.js';
 import type { LoadedKeys } from './keys.js';
 import { cspNonce as newNonce } from '../http/security-headers.js';
 import { accountAppClient } from '../http/account-session.js';
+import { carryDeviceCodeNonce, deviceFlowFeature } from './device-flow.js';
+import type { RateLimiter } from '../limits/rate-limiter.js';
 
 export interface ProviderDeps {
   config: Config;
@@ -21,6 +23,8 @@ export interface ProviderDeps {
   pairwiseSalt: string;
   views: Views;
   findLatestGrantId: (accountId: string, clientId: string) => Promise<string | undefined>;
+  /** Counts device-code polls for slow_down (src/oidc/device-flow.ts). */
+  limiter: RateLimiter;
 }
 
 export const SCOPES = ['openid', 'offline_access', 'email', 'phone', 'profile'];
@@ -158,6 +162,8 @@ export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
         ? { enabled: true, initialAccessToken: config.initialAccessToken }
         : { enabled: false },
       registrationManagement: { enabled: Boolean(config.initialAccessToken), rotateRegistrationAccessToken: true },
+      // RFC 8628, with Tsunagi's pages at /device: Google sign-in from inside LINE and other webviews.
+      deviceFlow: deviceFlowFeature(views),
       rpInitiatedLogout: {
         enabled: true,
         async logoutSource(ctx, form) {
@@ -199,6 +205,10 @@ export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
       await grant.save();
       return grant;
     },
+    async expiresWithSession(_ctx, code) {
+      carryDeviceCodeNonce(code);
+      return !code.scopes.has('offline_access');
+    },
     async issueRefreshToken(_ctx, client, code) {
       return client.grantTypeAllowed('refresh_token') && (code.scopes.has('offline_access') || client.clientAuthMethod === 'none' || Boolean(clientExtras(client).first_party));
     },
@@ -231,8 +241,8 @@ export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
     // recent sign-in (the LINE mini-app backend does before linking accounts).
     async extraTokenClaims(ctx, token) {
       if (token.kind !== 'AccessToken' || !token.resourceServer) return undefined;
-      const entities = ctx?.oidc?.entities as { AuthorizationCode?: { authTime?: number }; RefreshToken?: { authTime?: number } } | undefined;
-      const authTime = entities?.AuthorizationCode?.authTime ?? entities?.RefreshToken?.authTime;
+      const entities = ctx?.oidc?.entities as { AuthorizationCode?: { authTime?: number }; RefreshToken?: { authTime?: number }; DeviceCode?: { authTime?: number } } | undefined;
+      const authTime = entities?.AuthorizationCode?.authTime ?? entities?.RefreshToken?.authTime ?? entities?.DeviceCode?.authTime;
       return typeof authTime === 'number' ? { auth_time: authTime } : undefined;
     },
     clockTolerance: 5,

@@ -4,6 +4,7 @@ import type { Logger } from '../logger.js';
 import type { Metrics } from '../http/metrics.js';
 import { buildProviderConfiguration, type ProviderDeps } from './configuration.js';
 import type { SigningKeyStore } from './keys.js';
+import { devicePolling } from './device-flow.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
@@ -53,6 +54,7 @@ export class ProviderHost {
     const keys = await this.keyStore.load();
     const provider = new Provider(this.deps.config.issuer, buildProviderConfiguration({ ...this.deps, keys }));
     provider.proxy = this.deps.config.trustProxy;
+    provider.use(devicePolling(this.deps.limiter));
     for (const event of ['server_error', 'authorization.error', 'grant.error', 'introspection.error', 'revocation.error', 'userinfo.error', 'end_session.error', 'registration_create.error', 'backchannel.error']) {
       (provider as unknown as NodeJS.EventEmitter).on(event, (ctxOrErr: unknown, maybeErr?: unknown) => {
         const err = (maybeErr ?? ctxOrErr) as { error?: string; message?: string; status?: number };
