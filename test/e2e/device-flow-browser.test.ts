@@ -67,7 +67,9 @@ describe(`device pages and in-app browser guidance in Chromium (${describeBacken
       // A stale page (or a hand-made form) that still posts to Google gets the guidance page.
       const before = google.authorizeRequests.length;
       await page.evaluate(() => {
-        const form = document.querySelector('form[action$="/email"]') as HTMLFormElement;
+        type Form = { action: string; submit(): void };
+        const doc = (globalThis as unknown as { document: { querySelector(selector: string): Form } }).document;
+        const form = doc.querySelector('form[action$="/email"]');
         form.action = form.action.replace(/\/email$/, '/upstream/google');
         form.submit();
       });

@@ -84,6 +84,48 @@ async function finishLinking(/** @type {PageConfig} */ config, /** @type {URLSea
   $('unlink').hidden = false;
 }
 
+/**
+ * Google refuses sign-in inside LINE's browser (403 disallowed_useragent), and a sign-in finished in
+ * the external browser would end there, without this page's PKCE verifier. So for Google: the device
+ * authorization grant (RFC 8628). This page asks Tsunagi for a user code (with the backend's nonce),
+ * opens the verification page in the phone's browser, and polls the token endpoint (both by CORS).
+ */
+async function linkWithCode(/** @type {PageConfig} */ config) {
+  const { nonce } = await backend('POST', '/link/start');
+  const meta = await discovery(config.issuer);
+  const form = (/** @type {Record<string, string>} */ fields) => ({
+    method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(fields),
+  });
+  const started = await fetch(meta.device_authorization_endpoint, form({ client_id: config.clientId, scope: 'openid', nonce, max_age: '600' }));
+  const device = await started.json();
+  if (!started.ok) throw new Error(`Could not start: ${device.error_description ?? device.error}`);
+  $('user-code').textContent = device.user_code;
+  const uri = /** @type {HTMLAnchorElement} */ ($('device-uri'));
+  uri.href = device.verification_uri_complete;
+  uri.textContent = device.verification_uri;
+  $('device').hidden = false;
+  $('link').hidden = true;
+  $('link-with-code').hidden = true;
+  status('Waiting for you to sign in in your browser…');
+  liffSdk().openWindow({ url: device.verification_uri_complete, external: true });
+
+  let interval = (device.interval ?? 5) * 1000;
+  const deadline = Date.now() + device.expires_in * 1000;
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, interval));
+    if (Date.now() > deadline) throw new Error('The code expired. Try again.');
+    const res = await fetch(meta.token_endpoint, form({ grant_type: 'urn:ietf:params:oauth:grant-type:device_code', device_code: device.device_code, client_id: config.clientId }));
+    const answer = await res.json();
+    if (res.ok) {
+      $('device').hidden = true;
+      status('Linking…');
+      return answer;
+    }
+    if (answer.error === 'slow_down') interval += 5000; // RFC 8628 section 3.5
+    else if (answer.error !== 'authorization_pending') throw new Error(answer.error === 'access_denied' ? 'The sign-in was cancelled.' : `Sign-in failed: ${answer.error_description ?? answer.error}`);
+  }
+}
+
 async function main() {
   /** @type {PageConfig} */
   const config = await (await fetch('/config.json')).json();
@@ -97,6 +139,22 @@ async function main() {
     status('Starting sign-in…');
     startLinking(config).catch((/** @type {Error} */ err) => { status('Not linked.'); showError(err.message); });
   });
+  $('link-with-code').addEventListener('click', () => {
+    $('error').hidden = true;
+    linkWithCode(config)
+      .then((tokens) => backend('POST', '/link/complete', { id_token: tokens.id_token }))
+      .then((linked) => {
+        status(linked.created ? 'Linked! You will get updates on LINE.' : 'Already linked. You will get updates on LINE.');
+        $('unlink').hidden = false;
+      })
+      .catch((/** @type {Error} */ err) => {
+        $('device').hidden = true;
+        status('Not linked.');
+        showError(err.message);
+        $('link').hidden = false;
+        $('link-with-code').hidden = false;
+      });
+  });
   $('unlink').addEventListener('click', () => {
     backend('DELETE', '/link').then(() => { status('Unlinked.'); $('unlink').hidden = true; })
       .catch((/** @type {Error} */ err) => showError(err.message));
@@ -109,6 +167,7 @@ async function main() {
   } else {
     status('Not linked yet.');
     $('link').hidden = false;
+    $('link-with-code').hidden = false;
   }
 }
 
