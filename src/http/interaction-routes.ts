@@ -24,7 +24,7 @@ export function interactionRoutes(services: Services): Router {
   const router = new Router({ prefix: '/interaction/:uid' });
   router.use(formBody(), requireCsrf());
 
-  const { load, finish, seeOther, clientName, facts } = interactionSession(services);
+  const { load, finish, seeOther, clientName, facts, holdForRequiredEmail } = interactionSession(services);
   const renderLogin = async (ctx: Context, details: Interaction, state: PageState = {}) => {
     page(ctx, services, 'login', {
       uid: details.uid,
@@ -175,6 +175,7 @@ export function interactionRoutes(services: Services): Router {
       ctx.status = 400;
       return page(ctx, services, 'code', smsCodePage(details.uid, phone, { error: 'code.error.wrong_code', attemptsLeft: 0 }));
     }
+    if (await holdForRequiredEmail(details, account, verified.proof)) return seeOther(ctx, '/require-email');
     metrics.signIns.inc({ method: 'sms_otp' });
     await finish(ctx, await completeSignIn({ accounts }, account, verified.proof, facts(ctx, details)));
   });

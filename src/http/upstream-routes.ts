@@ -9,7 +9,7 @@ import { withTransaction } from '../db/database.js';
 import { AccountSettings } from '../flows/account-settings.js';
 import { completeSignIn } from '../flows/login.js';
 import {
-  completeLink, confirmUpstreamSignup, decideAfterUpstreamLogin, linkOptionsFor, needsRequiredEmail, parkUpstreamReturn, pendingUpstream, vouchedEmail,
+  completeLink, confirmUpstreamSignup, decideAfterUpstreamLogin, linkOptionsFor, parkUpstreamReturn, pendingUpstream, vouchedEmail,
   type UpstreamDeps,
 } from '../flows/upstream.js';
 import type { CodeStart, CodeVerification } from '../methods/one-time-code-method.js';
@@ -39,7 +39,7 @@ export function upstreamRedirectUri(issuer: string, provider: UpstreamProviderNa
  */
 export function upstreamRoutes(services: Services): Router {
   const { upstream, identities, accounts, proofs, emailOtp, smsOtp, passkeyStore, db, metrics, config, upstreamCipher, host } = services;
-  const { load, finish, seeOther, clientName, facts } = interactionSession(services);
+  const { load, finish, seeOther, clientName, facts, holdForRequiredEmail } = interactionSession(services);
   const deps: UpstreamDeps = { pool: db.pool, accounts, identities, proofs, cipher: upstreamCipher };
   const settings = new AccountSettings({ pool: db.pool, accounts, mailer: services.mailer, log: services.log });
   const router = new Router();
@@ -77,11 +77,7 @@ export function upstreamRoutes(services: Services): Router {
    * parked, and is not stored in the interaction, so it cannot be resumed around that step).
    */
   const signIn = async (ctx: Context, details: Interaction, account: Account, proof: Proof, opts: { newAccount?: boolean } = {}) => {
-    if (await needsRequiredEmail(account, () => clientRequiresEmail(details))) {
-      await proofs.discard(details.uid, 'require_email', new Date());
-      await proofs.park('require_email', { ...proof, interactionUid: details.uid, subject: { kind: 'account', accountId: account.id } }, 15 * 60);
-      return seeOther(ctx, '/require-email');
-    }
+    if (await holdForRequiredEmail(details, account, proof)) return seeOther(ctx, '/require-email');
     metrics.signIns.inc({ method: proof.method });
     const result = await completeSignIn({ accounts }, account, proof, facts(ctx, details));
     if (!opts.newAccount) return finish(ctx, result);
