@@ -52,7 +52,7 @@ export class AppleNotificationStore {
 
   async sweep(now: Date): Promise<number> {
     const r = await this.pool.query(
-      `DELETE FROM apple_notifications WHERE received_at < $1 - make_interval(days => $2)`, [now, APPLE_NOTIFICATION_RETENTION_DAYS]);
+      `DELETE FROM apple_notifications WHERE received_at < $1::timestamptz - make_interval(days => $2::int)`, [now, APPLE_NOTIFICATION_RETENTION_DAYS]);
     return r.rowCount ?? 0;
   }
 }

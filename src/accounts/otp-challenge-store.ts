@@ -71,7 +71,7 @@ export class OtpChallengeStore {
   }
 
   async sweep(now: Date): Promise<number> {
-    const r = await this.pool.query(`DELETE FROM otp_challenges WHERE expires_at < $1 - interval '1 day'`, [now]);
+    const r = await this.pool.query(`DELETE FROM otp_challenges WHERE expires_at < $1::timestamptz - interval '1 day'`, [now]);
     return r.rowCount ?? 0;
   }
 }

@@ -66,7 +66,7 @@ export class ProofStore {
   }
 
   async sweep(now: Date): Promise<number> {
-    const r = await this.pool.query(`DELETE FROM interaction_proofs WHERE expires_at < $1 - interval '1 day'`, [now]);
+    const r = await this.pool.query(`DELETE FROM interaction_proofs WHERE expires_at < $1::timestamptz - interval '1 day'`, [now]);
     return r.rowCount ?? 0;
   }
 }

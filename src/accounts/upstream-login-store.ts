@@ -74,7 +74,7 @@ export class UpstreamLoginStore {
   }
 
   async sweep(now = new Date()): Promise<number> {
-    const r = await this.pool.query(`DELETE FROM upstream_logins WHERE expires_at < $1 - interval '1 day'`, [now]);
+    const r = await this.pool.query(`DELETE FROM upstream_logins WHERE expires_at < $1::timestamptz - interval '1 day'`, [now]);
     return r.rowCount ?? 0;
   }
 }
