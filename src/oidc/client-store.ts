@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import type { AccountStore } from '../accounts/account-store.js';
+import { notifyClientChanged } from './adapter/client-adapter.js';
 
 export type ClientMetadata = Record<string, unknown> & { client_id?: string; client_secret?: string };
 
@@ -35,6 +36,7 @@ export class ClientStore {
       `INSERT INTO clients (client_id, metadata, source) VALUES ($1, $2, 'cli') ON CONFLICT (client_id) DO NOTHING`,
       [metadata.client_id, metadata]);
     if (r.rowCount !== 1) throw new ClientAlreadyExists(metadata.client_id as string);
+    await notifyClientChanged(this.pool, metadata.client_id as string);
     await this.accounts.recordAuditEvent({ type: 'client_added', clientId: metadata.client_id as string, data: { client_name: metadata.client_name ?? null } });
     return metadata;
   }
@@ -60,6 +62,7 @@ export class ClientStore {
   async remove(clientId: string): Promise<void> {
     const r = await this.pool.query('DELETE FROM clients WHERE client_id = $1', [clientId]);
     if (r.rowCount !== 1) throw new ClientNotFound(clientId);
+    await notifyClientChanged(this.pool, clientId);
     await this.pool.query(`DELETE FROM oidc_payloads WHERE payload->>'clientId' = $1`, [clientId]);
     await this.accounts.recordAuditEvent({ type: 'client_removed', clientId });
   }
@@ -74,6 +77,7 @@ export class ClientStore {
       if (!exists.rowCount) throw new ClientNotFound(clientId);
       throw new Error(`client ${clientId} is a public client and has no secret`);
     }
+    await notifyClientChanged(this.pool, clientId);
     await this.accounts.recordAuditEvent({ type: 'client_secret_rotated', clientId });
     return secret;
   }
