@@ -1,20 +1,13 @@
-import fs from 'node:fs';
-import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import type { RunningServer } from '../../src/server.js';
 import { DEVICE_CODE_GRANT } from '../../src/oidc/device-flow.js';
 import { FakeGoogle } from '../fakes/google.js';
 import { SmtpSink } from '../fakes/smtp-sink.js';
 import { describeBackends, startTestServer } from '../support/harness.js';
+import { launchChromium, screenshot } from '../support/chromium.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const SHOTS = path.resolve('test-output/screenshots');
 const REDIRECT = 'http://127.0.0.1:9/cb';
 const LIFF_UA = 'Mozilla/5.0 (iPhone; CPU iPhone OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 Safari Line/13.14.0 LIFF';
-
-if (!fs.existsSync(CHROMIUM)) {
-  console.error(`\n\n*** Chromium not found at ${CHROMIUM}: install chromium or set CHROMIUM_PATH ***\n\n`);
-}
 
 // The in-app browser guidance and the device pages in headless Chromium, in English and Japanese,
 // with screenshots in test-output/screenshots/device-*.png and in-app-*.png. Only loopback is used.
@@ -27,7 +20,6 @@ describe(`device pages and in-app browser guidance in Chromium (${describeBacken
   let clientId: string;
 
   beforeAll(async () => {
-    fs.mkdirSync(SHOTS, { recursive: true });
     sink = new SmtpSink();
     google = await new FakeGoogle().start();
     server = await startTestServer({ SMTP_URL: await sink.start(), ...google.env() });
@@ -36,7 +28,7 @@ describe(`device pages and in-app browser guidance in Chromium (${describeBacken
       client_name: 'Example Shop mini app', redirect_uris: [REDIRECT], token_endpoint_auth_method: 'none', first_party: true,
       grant_types: ['authorization_code', 'refresh_token', DEVICE_CODE_GRANT],
     })).client_id as string;
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run'] });
+    browser = await launchChromium();
   });
 
   afterAll(async () => {
@@ -46,7 +38,7 @@ describe(`device pages and in-app browser guidance in Chromium (${describeBacken
     await google?.close();
   });
 
-  const shot = (page: Page, name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+  const shot = screenshot;
   const authUrl = () => `${issuer}/auth?${new URLSearchParams({
     client_id: clientId, redirect_uri: REDIRECT, response_type: 'code', scope: 'openid', state: 's', nonce: 'n',
     code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256',

@@ -1,6 +1,4 @@
-import fs from 'node:fs';
-import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import * as oidc from 'openid-client';
 import type { RunningServer } from '../../src/server.js';
 import { FakeApple } from '../fakes/apple.js';
@@ -8,13 +6,7 @@ import { FakeGoogle } from '../fakes/google.js';
 import { SmtpSink, codeFrom } from '../fakes/smtp-sink.js';
 import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
 import { RelyingPartyServer, authorizationRequest, discover, type AuthRequest } from './support.js';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const SHOTS = path.resolve('test-output/screenshots');
-
-if (!fs.existsSync(CHROMIUM)) {
-  console.error(`\n\n*** Chromium not found at ${CHROMIUM}: install Debian's chromium (apt-get install chromium) or set CHROMIUM_PATH ***\n\n`);
-}
+import { launchChromium, screenshot } from '../support/chromium.js';
 
 const TEXT = {
   en: {
@@ -44,7 +36,6 @@ describe(`Google and Apple screens in Chromium (${describeBackends()})`, () => {
   let redirectUri: string;
 
   beforeAll(async () => {
-    fs.mkdirSync(SHOTS, { recursive: true });
     sink = new SmtpSink();
     google = await new FakeGoogle().start();
     apple = await new FakeApple().start();
@@ -55,10 +46,7 @@ describe(`Google and Apple screens in Chromium (${describeBackends()})`, () => {
     shop = await discover(server, a.client_id as string, a.client_secret as string);
     const b = await server.services.clients.add({ client_name: 'Newsletter', redirect_uris: [redirectUri], first_party: true, require_email: true });
     mailer = await discover(server, b.client_id as string, b.client_secret as string);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
-    });
+    browser = await launchChromium();
   });
 
   afterAll(async () => {
@@ -70,7 +58,7 @@ describe(`Google and Apple screens in Chromium (${describeBackends()})`, () => {
     await rp?.close();
   });
 
-  const shot = (page: Page, name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+  const shot = screenshot;
   const sub = () => `${Date.now()}${Math.floor(Math.random() * 1e6)}`;
 
   async function open(locale: 'en' | 'ja', config: oidc.Configuration) {

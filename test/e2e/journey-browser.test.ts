@@ -1,19 +1,11 @@
-import fs from 'node:fs';
-import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import * as oidc from 'openid-client';
 import type { RunningServer } from '../../src/server.js';
 import { FakeTwilio, smsCode } from '../fakes/twilio.js';
 import { SmtpSink, codeFrom } from '../fakes/smtp-sink.js';
 import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
 import { RelyingPartyServer, authorizationRequest, discover } from './support.js';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const SHOTS = path.resolve('test-output/screenshots');
-
-if (!fs.existsSync(CHROMIUM)) {
-  console.error(`\n\n*** Chromium not found at ${CHROMIUM}: install Debian's chromium (apt-get install chromium) or set CHROMIUM_PATH ***\n\n`);
-}
+import { launchChromium, screenshot } from '../support/chromium.js';
 
 // A person's whole journey in Chromium, with SMS through the fake Twilio (real HTTP, the real SDK):
 // sign up by email code, add and verify a phone on the account page, sign out, sign in by SMS code;
@@ -30,7 +22,6 @@ describe(`a person's journey in Chromium (${describeBackends()})`, () => {
   let phoneSeq = 0;
 
   beforeAll(async () => {
-    fs.mkdirSync(SHOTS, { recursive: true });
     sink = new SmtpSink();
     twilio = new FakeTwilio();
     rp = new RelyingPartyServer();
@@ -45,10 +36,7 @@ describe(`a person's journey in Chromium (${describeBackends()})`, () => {
     issuer = server.services.config.issuer;
     const added = await server.services.clients.add({ client_name: 'Example Shop', redirect_uris: [redirectUri], first_party: true });
     client = await discover(server, added.client_id as string, added.client_secret as string);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
-    });
+    browser = await launchChromium();
   });
 
   afterAll(async () => {
@@ -59,7 +47,7 @@ describe(`a person's journey in Chromium (${describeBackends()})`, () => {
     await rp?.close();
   });
 
-  const shot = (page: Page, name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+  const shot = screenshot;
 
   /** Signs up on the account page with an email code, skipping the passkey offer. */
   async function signUpToAccountPage(page: Page, email: string) {

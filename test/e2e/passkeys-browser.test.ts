@@ -1,18 +1,10 @@
-import fs from 'node:fs';
-import path from 'node:path';
-import { chromium, type Browser, type BrowserContext, type CDPSession, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, CDPSession, Page } from 'playwright-core';
 import * as oidc from 'openid-client';
 import type { RunningServer } from '../../src/server.js';
 import { SmtpSink, codeFrom } from '../fakes/smtp-sink.js';
 import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
 import { RelyingPartyServer, authorizationRequest, discover } from './support.js';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const SHOTS = path.resolve('test-output/screenshots');
-
-if (!fs.existsSync(CHROMIUM)) {
-  console.error(`\n\n*** Chromium not found at ${CHROMIUM}: install Debian's chromium (apt-get install chromium) or set CHROMIUM_PATH ***\n\n`);
-}
+import { launchChromium, screenshot } from '../support/chromium.js';
 
 /** A CDP virtual authenticator: a platform authenticator with resident keys and user verification. */
 async function addAuthenticator(page: Page): Promise<{ cdp: CDPSession; authenticatorId: string }> {
@@ -37,7 +29,6 @@ describe(`passkeys in Chromium (${describeBackends()})`, () => {
   let issuer: string;
 
   beforeAll(async () => {
-    fs.mkdirSync(SHOTS, { recursive: true });
     sink = new SmtpSink();
     rp = new RelyingPartyServer();
     redirectUri = `${await rp.start()}/cb`;
@@ -45,10 +36,7 @@ describe(`passkeys in Chromium (${describeBackends()})`, () => {
     issuer = server.services.config.issuer;
     const added = await server.services.clients.add({ client_name: 'Example Shop', redirect_uris: [redirectUri], first_party: true });
     client = await discover(server, added.client_id as string, added.client_secret as string);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
-    });
+    browser = await launchChromium();
   });
 
   afterAll(async () => {
@@ -58,7 +46,7 @@ describe(`passkeys in Chromium (${describeBackends()})`, () => {
     await rp?.close();
   });
 
-  const shot = (page: Page, name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+  const shot = screenshot;
   const newContext = (locale: 'en' | 'ja'): Promise<BrowserContext> =>
     browser.newContext({ viewport: { width: 390, height: 780 }, locale: locale === 'ja' ? 'ja-JP' : 'en-US' });
 

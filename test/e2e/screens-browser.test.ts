@@ -1,19 +1,10 @@
-import fs from 'node:fs';
-import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import * as oidc from 'openid-client';
 import type { RunningServer } from '../../src/server.js';
 import { SmtpSink, codeFrom } from '../fakes/smtp-sink.js';
 import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
 import { RelyingPartyServer, authorizationRequest, discover } from './support.js';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const SHOTS = path.resolve('test-output/screenshots');
-
-if (!fs.existsSync(CHROMIUM)) {
-  // Loud, and failing: a screen test that silently passes without a browser proves nothing.
-  console.error(`\n\n*** Chromium not found at ${CHROMIUM}: install Debian's chromium (apt-get install chromium) or set CHROMIUM_PATH ***\n\n`);
-}
+import { launchChromium, screenshot } from '../support/chromium.js';
 
 // The sign-in screens in a real browser (a phone-sized viewport, as in LINE's in-app browser),
 // with screenshots of every screen in English and Japanese saved to test-output/screenshots/.
@@ -26,7 +17,6 @@ describe(`Tsunagi's screens in Chromium (${describeBackends()})`, () => {
   let redirectUri: string;
 
   beforeAll(async () => {
-    fs.mkdirSync(SHOTS, { recursive: true });
     sink = new SmtpSink();
     rp = new RelyingPartyServer();
     redirectUri = `${await rp.start()}/cb`;
@@ -35,10 +25,7 @@ describe(`Tsunagi's screens in Chromium (${describeBackends()})`, () => {
       client_name: 'Example Shop', redirect_uris: [redirectUri], post_logout_redirect_uris: [`${rp.origin}/bye`],
     });
     thirdParty = await discover(server, added.client_id as string, added.client_secret as string);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
-    });
+    browser = await launchChromium();
   });
 
   afterAll(async () => {
@@ -48,9 +35,7 @@ describe(`Tsunagi's screens in Chromium (${describeBackends()})`, () => {
     await rp?.close();
   });
 
-  const shot = async (page: Page, name: string) => {
-    await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
-  };
+  const shot = screenshot;
 
   for (const locale of ['en', 'ja'] as const) {
     it(`signs up, consents and signs out through every screen (${locale})`, async () => {
