@@ -30,17 +30,27 @@ export async function startServer(config: Config, options: ServiceOverrides & { 
     server.listen(config.port, config.host, () => resolve());
   });
   const { port } = server.address() as AddressInfo;
+  // Each table on its own: one failing step (logged) does not keep the others from being swept.
+  const sweeps: Record<string, (now: Date) => Promise<number>> = {
+    oidc: () => sweepExpiredPayloads(services.db.pool),
+    otp: (now) => services.otpChallenges.sweep(now),
+    proofs: (now) => services.proofs.sweep(now),
+    passkeyChallenges: (now) => services.passkeyStore.sweepChallenges(now),
+    limits: (now) => (services.redis ? Promise.resolve(0) : new PostgresRateLimiter(services.db.pool).sweep(now)),
+    upstreamLogins: (now) => new UpstreamLoginStore(services.db.pool).sweep(now),
+    appleNotifications: (now) => new AppleNotificationStore(services.db.pool).sweep(now),
+  };
   const sweep = async () => {
     const now = new Date();
-    const counts = {
-      oidc: await sweepExpiredPayloads(services.db.pool),
-      otp: await services.otpChallenges.sweep(now),
-      proofs: await services.proofs.sweep(now),
-      passkeyChallenges: await services.passkeyStore.sweepChallenges(now),
-      limits: services.redis ? 0 : await new PostgresRateLimiter(services.db.pool).sweep(now),
-      upstreamLogins: await new UpstreamLoginStore(services.db.pool).sweep(now),
-      appleNotifications: await new AppleNotificationStore(services.db.pool).sweep(now),
-    };
+    const counts: Record<string, number | 'failed'> = {};
+    for (const [name, run] of Object.entries(sweeps)) {
+      try {
+        counts[name] = await run(now);
+      } catch (err) {
+        counts[name] = 'failed';
+        log.warn({ err, table: name }, 'sweep failed');
+      }
+    }
     log.debug({ swept: counts }, 'expired rows swept');
   };
   const sweeper = setInterval(() => { sweep().catch((err: unknown) => log.warn({ err }, 'sweep failed')); }, SWEEP_INTERVAL_MS);
