@@ -159,4 +159,82 @@ describe(`Google and Apple screens in Chromium (${describeBackends()})`, () => {
       await context.close();
     });
   }
+
+  /** Signs up by email code in this page, optionally creating a passkey on the offer page. */
+  async function emailSignup(page: Page, email: string, passkey: boolean) {
+    await page.locator('#email').fill(email);
+    await page.locator('form[action$="/email"] button[type=submit]').click();
+    await page.locator('input[autocomplete="one-time-code"]').fill(codeFrom(await sink.nextMailTo(email)));
+    await page.locator('form[action$="/code"] button[type=submit]').click();
+    await page.locator('form[action$="/signup"] button[type=submit]').click();
+    await page.locator('form[data-passkey-register]').waitFor();
+    if (passkey) await page.locator('form[data-passkey-register] button[type=submit]').click();
+    else await page.locator('a.button.secondary').click();
+  }
+
+  it('links Google after proving the account with its passkey (virtual authenticator), amr fed + hwk', async () => {
+    const { context, page, req } = await open('en', shop);
+    const cdp = await context.newCDPSession(page);
+    await cdp.send('WebAuthn.enable', { enableUI: false });
+    const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+      options: { protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true },
+    });
+    const email = `pk${sub()}@gmail.com`;
+    await emailSignup(page, email, true);
+    const owner = await tokensAt(page, shop, req);
+
+    const again = await authorizationRequest(shop, redirectUri, { scope: 'openid email', prompt: 'login' });
+    const googleSub = sub();
+    google.nextUser({ sub: googleSub, email, email_verified: true });
+    // The authenticator answers nothing while the login page is open (its autofill would sign in by
+    // passkey right there); the link page is what this test is about.
+    await cdp.send('WebAuthn.setAutomaticPresenceSimulation', { authenticatorId, enabled: false });
+    await page.goto(again.url.href);
+    await page.getByRole('button', { name: 'Continue with Google' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Link your account?' }).waitFor();
+    await screenshot(page, 'en-27-link-offer-passkey');
+    await cdp.send('WebAuthn.setAutomaticPresenceSimulation', { authenticatorId, enabled: true });
+    await page.getByRole('button', { name: 'Use a passkey' }).click();
+    const linked = await tokensAt(page, shop, again);
+    expect(linked.claims()?.sub).toBe(owner.claims()?.sub);
+    expect(linked.claims()?.amr).toEqual(['fed', 'hwk']);
+    expect((await server.services.identities.findByIssuerSubject(google.issuer, googleSub))?.accountId).toBe(owner.claims()?.sub);
+    await context.close();
+  });
+
+  it('links Apple through the account\'s linked Google (login_hint), and unlinks it on the account page (ja)', async () => {
+    const email = `both${sub()}@gmail.com`;
+    const googleSub = sub();
+    const first = await open('ja', shop);
+    google.nextUser({ sub: googleSub, email, email_verified: true });
+    await first.page.getByRole('button', { name: TEXT.ja.google }).click();
+    await first.page.getByRole('button', { name: TEXT.ja.create }).click();
+    await first.page.getByRole('link', { name: TEXT.ja.skip }).click();
+    const owner = await tokensAt(first.page, shop, first.req);
+    await first.context.close();
+
+    const { context, page, req } = await open('ja', shop);
+    const appleSub = `001.${sub()}`;
+    apple.nextUser({ sub: appleSub, email, email_verified: 'true', is_private_email: 'false' });
+    google.addUser({ sub: googleSub, email, email_verified: true });
+    await page.getByRole('button', { name: TEXT.ja.apple }).click();
+    await page.getByRole('heading', { level: 1, name: TEXT.ja.linkTitle }).waitFor();
+    await screenshot(page, 'ja-27-link-offer-google');
+    await page.getByRole('button', { name: 'Google でログイン' }).click();
+    const linked = await tokensAt(page, shop, req);
+    expect(linked.claims()?.sub).toBe(owner.claims()?.sub);
+    expect(google.authorizeRequests.at(-1)?.query.login_hint).toBe(googleSub);
+
+    // The account page lists both; unlinking Apple leaves Google.
+    await page.goto(`${server.services.config.issuer}/account`);
+    await page.getByRole('heading', { level: 2, name: '外部ログイン' }).waitFor();
+    expect(await page.textContent('#providers-h + ul')).toContain('Apple');
+    await screenshot(page, 'ja-28-account-providers');
+    const appleIdentity = await server.services.identities.findByIssuerSubject(apple.issuer, appleSub);
+    await page.locator(`form[action="/account/providers/${appleIdentity?.id}/unlink"] button`).click();
+    await page.waitForURL(/notice=upstream_unlinked/);
+    expect(await server.services.identities.findByIssuerSubject(apple.issuer, appleSub)).toBeUndefined();
+    expect(await server.services.identities.findByIssuerSubject(google.issuer, googleSub)).toBeDefined();
+    await context.close();
+  });
 });
