@@ -7,8 +7,8 @@
 //      BENCH_ONLY (comma-separated scenario ids; also skips scaling and round trips unless named),
 //      BENCH_SCALING=0, BENCH_ROUND_TRIPS=0 to skip those parts,
 //      BENCH_CPU_PROF=dir to write a V8 CPU profile of the measured Tsunagi process there,
-//      BENCH_SIGNIN_ACCOUNTS (accounts prepared for the email-code sign-in, one per iteration; 120 per
-//      second of warm-up + measurement unless given).
+//      BENCH_SIGNIN_ACCOUNTS (accounts prepared for the email-code sign-in, one per iteration; 300 per
+//      second of warm-up + measurement unless given; a run that uses them all up reports it as errors).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -383,7 +383,7 @@ async function main(): Promise<void> {
   const clients: BenchClients = { cc: newClient('cc'), rs256: newClient('rs256'), es256: newClient('es256') };
   const runTag = Date.now().toString(36);
   const accountsForSignIn = wanted('email-signin')
-    ? intEnv('BENCH_SIGNIN_ACCOUNTS', 120 * (settings.warmupSeconds + settings.durationSeconds)) : 0;
+    ? intEnv('BENCH_SIGNIN_ACCOUNTS', 300 * (settings.warmupSeconds + settings.durationSeconds)) : 0;
   const signIns: SignInSupport = {
     sink, google,
     emails: Array.from({ length: accountsForSignIn }, (_, i) => `bench.${runTag}.${i}@example.test`),
