@@ -51,7 +51,21 @@ export interface AuditEvent {
 
 export interface StoredAuditEvent extends Required<Omit<AuditEvent, 'data'>> { id: string; data: Record<string, unknown>; createdAt: Date }
 
-interface AccountRow { id: string; name: string | null; created_at: Date; updated_at: Date }
+interface AccountRow {
+  id: string; name: string | null; created_at: Date; updated_at: Date;
+  emails: Array<{ email: string; email_key: string; is_primary: boolean; verified_at: string | null }>;
+  phones: Array<{ phone: string; verified_at: string | null }>;
+}
+
+// An account with its emails and phones in one round trip (this runs on every token refresh and
+// userinfo request through findAccount).
+const ACCOUNT_SELECT = `SELECT a.id, a.name, a.created_at, a.updated_at,
+  COALESCE((SELECT json_agg(json_build_object('email', e.email, 'email_key', e.email_key, 'is_primary', e.is_primary, 'verified_at', e.verified_at)
+                            ORDER BY e.is_primary DESC, e.created_at)
+            FROM account_emails e WHERE e.account_id = a.id), '[]'::json) AS emails,
+  COALESCE((SELECT json_agg(json_build_object('phone', p.phone, 'verified_at', p.verified_at) ORDER BY p.created_at)
+            FROM account_phones p WHERE p.account_id = a.id), '[]'::json) AS phones
+FROM accounts a`;
 
 // All account SQL lives here. Methods that take `db` run on whatever they are given: the pool, or a
 // transaction's client (never mix the two inside one transaction: the embedded pool has one connection).
@@ -60,20 +74,18 @@ export class AccountStore {
 
   async findAccountById(id: string, db: Queryable = this.pool): Promise<Account | undefined> {
     if (!isUuid(id)) return undefined;
-    const { rows } = await db.query<AccountRow>('SELECT id, name, created_at, updated_at FROM accounts WHERE id = $1', [id]);
+    const { rows } = await db.query<AccountRow>(`${ACCOUNT_SELECT} WHERE a.id = $1`, [id]);
     const row = rows[0];
-    return row ? this.hydrate(row, db) : undefined;
+    return row ? toAccount(row) : undefined;
   }
 
   async findAccountByVerifiedEmail(email: EmailAddress, db: Queryable = this.pool): Promise<Account | undefined> {
     const { rows } = await db.query<AccountRow>(
-      `SELECT a.id, a.name, a.created_at, a.updated_at FROM accounts a
-       JOIN account_emails e ON e.account_id = a.id
-       WHERE e.email_key = $1 AND e.verified_at IS NOT NULL`,
+      `${ACCOUNT_SELECT} WHERE a.id = (SELECT account_id FROM account_emails WHERE email_key = $1 AND verified_at IS NOT NULL)`,
       [email.key],
     );
     const row = rows[0];
-    return row ? this.hydrate(row, db) : undefined;
+    return row ? toAccount(row) : undefined;
   }
 
   /** Creates an account with no email (e.g. from an Apple sign-in with a relay address), inside the caller's transaction. */
@@ -109,13 +121,11 @@ export class AccountStore {
 
   async findAccountByVerifiedPhone(phone: string, db: Queryable = this.pool): Promise<Account | undefined> {
     const { rows } = await db.query<AccountRow>(
-      `SELECT a.id, a.name, a.created_at, a.updated_at FROM accounts a
-       JOIN account_phones p ON p.account_id = a.id
-       WHERE p.phone = $1 AND p.verified_at IS NOT NULL`,
+      `${ACCOUNT_SELECT} WHERE a.id = (SELECT account_id FROM account_phones WHERE phone = $1 AND verified_at IS NOT NULL)`,
       [phone],
     );
     const row = rows[0];
-    return row ? this.hydrate(row, db) : undefined;
+    return row ? toAccount(row) : undefined;
   }
 
   /** Serialises changes to one account's sign-in methods (e.g. two removals racing for the last one). */
@@ -233,22 +243,7 @@ export class AccountStore {
     return rows.map((r) => ({ id: String(r.id), accountId: r.account_id, type: r.type, clientId: r.client_id, ip: r.ip, userAgent: r.user_agent, data: r.data, createdAt: r.created_at }));
   }
 
-  private async hydrate(row: AccountRow, db: Queryable): Promise<Account> {
-    const [emails, phones] = [
-      await db.query<{ email: string; email_key: string; is_primary: boolean; verified_at: Date | null }>(
-        'SELECT email, email_key, is_primary, verified_at FROM account_emails WHERE account_id = $1 ORDER BY is_primary DESC, created_at', [row.id]),
-      await db.query<{ phone: string; verified_at: Date | null }>(
-        'SELECT phone, verified_at FROM account_phones WHERE account_id = $1 ORDER BY created_at', [row.id]),
-    ];
-    return {
-      id: row.id,
-      name: row.name,
-      createdAt: row.created_at,
-      updatedAt: row.updated_at,
-      emails: emails.rows.map((e) => ({ address: e.email, key: e.email_key, isPrimary: e.is_primary, verifiedAt: e.verified_at })),
-      phones: phones.rows.map((p) => ({ phone: p.phone, verifiedAt: p.verified_at })),
-    };
-  }
+
 }
 
 function truncate(s: string | null | undefined, n: number): string | null {
@@ -258,3 +253,14 @@ function truncate(s: string | null | undefined, n: number): string | null {
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export function isUuid(s: string): boolean { return UUID_RE.test(s); }
+
+function toAccount(row: AccountRow): Account {
+  return {
+    id: row.id,
+    name: row.name,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    emails: row.emails.map((e) => ({ address: e.email, key: e.email_key, isPrimary: e.is_primary, verifiedAt: e.verified_at ? new Date(e.verified_at) : null })),
+    phones: row.phones.map((p) => ({ phone: p.phone, verifiedAt: p.verified_at ? new Date(p.verified_at) : null })),
+  };
+}
