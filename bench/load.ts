@@ -17,6 +17,7 @@
 //   address (X-Forwarded-For; the bench runs Tsunagi with TRUST_PROXY=1, as behind a load balancer),
 //   and each email iteration uses an account of its own, so the per-address and per-IP send limits
 //   stay on and are not what is measured.
+import fs from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
@@ -237,7 +238,7 @@ async function runSignIns(spec: Extract<LoadSpec, { kind: 'email-signin' | 'goog
 }
 
 async function main() {
-  const spec = JSON.parse(process.argv[2] ?? '') as LoadSpec;
+  const spec = JSON.parse(fs.readFileSync(process.argv[2] ?? '', 'utf8')) as LoadSpec;
   const result = spec.kind === 'http' ? await runAutocannon(spec) : spec.kind === 'sso' ? await runSso(spec) : await runSignIns(spec);
   process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
 }

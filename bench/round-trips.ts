@@ -9,6 +9,7 @@
 //   which node-redis would write together); a MULTI ... EXEC block is one round trip with its commands.
 //
 // argv[2]: JSON { target: Target, requests?: number }; env: as for the server.
+import fs from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { createClient } from 'redis';
@@ -114,7 +115,7 @@ async function ssoRoundTrip(t: Target): Promise<void> {
 }
 
 async function main() {
-  const { target, requests = 50 } = JSON.parse(process.argv[2] ?? '') as { target: Target; requests?: number };
+  const { target, requests = 50 } = JSON.parse(fs.readFileSync(process.argv[2] ?? '', 'utf8')) as { target: Target; requests?: number };
   countPostgres();
   countRedis();
   // Key reloads poll the database every KEYS_RELOAD_SECONDS: keep them out of the counts.

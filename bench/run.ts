@@ -109,7 +109,12 @@ async function waitReady(proc: Proc, url: string, timeoutMs = 90_000): Promise<v
 /** Runs a bench script as its own process and returns what it printed after `RESULT `. */
 function runScript<T>(script: string, arg: unknown, env: NodeJS.ProcessEnv = process.env, onMessage?: (m: unknown) => Promise<unknown>): Promise<T> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', script, JSON.stringify(arg)], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    // The argument goes through a file: a spec with thousands of prepared accounts is larger than
+    // the kernel allows for a command line (spawn E2BIG).
+    const argFile = path.join(os.tmpdir(), `tsunagi-bench-arg-${process.pid}-${randomBytes(6).toString('hex')}.json`);
+    fs.writeFileSync(argFile, JSON.stringify(arg));
+    const child = spawn(process.execPath, ['--import', 'tsx', script, argFile], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    child.once('exit', () => fs.rmSync(argFile, { force: true }));
     if (onMessage) {
       child.on('message', (m) => {
         onMessage(m).then((answer) => { if (child.connected) child.send(answer as object); }, (err: unknown) => log(`IPC answer failed: ${String(err)}`));
