@@ -32,11 +32,15 @@ function sqlLabel(text: string, values: unknown): string {
 }
 
 // "HGETALL AccessToken": the command and the model its key belongs to.
+// A script shows as "EVAL get+hgetall Session": the commands it calls and the model of its first key.
 function redisLabel(args: unknown): string {
   if (!Array.isArray(args)) return '?';
-  const key = typeof args[1] === 'string' ? args[1] : '';
-  const model = /^tsunagi:oidc:([^:]+)/.exec(key)?.[1] ?? key.split(':').slice(0, 2).join(':');
-  return `${String(args[0]).toUpperCase()} ${model}`.trim();
+  const command = String(args[0]).toUpperCase();
+  const script = command === 'EVAL' && typeof args[1] === 'string' ? args[1] : undefined;
+  const key = typeof args[script ? 3 : 1] === 'string' ? (args[script ? 3 : 1] as string) : '';
+  const model = /^(?:[^:]+:)*?oidc:([^:]+)/.exec(key)?.[1] ?? key.split(':').slice(0, 2).join(':');
+  const calls = script ? [...script.matchAll(/redis\.call\('(\w+)'/g)].map((m) => m[1]).join('+') : '';
+  return `${command} ${calls} ${model}`.replace(/\s+/g, ' ').trim();
 }
 
 function countPostgres() {

@@ -68,6 +68,20 @@ export function adapterContract(models: { code: string; session: string; userCod
     await a.upsert(payload.jti as string, payload, 60);
     await a.destroy(payload.jti as string);
     expect(await a.find(payload.jti as string)).toBeUndefined();
+    // The uid still names the destroyed artifact; the lookup must not bring it back.
+    expect(await a.findByUid(payload.uid as string)).toBeUndefined();
+  });
+
+  it('reports a consumed device code found by its user code', async () => {
+    const a = ctx().adapterFor(models.userCode);
+    const userCode = `UC-${id().slice(0, 8)}`;
+    const payload = artifact(models.userCode, { userCode, grantId: id() });
+    await a.upsert(payload.jti as string, payload, 60);
+    expect((await a.findByUserCode(userCode))?.consumed).toBeUndefined();
+    await a.consume(payload.jti as string);
+    const found = await a.findByUserCode(userCode);
+    expect(typeof found?.consumed).toBe('number');
+    expect(found).toEqual({ ...payload, consumed: found?.consumed });
   });
 
   it('marks a consumed code with the time it was consumed', async () => {

@@ -4,6 +4,14 @@ import type { Adapter, AdapterPayload, ConsumeConflictHandler } from './types.js
 const CONSUME_SCRIPT = `if redis.call('exists', KEYS[1]) == 0 then return 0 end
 return redis.call('hsetnx', KEYS[1], 'consumed', ARGV[1])`;
 
+// A lookup key (uid, user code) and the artifact it names, read in one round trip: refresh,
+// userinfo and introspection find the session by uid on every request. The artifact's key is built
+// inside the script from ARGV[1] (the model's key prefix), which a single Redis server allows (a
+// Redis Cluster would not; Tsunagi's MULTIs across a grant's keys do not support Cluster either).
+const FIND_BY_LOOKUP_SCRIPT = `local id = redis.call('get', KEYS[1])
+if not id then return false end
+return redis.call('hgetall', ARGV[1] .. id)`;
+
 // Each artifact is a hash { payload, consumed? } with the artifact's TTL. A grant keeps a list of
 // the keys issued under it so revokeByGrantId can find them; uid and user code are lookup keys.
 export class RedisAdapter implements Adapter {
@@ -35,20 +43,23 @@ export class RedisAdapter implements Adapter {
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
-    const h = await this.redis.hGetAll(this.key(id));
-    if (!h.payload) return undefined;
-    const payload = JSON.parse(h.payload) as AdapterPayload;
-    return h.consumed ? { ...payload, consumed: Number(h.consumed) } : payload;
+    return fromHash(await this.redis.hGetAll(this.key(id)));
   }
 
   async findByUid(uid: string): Promise<AdapterPayload | undefined> {
-    const id = await this.redis.get(this.uidKey(uid));
-    return id ? this.find(id) : undefined;
+    return this.findByLookup(this.uidKey(uid));
   }
 
   async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
-    const id = await this.redis.get(this.userCodeKey(userCode));
-    return id ? this.find(id) : undefined;
+    return this.findByLookup(this.userCodeKey(userCode));
+  }
+
+  private async findByLookup(lookupKey: string): Promise<AdapterPayload | undefined> {
+    const reply = await this.redis.eval(FIND_BY_LOOKUP_SCRIPT, { keys: [lookupKey], arguments: [this.key('')] });
+    if (!Array.isArray(reply)) return undefined; // no lookup key (Lua false -> nil reply)
+    const h: Record<string, string> = {};
+    for (let i = 0; i + 1 < reply.length; i += 2) h[String(reply[i])] = String(reply[i + 1]);
+    return fromHash(h);
   }
 
   // HSETNX is atomic: of two requests consuming the same code, exactly one sets the field.
@@ -72,4 +83,10 @@ export class RedisAdapter implements Adapter {
     const mine = keys.filter((k) => k.startsWith(`${this.prefix}${this.model}:`));
     if (mine.length) await this.redis.del(mine);
   }
+}
+
+function fromHash(h: Record<string, string>): AdapterPayload | undefined {
+  if (!h.payload) return undefined;
+  const payload = JSON.parse(h.payload) as AdapterPayload;
+  return h.consumed ? { ...payload, consumed: Number(h.consumed) } : payload;
 }
