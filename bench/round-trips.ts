@@ -37,7 +37,8 @@ function redisLabel(args: unknown): string {
   if (!Array.isArray(args)) return '?';
   const command = String(args[0]).toUpperCase();
   const script = command === 'EVAL' && typeof args[1] === 'string' ? args[1] : undefined;
-  const key = typeof args[script ? 3 : 1] === 'string' ? (args[script ? 3 : 1] as string) : '';
+  const keyArg: unknown = args[script ? 3 : 1]; // EVAL script numkeys key1 …
+  const key = typeof keyArg === 'string' ? keyArg : '';
   const model = /^(?:[^:]+:)*?oidc:([^:]+)/.exec(key)?.[1] ?? key.split(':').slice(0, 2).join(':');
   const calls = script ? [...script.matchAll(/redis\.call\('(\w+)'/g)].map((m) => m[1]).join('+') : '';
   return `${command} ${calls} ${model}`.replace(/\s+/g, ' ').trim();
