@@ -23,14 +23,24 @@ export interface PendingUpstreamLogin {
   expiresAt: Date;
 }
 
-export type ConsumeOutcome =
-  | { ok: true; login: PendingUpstreamLogin }
-  | { ok: false; why: 'unknown' | 'replayed' | 'expired' };
+/**
+ * Why a state was not handed out: 'other_browser' is a live pending login whose browser binding the
+ * request does not carry (the answer came back in a browser that did not begin it); it stays usable
+ * by the browser that did, and `purpose` says where that browser would start again.
+ */
+export type RefusedState =
+  | { ok: false; why: 'unknown' | 'replayed' | 'expired' }
+  | { ok: false; why: 'other_browser'; purpose: UpstreamLoginPurpose };
+
+export type ConsumeOutcome = { ok: true; login: PendingUpstreamLogin } | RefusedState;
+
+/** The parameters of an answer that came as a form POST, as held until its same-site GET takes them. */
+export type HeldAnswerParams = Record<string, string>;
 
 interface Row {
   interaction_uid: string; provider: UpstreamProviderName; nonce: string; code_verifier: string; redirect_uri: string;
   purpose: UpstreamLoginPurpose; expected_account_id: string | null; expected_subject: string | null; created_at: Date; expires_at: Date;
-  consumed_at: Date | null;
+  consumed_at: Date | null; browser_binding_hash: string;
 }
 
 const toLogin = (r: Row): PendingUpstreamLogin => ({
@@ -43,38 +53,85 @@ export function upstreamStateHash(state: string): string {
   return createHash('sha256').update(state).digest('base64url');
 }
 
+/** The browser binding (the cookie value) and a held answer's reference are stored as hashes too. */
+const secretHash = (value: string) => createHash('sha256').update(value).digest('base64url');
+
 export class UpstreamLoginStore {
   constructor(private readonly pool: pg.Pool) {}
 
-  async create(state: string, login: Omit<PendingUpstreamLogin, 'createdAt'>, now = new Date()): Promise<void> {
+  /** Stores a pending login for `state`, bound to the browser that holds `browserBinding`. */
+  async create(state: string, browserBinding: string, login: Omit<PendingUpstreamLogin, 'createdAt'>, now = new Date()): Promise<void> {
     await this.pool.query(
       `INSERT INTO upstream_logins (state_hash, interaction_uid, provider, nonce, code_verifier, redirect_uri, purpose,
-                                    expected_account_id, expected_subject, created_at, expires_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+                                    expected_account_id, expected_subject, created_at, expires_at, browser_binding_hash)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
       [upstreamStateHash(state), login.interactionUid, login.provider, login.nonce, login.codeVerifier, login.redirectUri, login.purpose,
-        login.expectedAccountId, login.expectedSubject, now, login.expiresAt],
+        login.expectedAccountId, login.expectedSubject, now, login.expiresAt, secretHash(browserBinding)],
     );
   }
 
-  /** Takes the pending login for this state, once: of two concurrent callbacks exactly one gets it. */
-  async consume(state: string, now = new Date()): Promise<ConsumeOutcome> {
+  /**
+   * Takes the pending login for this state, once, and only for the browser that began it (the
+   * binding is part of the same UPDATE, so a callback from another browser consumes nothing): of two
+   * concurrent callbacks exactly one gets it.
+   */
+  async consume(state: string, browserBinding: string | undefined, now = new Date()): Promise<ConsumeOutcome> {
     const hash = upstreamStateHash(state);
-    const { rows } = await this.pool.query<Row>(
-      `UPDATE upstream_logins SET consumed_at = $2
-       WHERE state_hash = $1 AND consumed_at IS NULL AND expires_at > $2
-       RETURNING *`,
-      [hash, now],
+    if (browserBinding) {
+      const { rows } = await this.pool.query<Row>(
+        `UPDATE upstream_logins SET consumed_at = $2
+         WHERE state_hash = $1 AND browser_binding_hash = $3 AND consumed_at IS NULL AND expires_at > $2
+         RETURNING *`,
+        [hash, now, secretHash(browserBinding)],
+      );
+      if (rows[0]) return { ok: true, login: toLogin(rows[0]) };
+    }
+    return this.whyRefused(hash, now);
+  }
+
+  /**
+   * Holds an answer that arrived as a cross-site form POST (no SameSite=Lax cookie on it) under
+   * `reference`, for a live pending login of `provider` only. It decides and consumes nothing.
+   */
+  async holdAnswer(
+    provider: UpstreamProviderName, state: string, params: HeldAnswerParams, reference: string, expiresAt: Date, now = new Date(),
+  ): Promise<{ ok: true } | RefusedState> {
+    const hash = upstreamStateHash(state);
+    const held = await this.pool.query(
+      `INSERT INTO upstream_answers (reference_hash, state_hash, provider, params, expires_at)
+       SELECT $1, state_hash, provider, $3::jsonb, $4 FROM upstream_logins
+       WHERE state_hash = $2 AND provider = $5 AND consumed_at IS NULL AND expires_at > $6`,
+      [secretHash(reference), hash, JSON.stringify(params), expiresAt, provider, now],
     );
-    if (rows[0]) return { ok: true, login: toLogin(rows[0]) };
-    // Only to say why on the error page; the answer is "no" either way.
+    if (held.rowCount) return { ok: true };
+    const why = await this.whyRefused(hash, now);
+    // A live login of the other provider: for this endpoint it is as unknown as a forged state.
+    return why.why === 'other_browser' ? { ok: false, why: 'unknown' } : why;
+  }
+
+  /** Takes a held answer once (whoever presents the reference; the binding is checked by consume()). */
+  async takeAnswer(provider: UpstreamProviderName, reference: string, now = new Date()): Promise<HeldAnswerParams | undefined> {
+    const { rows } = await this.pool.query<{ params: HeldAnswerParams; expires_at: Date }>(
+      'DELETE FROM upstream_answers WHERE reference_hash = $1 AND provider = $2 RETURNING params, expires_at',
+      [secretHash(reference), provider],
+    );
+    const row = rows[0];
+    return row && row.expires_at > now ? row.params : undefined;
+  }
+
+  // Only to say why on the error page; the answer is "no" either way.
+  private async whyRefused(hash: string, now: Date): Promise<RefusedState> {
     const seen = await this.pool.query<Row>('SELECT * FROM upstream_logins WHERE state_hash = $1', [hash]);
     const row = seen.rows[0];
     if (!row) return { ok: false, why: 'unknown' };
-    return { ok: false, why: row.consumed_at ? 'replayed' : 'expired' };
+    if (row.consumed_at) return { ok: false, why: 'replayed' };
+    if (row.expires_at <= now) return { ok: false, why: 'expired' };
+    return { ok: false, why: 'other_browser', purpose: row.purpose };
   }
 
   async sweep(now = new Date()): Promise<number> {
+    const answers = await this.pool.query('DELETE FROM upstream_answers WHERE expires_at < $1', [now]);
     const r = await this.pool.query(`DELETE FROM upstream_logins WHERE expires_at < $1::timestamptz - interval '1 day'`, [now]);
-    return r.rowCount ?? 0;
+    return (answers.rowCount ?? 0) + (r.rowCount ?? 0);
   }
 }

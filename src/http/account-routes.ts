@@ -22,6 +22,7 @@ import {
 import { requireCsrf } from './csrf.js';
 import { codeError } from './interaction-routes.js';
 import { formBody, page, type PageState } from './page.js';
+import { upstreamBrowserCookies } from './upstream-browser-cookies.js';
 
 // Notices the overview may show after a change (anything else in ?notice= is ignored).
 const NOTICES = new Set([
@@ -152,7 +153,7 @@ export function accountRoutes(services: Services): Router {
     try {
       const { authorizationUrl } = await upstream.begin({
         provider, interactionUid: accountBinding(me.session), redirectUri: upstreamRedirectUri(config.issuer, provider),
-        purpose: 'account_link', expectedAccountId: me.account.id, prompt: provider === 'google' ? 'select_account' : undefined,
+        purpose: 'account_link', expectedAccountId: me.account.id, browser: upstreamBrowserCookies(ctx, services.secureCookies), prompt: provider === 'google' ? 'select_account' : undefined,
       });
       seeOther(ctx, authorizationUrl);
     } catch (err) {

@@ -22,6 +22,7 @@ import { codeError, passkeyOfferMarker } from './interaction-routes.js';
 import { interactionSession, type Interaction } from './interaction-session.js';
 import { formBody, page, type PageState } from './page.js';
 import { refuseUpstreamInAppBrowser } from './in-app-browser-guidance.js';
+import { upstreamBrowserCookies } from './upstream-browser-cookies.js';
 
 /** Where Google and Apple send people back (register these at each provider). */
 export function upstreamRedirectUri(issuer: string, provider: UpstreamProviderName): string {
@@ -32,10 +33,13 @@ export function upstreamRedirectUri(issuer: string, provider: UpstreamProviderNa
  * Sign-in with Google and Apple inside an interaction, and what follows it (src/flows/upstream.ts):
  * the link offer with proof of ownership, the signup confirmation, and the email a client requires.
  *
- * The callback is not trusted to be the person's browser (Apple's answer is a cross-site POST that
- * carries no SameSite cookie): it checks the answer against the pending login it names by state,
- * parks the outcome for that interaction, and sends the browser to a page of that interaction, which
- * only the browser holding the interaction's cookie can open.
+ * Every trip to Google or Apple is bound to the browser that began it: `begin` gives that browser a
+ * binding cookie, and the callback consumes the pending login only when the same browser brings the
+ * cookie back (an authorization URL forwarded to someone else's browser changes nothing there).
+ * Apple's answer is a cross-site POST that carries no SameSite=Lax cookie, so that POST only holds
+ * the answer and redirects (303) to a same-site GET, where the cookie is present and the check made.
+ * After the check the outcome is parked for the interaction, and the browser sent to a page of that
+ * interaction, which only the browser holding the interaction's cookie can open.
  */
 export function upstreamRoutes(services: Services): Router {
   const { upstream, identities, accounts, proofs, emailOtp, smsOtp, passkeyStore, db, metrics, config, upstreamCipher, host } = services;
@@ -49,6 +53,7 @@ export function upstreamRoutes(services: Services): Router {
     return isUpstreamProviderName(p) && upstream.isEnabled(p) ? p : undefined;
   };
   const body = (ctx: Context) => (ctx.request.body ?? {}) as Record<string, unknown>;
+  const browserOf = (ctx: Context) => upstreamBrowserCookies(ctx, services.secureCookies);
 
   /** A readable page for anything that went wrong upstream; nothing was linked or created. */
   const failure = (ctx: Context, provider: UpstreamProviderName | undefined, reason: string, uid?: string) => {
@@ -59,10 +64,30 @@ export function upstreamRoutes(services: Services): Router {
       retryHref: uid ? `/interaction/${encodeURIComponent(uid)}?choose=1` : undefined,
     });
   };
+  /**
+   * The answer came back in a browser that did not begin the attempt: nothing happened, and this
+   * browser starts again on its own. Never a link into the other browser's interaction (it may be an
+   * attacker's); the account page is Tsunagi's own, so it is safe to offer.
+   */
+  const otherBrowser = (ctx: Context, provider: UpstreamProviderName, err: UpstreamError) => {
+    const fromAccountPage = err.purpose === 'account_link';
+    ctx.status = 400;
+    page(ctx, services, 'upstream-error', {
+      providerName: PROVIDER_NAMES[provider],
+      messageKey: fromAccountPage ? 'upstream.error.other_browser_account' : 'upstream.error.other_browser',
+      retryHref: fromAccountPage ? '/account' : undefined,
+      retryKey: 'upstream.error.start_again_here',
+    });
+  };
   const upstreamFailure = (ctx: Context, err: unknown, provider: UpstreamProviderName | undefined, uid?: string) => {
     if (!(err instanceof UpstreamError)) throw err;
-    services.log.info({ provider, reason: err.reason, detail: err.message }, 'upstream sign-in failed');
     metrics.signIns.inc({ method: `upstream_failed_${err.reason}` });
+    if (err.reason === 'other_browser') {
+      // Someone opened a forwarded authorization URL, or a person switched browsers midway.
+      services.log.warn({ provider, purpose: err.purpose, ip: ctx.ip }, 'upstream answer arrived in a browser that did not begin the attempt');
+      return otherBrowser(ctx, err.provider, err);
+    }
+    services.log.info({ provider, reason: err.reason, detail: err.message }, 'upstream sign-in failed');
     return failure(ctx, provider, err.reason, uid ?? err.pending?.interactionUid);
   };
 
@@ -94,7 +119,7 @@ export function upstreamRoutes(services: Services): Router {
     const hint = details.params.login_hint;
     try {
       const { authorizationUrl } = await upstream.begin({
-        provider, interactionUid: details.uid, redirectUri: upstreamRedirectUri(config.issuer, provider), purpose: 'login',
+        provider, interactionUid: details.uid, redirectUri: upstreamRedirectUri(config.issuer, provider), purpose: 'login', browser: browserOf(ctx),
         loginHint: provider === 'google' && typeof hint === 'string' && hint.length <= 254 ? hint : undefined,
       });
       ctx.redirect(authorizationUrl);
@@ -112,14 +137,11 @@ export function upstreamRoutes(services: Services): Router {
     return toProvider(ctx, details, provider);
   });
 
-  // ---- 2. The answer (Google: GET with a query; Apple: a cross-site form POST) ----
-  const callback = async (ctx: Context) => {
-    const provider = providerOf(ctx);
-    if (!provider) return failure(ctx, undefined, 'not_configured');
-    const params = ctx.method === 'POST' ? body(ctx) : (ctx.query as Record<string, unknown>);
+  // ---- 2. The answer (Google: GET with a query; Apple: a cross-site form POST, then a same-site GET) ----
+  const callback = async (ctx: Context, provider: UpstreamProviderName, params: Readonly<Record<string, unknown>>) => {
     let completed;
     try {
-      completed = await upstream.complete({ provider, params, redirectUri: upstreamRedirectUri(config.issuer, provider) });
+      completed = await upstream.complete({ provider, params, redirectUri: upstreamRedirectUri(config.issuer, provider), browser: browserOf(ctx) });
     } catch (err) {
       return upstreamFailure(ctx, err, provider);
     }
@@ -151,8 +173,36 @@ export function upstreamRoutes(services: Services): Router {
     ctx.redirect('/account/providers/continue');
     ctx.status = 303;
   };
-  router.get('/upstream/:provider/callback', callback);
-  router.post('/upstream/:provider/callback', formBody(), callback);
+  router.get('/upstream/:provider/callback', async (ctx) => {
+    const provider = providerOf(ctx);
+    if (!provider) return failure(ctx, undefined, 'not_configured');
+    return callback(ctx, provider, ctx.query as Record<string, unknown>);
+  });
+  // Apple's form_post: a cross-site POST, without the browser's SameSite=Lax binding cookie. It
+  // decides nothing: the answer is held, and the browser comes back by a top-level GET (which does
+  // carry Lax cookies, on http in development too) with a reference only it has seen.
+  router.post('/upstream/:provider/callback', formBody(), async (ctx) => {
+    const provider = providerOf(ctx);
+    if (!provider) return failure(ctx, undefined, 'not_configured');
+    try {
+      const { reference } = await upstream.holdFormPostAnswer({ provider, params: body(ctx) });
+      ctx.redirect(`/upstream/${provider}/answer?${new URLSearchParams({ ref: reference })}`);
+      ctx.status = 303;
+    } catch (err) {
+      return upstreamFailure(ctx, err, provider);
+    }
+  });
+  router.get('/upstream/:provider/answer', async (ctx) => {
+    const provider = providerOf(ctx);
+    if (!provider) return failure(ctx, undefined, 'not_configured');
+    let params;
+    try {
+      params = await upstream.takeHeldAnswer({ provider, reference: ctx.query.ref });
+    } catch (err) {
+      return upstreamFailure(ctx, err, provider);
+    }
+    return callback(ctx, provider, params);
+  });
 
   // ---- 3. The interaction's own browser picks up a checked answer ----
   router.get('/interaction/:uid/upstream/continue', async (ctx) => {
@@ -310,7 +360,7 @@ export function upstreamRoutes(services: Services): Router {
     if (await refuseUpstreamInAppBrowser(ctx, services, details, provider)) return;
     try {
       const { authorizationUrl } = await upstream.begin({
-        provider, interactionUid: details.uid, redirectUri: upstreamRedirectUri(config.issuer, provider), purpose: 'link_proof',
+        provider, interactionUid: details.uid, redirectUri: upstreamRedirectUri(config.issuer, provider), purpose: 'link_proof', browser: browserOf(ctx),
         expectedAccountId: target.account.id, expectedSubject: linked.subject,
         loginHint: provider === 'google' ? linked.subject : undefined,
       });
@@ -455,6 +505,6 @@ function messageFor(reason: string): string {
 
 /** Reasons with a message of their own (views/locales: upstream.error.<reason>). */
 const UPSTREAM_MESSAGES = new Set([
-  'access_denied', 'timeout', 'unavailable', 'bad_state', 'replayed', 'state_expired', 'not_configured', 'not_the_linked_account',
+  'access_denied', 'timeout', 'unavailable', 'bad_state', 'replayed', 'other_browser', 'state_expired', 'not_configured', 'not_the_linked_account',
   'wrong_account', 'already_linked', 'provider_already_linked', 'email_taken', 'no_pending_link', 'code_rate_limited', 'code_not_sent',
 ]);

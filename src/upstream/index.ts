@@ -4,17 +4,24 @@
  *   const upstream = new UpstreamProviders({ config: config.upstream, logins: new UpstreamLoginStore(pool) });
  *   upstream.enabledProviders()                       // ['google', 'apple'] — only the fully configured ones
  *
- *   // 1. Send the person upstream. Stores a pending login (state hash, nonce, PKCE verifier) for 10 min.
+ *   // 1. Send the person upstream. Stores a pending login (state hash, nonce, PKCE verifier) for 10 min,
+ *   //    bound to this browser: a random value goes into a cookie (through `browser`), its hash into the row.
  *   const { authorizationUrl } = await upstream.begin({
- *     provider: 'google', interactionUid, redirectUri: `${issuer}/interaction/upstream/google/callback`,
+ *     provider: 'google', interactionUid, redirectUri: `${issuer}/upstream/google/callback`, browser,
  *     purpose: 'login',                               // or 'link_proof' (expectedAccountId + expectedSubject),
  *                                                     // or 'account_link' (expectedAccountId; interactionUid = 'account:<session uid>')
  *     loginHint, prompt,                              // optional; Google only (Apple has neither)
  *   });
  *   ctx.redirect(authorizationUrl);
  *
- *   // 2. The callback: Google's query (GET), Apple's form body (cross-site POST, no cookie needed).
- *   const { pending, identity } = await upstream.complete({ provider: 'apple', params: ctx.request.body, redirectUri });
+ *   // 2. The callback. Google's query (GET) goes straight to complete(). Apple's form body arrives by a
+ *   //    cross-site POST, which carries no SameSite=Lax cookie: it is only held, and the browser is
+ *   //    sent (303) to a same-site GET that takes it back by its one-time reference:
+ *   const { reference } = await upstream.holdFormPostAnswer({ provider: 'apple', params: ctx.request.body });
+ *   const params = await upstream.takeHeldAnswer({ provider: 'apple', reference });   // in the GET
+ *   const { pending, identity } = await upstream.complete({ provider: 'apple', params, redirectUri, browser });
+ *   // complete() consumes the pending login only with this browser's binding cookie; from any other
+ *   // browser it throws 'other_browser' and the attempt stays usable by its own browser.
  *   // pending: the consumed PendingUpstreamLogin (single use). The caller still checks that
  *   //   pending.interactionUid is the interaction (or account session) in the person's cookie, and for
  *   //   'link_proof' that identity.subject === pending.expectedSubject.
@@ -30,9 +37,10 @@
  */
 import type { JWTPayload } from 'jose';
 import type { UpstreamProviderName } from '../accounts/upstream-identity-store.js';
-import type { PendingUpstreamLogin, UpstreamLoginPurpose, UpstreamLoginStore } from '../accounts/upstream-login-store.js';
+import type { HeldAnswerParams, PendingUpstreamLogin, RefusedState, UpstreamLoginPurpose, UpstreamLoginStore } from '../accounts/upstream-login-store.js';
 import type { UpstreamConfig } from '../config.js';
 import { AppleUpstream, type AppleClientSecretTiming } from './apple.js';
+import { browserBindingCookieName, type BrowserCookies } from './browser-binding.js';
 import { UpstreamError } from './errors.js';
 import { GoogleUpstream } from './google.js';
 import type { UpstreamIdentityClaims } from './identity-claims.js';
@@ -44,6 +52,7 @@ export { UpstreamError, UPSTREAM_ERROR_REASONS, type UpstreamErrorReason } from 
 export { GoogleUpstream, REAL_GOOGLE_ISSUER } from './google.js';
 export type { UpstreamIdentityClaims } from './identity-claims.js';
 export type { CallbackParams, UpstreamProviderClient } from './provider-client.js';
+export { browserBindingCookieName, type BrowserCookies } from './browser-binding.js';
 
 export const UPSTREAM_PROVIDERS: readonly UpstreamProviderName[] = ['google', 'apple'];
 
@@ -53,6 +62,8 @@ export function isUpstreamProviderName(v: unknown): v is UpstreamProviderName {
 
 /** A pending upstream login lives this long: enough to pick an account and consent, not more. */
 export const UPSTREAM_LOGIN_TTL_SECONDS = 600;
+/** A form_post answer waits this long for the same-site GET its POST redirects to (at once, in practice). */
+export const HELD_ANSWER_TTL_SECONDS = 120;
 
 export interface BeginUpstreamLogin {
   provider: UpstreamProviderName;
@@ -65,6 +76,8 @@ export interface BeginUpstreamLogin {
   prompt?: 'select_account' | 'consent' | undefined;
   expectedAccountId?: string | undefined;
   expectedSubject?: string | undefined;
+  /** The browser that begins the attempt: it gets the binding cookie the callback must bring back. */
+  browser: BrowserCookies;
 }
 
 export interface CompleteUpstreamLogin {
@@ -73,6 +86,8 @@ export interface CompleteUpstreamLogin {
   params: Readonly<Record<string, unknown>>;
   /** When given, must be the redirect URI the login began with. */
   redirectUri?: string | undefined;
+  /** The browser the answer arrived in: only the one that began the attempt can complete it. */
+  browser: BrowserCookies;
 }
 
 export interface UpstreamProvidersOptions {
@@ -123,6 +138,7 @@ export class UpstreamProviders {
     }
     if (request.purpose === 'account_link' && !request.expectedAccountId) throw new Error('linking from the account page needs the account');
     const state = randomToken();
+    const browserBinding = randomToken();
     const nonce = randomToken();
     const codeVerifier = randomToken(48);
     // Discovery first: if the provider is down, no pending login is left behind.
@@ -131,7 +147,7 @@ export class UpstreamProviders {
     });
     const now = this.clock();
     const expiresAt = new Date(now.getTime() + UPSTREAM_LOGIN_TTL_SECONDS * 1000);
-    await this.options.logins.create(state, {
+    await this.options.logins.create(state, browserBinding, {
       interactionUid: request.interactionUid,
       provider: request.provider,
       nonce,
@@ -142,7 +158,41 @@ export class UpstreamProviders {
       expectedSubject: request.expectedSubject ?? null,
       expiresAt,
     }, now);
+    request.browser.set(browserBindingCookieName(state), browserBinding, UPSTREAM_LOGIN_TTL_SECONDS);
     return { authorizationUrl: url.href, expiresAt };
+  }
+
+  /**
+   * An answer that came as a cross-site form POST (Apple's form_post): the browser's SameSite=Lax
+   * cookies are not on that request, so nothing is decided or consumed here. The answer is held under
+   * a fresh reference, which only this browser learns (in the redirect to the same-site GET that
+   * takes it back); that GET carries the cookie and calls complete(). An answer for no live pending
+   * login of this provider is refused at once.
+   */
+  async holdFormPostAnswer(request: { provider: UpstreamProviderName; params: Readonly<Record<string, unknown>> }): Promise<{ reference: string }> {
+    this.get(request.provider);
+    const params = parseCallbackParams(request.params);
+    if (!params) throw new UpstreamError('bad_state', request.provider, 'the callback repeats a parameter or is not a flat form');
+    if (!params.state) {
+      throw new UpstreamError(params.error ? errorReason(params.error) : 'bad_state', request.provider, params.error ?? 'the callback has no state');
+    }
+    const reference = randomToken();
+    const now = this.clock();
+    const held = await this.options.logins.holdAnswer(
+      request.provider, params.state, params as HeldAnswerParams, reference, new Date(now.getTime() + HELD_ANSWER_TTL_SECONDS * 1000), now,
+    );
+    if (!held.ok) throw refusedStateError(held, request.provider);
+    return { reference };
+  }
+
+  /** The answer held by holdFormPostAnswer(), once; an unknown, used or expired reference is 'bad_state'. */
+  async takeHeldAnswer(request: { provider: UpstreamProviderName; reference: unknown }): Promise<HeldAnswerParams> {
+    this.get(request.provider);
+    const params = typeof request.reference === 'string' && request.reference.length <= 128
+      ? await this.options.logins.takeAnswer(request.provider, request.reference, this.clock())
+      : undefined;
+    if (!params) throw new UpstreamError('bad_state', request.provider, 'no held answer for this reference');
+    return params;
   }
 
   async complete(request: CompleteUpstreamLogin): Promise<{ pending: PendingUpstreamLogin; identity: UpstreamIdentityClaims }> {
@@ -152,12 +202,13 @@ export class UpstreamProviders {
     if (!params.state) {
       throw new UpstreamError(params.error ? errorReason(params.error) : 'bad_state', request.provider, params.error ?? 'the callback has no state');
     }
-    // Consumed before anything else: whatever happens next, this state never works twice.
-    const outcome = await this.options.logins.consume(params.state, this.clock());
-    if (!outcome.ok) {
-      const reason = outcome.why === 'replayed' ? 'replayed' : outcome.why === 'expired' ? 'state_expired' : 'bad_state';
-      throw new UpstreamError(reason, request.provider, `state ${outcome.why}`);
-    }
+    // Consumed before anything else, and only with the binding cookie of the browser that began it:
+    // from any other browser nothing is consumed (that browser can still finish), and whatever
+    // happens next, this state never works twice.
+    const cookie = browserBindingCookieName(params.state);
+    const outcome = await this.options.logins.consume(params.state, request.browser.get(cookie), this.clock());
+    if (!outcome.ok) throw refusedStateError(outcome, request.provider);
+    request.browser.clear(cookie);
     const pending = outcome.login;
     try {
       if (pending.provider !== request.provider) throw new UpstreamError('bad_state', request.provider, `the state belongs to ${pending.provider}`);
@@ -186,6 +237,13 @@ export class UpstreamProviders {
     if (!(apple instanceof AppleUpstream)) throw new UpstreamError('not_configured', 'apple', 'no Apple client');
     await apple.revokeToken(refreshToken);
   }
+}
+
+function refusedStateError(refused: RefusedState, provider: UpstreamProviderName): UpstreamError {
+  const reason = refused.why === 'replayed' ? 'replayed' : refused.why === 'expired' ? 'state_expired' : refused.why === 'other_browser' ? 'other_browser' : 'bad_state';
+  const err = new UpstreamError(reason, provider, `state ${refused.why}`);
+  if (refused.why === 'other_browser') err.purpose = refused.purpose;
+  return err;
 }
 
 // Apple says the person cancelled with user_cancelled_authorize; OAuth providers with access_denied.

@@ -41,7 +41,7 @@ describe(`Apple server-to-server notifications (${describeBackends()})`, () => {
     if (!action) return page;
     const form = Object.fromEntries([...page.body.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)]
       .map((m) => [m[1] as string, (m[2] as string).replace(/&quot;/g, '"').replace(/&amp;/g, '&')]));
-    return browser.follow(action, { form }, isCallback);
+    return browser.follow(action, { form, crossSitePost: true }, isCallback);
   }
 
   /** A new account made by signing up with Apple (confirmation screen, passkey offer skipped), with its tokens. */

@@ -54,13 +54,13 @@ describe(`federation with Google and Apple (${describeBackends()})`, () => {
     return { req, page: provider === 'apple' ? await postApple(browser, page) : page };
   }
 
-  /** Apple answers with an HTML form that posts back cross-site: submit it as the browser would. */
+  /** Apple answers with an HTML form that posts back cross-site: submit it as the browser would (no SameSite=Lax cookie on it). */
   async function postApple(browser: Browser, page: Page): Promise<Page> {
     const action = /<form method="post" action="([^"]+)"/.exec(page.body)?.[1]?.replace(/&amp;/g, '&');
     if (!action) return page;
     const form = Object.fromEntries([...page.body.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)]
       .map((m) => [m[1] as string, (m[2] as string).replace(/&quot;/g, '"').replace(/&amp;/g, '&')]));
-    return browser.follow(action, { form }, isCallback);
+    return browser.follow(action, { form, crossSitePost: true }, isCallback);
   }
 
   async function tokens(config: oidc.Configuration, req: AuthRequest, page: Page) {
@@ -319,7 +319,7 @@ describe(`federation with Google and Apple (${describeBackends()})`, () => {
     }
   });
 
-  it('refuses a replayed callback and a callback carried to another browser (login CSRF)', async () => {
+  it('refuses a replayed callback, and a callback carried to another browser (login CSRF) changes nothing', async () => {
     const sub = uniqueSub();
     google.nextUser({ sub, email: `r${sub}@gmail.com`, email_verified: true });
     const attacker = new Browser();
@@ -330,16 +330,233 @@ describe(`federation with Google and Apple (${describeBackends()})`, () => {
     const callbackUrl = answer.res.headers.get('location') as string;
     expect(callbackUrl).toContain('/upstream/google/callback?');
 
-    // The victim's browser opens the attacker's callback: it leads only to the attacker's interaction.
+    // The victim's browser opens the attacker's callback: refused there, the attacker's identity is not
+    // parked for anyone, and the victim sees why.
     const victim = new Browser();
     const landed = await victim.follow(callbackUrl);
-    expect(landed.res.status).toBeGreaterThanOrEqual(400);
+    expect(landed.res.status).toBe(400);
+    expect(landed.body).toContain('started in another browser');
     expect(landed.body).not.toContain('/upstream-signup"');
+    expect(await identityOf(google.issuer, sub)).toBeUndefined();
 
-    // And the same callback again is a replay.
+    // The browser that began it still can finish (it is its own identity), once; the same callback again is a replay.
+    const own = await attacker.follow(callbackUrl);
+    expect(own.url).toMatch(/\/upstream-signup$/);
     const replay = await attacker.follow(callbackUrl);
     expect(replay.res.status).toBe(400);
     expect(replay.body).toContain('already used');
+  });
+
+  describe('an authorization URL forwarded to another browser (RFC 9700 §4.7.1)', () => {
+    /** The interaction uid of a login page's URL. */
+    const uidOf = (page: Page) => /\/interaction\/([^/?]+)/.exec(page.url)?.[1] as string;
+    /** What the interaction has parked from an upstream answer (nothing, after a forwarded URL). */
+    const parkedFor = async (uid: string) => {
+      const now = new Date();
+      const kinds = ['upstream_return', 'upstream_signup', 'upstream_link'] as const;
+      return (await Promise.all(kinds.map((k) => server.services.proofs.peek(uid, k, now)))).filter(Boolean);
+    };
+    /** The attacker's browser asks for the upstream URL of its own interaction and does not follow it. */
+    async function attackerUpstreamUrl(provider: 'google' | 'apple') {
+      const attacker = new Browser();
+      const req = await authorizationRequest(client, REDIRECT, { scope: 'openid email profile' });
+      const login = await attacker.follow(req.url.href);
+      const toProvider = await attacker.request(at(login, `/upstream/${provider}`), { form: { _csrf: csrfOf(login.body) } });
+      expect(toProvider.res.status).toBe(303);
+      return { attacker, req, uid: uidOf(login), providerUrl: toProvider.res.headers.get('location') as string };
+    }
+    /** The attacker's browser then asks its interaction for the parked answer: it must get nothing. */
+    async function attackerContinues(attacker: Browser, uid: string) {
+      const page = await attacker.follow(`${issuer}/interaction/${uid}/upstream/continue`, {}, isCallback);
+      expect(isCallback(page.url)).toBe(false);
+      return page;
+    }
+    /** An account that signs in with this Google or Apple identity (signed up with it, in its own browser). */
+    async function victimWith(provider: 'google' | 'apple', user: { sub: string; email: string }) {
+      (provider === 'google' ? google : apple).nextUser({ ...user, email_verified: 'true', is_private_email: 'false' });
+      const own = new Browser();
+      const first = await startUpstream(own, provider);
+      const t = await tokens(client, first.req, await confirmSignup(own, first.page));
+      return t.claims()?.sub as string;
+    }
+
+    it('Google login: the victim\'s identity is not parked, the attacker\'s interaction gets nothing, the browser that began it can still finish', async () => {
+      const victimSub = uniqueSub();
+      const victimAccount = await victimWith('google', { sub: victimSub, email: `victim${victimSub}@gmail.com` });
+      const { attacker, req, uid, providerUrl } = await attackerUpstreamUrl('google');
+
+      // The victim opens the forwarded Google URL; Google (signed in) sends their browser straight back.
+      google.nextUser({ sub: victimSub, email: `victim${victimSub}@gmail.com`, email_verified: true });
+      const victim = new Browser();
+      const landed = await victim.follow(providerUrl);
+      expect(landed.res.status).toBe(400);
+      expect(landed.body).toContain('This sign-in was started in another browser. Start again here');
+      expect(landed.body).not.toContain(uid); // no way into the attacker's interaction
+      expect(await parkedFor(uid)).toEqual([]);
+      expect((await attackerContinues(attacker, uid)).body).toContain('name="email" type="email"');
+
+      // The attempt was not used up: the browser that began it finishes with its own Google account.
+      const ownSub = uniqueSub();
+      google.nextUser({ sub: ownSub, email: `own${ownSub}@gmail.com`, email_verified: true });
+      const own = await attacker.follow(providerUrl, {}, isCallback);
+      const t = await tokens(client, req, await confirmSignup(attacker, own));
+      expect(t.claims()?.sub).not.toBe(victimAccount);
+      expect((await identityOf(google.issuer, ownSub))?.accountId).toBe(t.claims()?.sub);
+      expect((await identityOf(google.issuer, victimSub))?.accountId).toBe(victimAccount);
+    });
+
+    it('Apple login (cross-site form_post): the victim\'s identity is not parked, the attacker gets nothing, the browser that began it can still finish', async () => {
+      const victimSub = `001.${uniqueSub()}`;
+      const victimAccount = await victimWith('apple', { sub: victimSub, email: `${uniqueSub()}@privaterelay.appleid.com` });
+      const { attacker, req, uid, providerUrl } = await attackerUpstreamUrl('apple');
+
+      apple.nextUser({ sub: victimSub, email_verified: 'true' });
+      const victim = new Browser();
+      const form = await victim.follow(providerUrl);
+      // The POST decides nothing: it sends the victim's browser on to a same-site GET, refused there.
+      const posted = await victim.request(/<form method="post" action="([^"]+)"/.exec(form.body)?.[1]?.replace(/&amp;/g, '&') as string, {
+        form: Object.fromEntries([...form.body.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)].map((m) => [m[1] as string, (m[2] as string).replace(/&quot;/g, '"').replace(/&amp;/g, '&')])),
+        crossSitePost: true,
+      });
+      expect(posted.res.status).toBe(303);
+      const hop = new URL(posted.res.headers.get('location') as string, issuer).href;
+      expect(hop).toMatch(/\/upstream\/apple\/answer\?ref=[\w-]{43}$/);
+      const landed = await victim.follow(hop);
+      expect(landed.res.status).toBe(400);
+      expect(landed.body).toContain('This sign-in was started in another browser. Start again here');
+      expect(await parkedFor(uid)).toEqual([]);
+      await attackerContinues(attacker, uid);
+      // The held answer was taken once: the reference is worth nothing afterwards, even with the right cookie.
+      const again = await attacker.follow(hop);
+      expect(again.res.status).toBe(400);
+      expect(again.body).toContain('does not belong to a sign-in we started');
+      expect(await parkedFor(uid)).toEqual([]);
+
+      const ownSub = `001.${uniqueSub()}`;
+      apple.nextUser({ sub: ownSub, email: `${uniqueSub()}@privaterelay.appleid.com`, email_verified: 'true', is_private_email: 'true' });
+      const own = await postApple(attacker, await attacker.follow(providerUrl));
+      const t = await tokens(client, req, await confirmSignup(attacker, own));
+      expect(t.claims()?.sub).not.toBe(victimAccount);
+      expect((await identityOf(apple.issuer, ownSub))?.accountId).toBe(t.claims()?.sub);
+    });
+
+    it('link proof through the other provider: the forwarded Google URL links nothing, and the browser that began it can still prove it', async () => {
+      // The victim's account: Google, with a vouched email.
+      const googleSub = uniqueSub();
+      const email = `proof${googleSub}@gmail.com`;
+      const victimAccount = await victimWith('google', { sub: googleSub, email });
+      google.addUser({ sub: googleSub, email, email_verified: true });
+
+      // Someone signs in with an Apple identity carrying that email: offered to link, they choose
+      // "prove with Google" and send that Google URL (login_hint = the victim's Google) to the victim.
+      const appleSub = `001.${uniqueSub()}`;
+      apple.nextUser({ sub: appleSub, email, email_verified: 'true', is_private_email: 'false' });
+      const attacker = new Browser();
+      const { req, page } = await startUpstream(attacker, 'apple');
+      expect(page.url).toMatch(/\/link$/);
+      const uid = uidOf(page);
+      const toGoogle = await attacker.request(at(page, '/link/upstream/google'), { form: { _csrf: csrfOf(page.body) } });
+      const googleUrl = toGoogle.res.headers.get('location') as string;
+      expect(new URL(googleUrl).searchParams.get('login_hint')).toBe(googleSub);
+
+      const landed = await new Browser().follow(googleUrl);
+      expect(landed.res.status).toBe(400);
+      expect(landed.body).toContain('started in another browser');
+      expect(await server.services.proofs.peek(uid, 'upstream_return', new Date())).toBeUndefined();
+      await attackerContinues(attacker, uid);
+      expect(await identityOf(apple.issuer, appleSub)).toBeUndefined();
+
+      // The browser that began the proof (here: the owner's, Google picks the linked account) still can.
+      const done = await attacker.follow(googleUrl, {}, isCallback);
+      const t = await tokens(client, req, done);
+      expect(t.claims()?.sub).toBe(victimAccount);
+      expect((await identityOf(apple.issuer, appleSub))?.accountId).toBe(victimAccount);
+    });
+
+    it('account-page link: the victim\'s Apple is not linked to the attacker\'s account, and the account page that began it can still link', async () => {
+      const attackerSub = uniqueSub();
+      google.nextUser({ sub: attackerSub, email: `a${attackerSub}@example.test`, email_verified: true });
+      const attacker = new Browser();
+      const first = await startUpstream(attacker, 'google');
+      const attackerAccount = (await tokens(client, first.req, await confirmSignup(attacker, first.page))).claims()?.sub as string;
+      const account = await attacker.follow(`${issuer}/account`);
+      const toApple = await attacker.request(at(account, '/providers/apple/link'), { form: { _csrf: csrfOf(account.body) } });
+      const appleUrl = toApple.res.headers.get('location') as string;
+      expect(appleUrl.startsWith(apple.issuer)).toBe(true);
+
+      const victimSub = `001.${uniqueSub()}`;
+      apple.nextUser({ sub: victimSub, email: `${uniqueSub()}@privaterelay.appleid.com`, email_verified: 'true', is_private_email: 'true' });
+      const victim = new Browser();
+      const landed = await postApple(victim, await victim.follow(appleUrl));
+      expect(landed.res.status).toBe(400);
+      expect(landed.body).toContain('This link was started in another browser. Start again here');
+      expect(landed.body).toContain('href="/account"');
+      const picked = await attacker.follow(`${issuer}/account/providers/continue`);
+      expect(picked.url).not.toContain('notice=upstream_linked');
+      expect(await identityOf(apple.issuer, victimSub)).toBeUndefined();
+      expect(await server.services.identities.listForAccount(attackerAccount)).toHaveLength(1);
+
+      const ownSub = `001.${uniqueSub()}`;
+      apple.nextUser({ sub: ownSub, email: `${uniqueSub()}@privaterelay.appleid.com`, email_verified: 'true', is_private_email: 'true' });
+      const back = await postApple(attacker, await attacker.follow(appleUrl));
+      expect(back.url).toContain('notice=upstream_linked');
+      expect((await identityOf(apple.issuer, ownSub))?.accountId).toBe(attackerAccount);
+    });
+
+    it('the binding cookie is per attempt, short-lived with its pending login, single use, and its absence gives the readable page', async () => {
+      const browser = new Browser();
+      const req = await authorizationRequest(client, REDIRECT, { scope: 'openid email' });
+      const login = await browser.follow(req.url.href);
+      const toGoogle = await browser.request(at(login, '/upstream/google'), { form: { _csrf: csrfOf(login.body) } });
+      const setCookie = toGoogle.res.headers.getSetCookie().find((c) => c.startsWith('tsunagi.upstream.')) as string;
+      expect(setCookie).toMatch(/^tsunagi\.upstream\.[\w-]{16}=[\w-]{43}; /);
+      // It expires with the pending login (UPSTREAM_LOGIN_TTL_SECONDS), counted from the response's own Date.
+      const expires = Date.parse(/expires=([^;]+)/i.exec(setCookie)?.[1] as string);
+      const sentAt = Date.parse(toGoogle.res.headers.get('date') as string);
+      expect(Math.abs((expires - sentAt) / 1000 - 600)).toBeLessThanOrEqual(1);
+      expect(setCookie).toMatch(/path=\/upstream\//i);
+      expect(setCookie).toMatch(/samesite=lax/i);
+      expect(setCookie).toMatch(/httponly/i);
+      const cookieName = setCookie.slice(0, setCookie.indexOf('='));
+      const value = browser.jar.get(cookieName) as string;
+      const googleUrl = toGoogle.res.headers.get('location') as string;
+
+      // A second attempt in the same browser has its own cookie; the first one's value does not open it.
+      const req2 = await authorizationRequest(client, REDIRECT, { scope: 'openid email' });
+      const login2 = await browser.follow(req2.url.href);
+      const toGoogle2 = await browser.request(at(login2, '/upstream/google'), { form: { _csrf: csrfOf(login2.body) } });
+      const cookie2 = toGoogle2.res.headers.getSetCookie().find((c) => c.startsWith('tsunagi.upstream.')) as string;
+      const name2 = cookie2.slice(0, cookie2.indexOf('='));
+      expect(name2).not.toBe(cookieName);
+      const sub2 = uniqueSub();
+      google.nextUser({ sub: sub2, email: `b${sub2}@gmail.com`, email_verified: true });
+      const callback2 = (await browser.request(toGoogle2.res.headers.get('location') as string)).res.headers.get('location') as string;
+      const swapped = new Browser();
+      swapped.jar.put(name2, value);
+      const refusedSwap = await swapped.follow(callback2);
+      expect(refusedSwap.res.status).toBe(400);
+      expect(refusedSwap.body).toContain('started in another browser');
+
+      // No cookie at all (cleared, blocked, or another browser): the readable page, not a 500, and nothing used up.
+      const sub = uniqueSub();
+      google.nextUser({ sub, email: `c${sub}@gmail.com`, email_verified: true });
+      const callbackUrl = (await browser.request(googleUrl)).res.headers.get('location') as string;
+      browser.jar.put(cookieName, undefined);
+      const missing = await browser.follow(callbackUrl);
+      expect(missing.res.status).toBe(400);
+      expect(missing.body).toContain('This sign-in was started in another browser');
+      expect(await identityOf(google.issuer, sub)).toBeUndefined();
+
+      // With the cookie back, that same answer completes; the cookie is cleared, and is single use.
+      browser.jar.put(cookieName, value);
+      const done = await browser.follow(callbackUrl, {}, isCallback);
+      expect(done.url).toMatch(/\/upstream-signup$/);
+      expect(browser.jar.names()).not.toContain(cookieName);
+      browser.jar.put(cookieName, value);
+      const replay = await browser.follow(callbackUrl);
+      expect(replay.res.status).toBe(400);
+      expect(replay.body).toContain('already used');
+    });
   });
 
   it('links and unlinks Apple from the account page, revoking Apple\'s token, and keeps the last method', async () => {

@@ -3,6 +3,7 @@ import { decodeProtectedHeader, decodeJwt } from 'jose';
 import { UpstreamLoginStore } from '../../src/accounts/upstream-login-store.js';
 import type { Database } from '../../src/db/database.js';
 import { UpstreamError, UpstreamProviders, type UpstreamErrorReason } from '../../src/upstream/index.js';
+import { BrowserCookieJar } from '../support/browser-cookie-jar.js';
 import { FakeApple, readAutoPostForm } from '../fakes/apple.js';
 import { FakeGoogle } from '../fakes/google.js';
 import { describeBackends, openTestDatabase, testConfig } from '../support/harness.js';
@@ -14,6 +15,9 @@ let google: FakeGoogle;
 let apple: FakeApple;
 let upstream: UpstreamProviders;
 let logins: UpstreamLoginStore;
+// One browser begins and completes every round trip here; binding to the browser is tested in
+// upstream-browser-binding.test.ts and the federation e2e tests.
+const browser = new BrowserCookieJar();
 
 function providersFor(env: Record<string, string>, extra: Partial<ConstructorParameters<typeof UpstreamProviders>[0]> = {}): UpstreamProviders {
   return new UpstreamProviders({ config: testConfig(env).upstream, logins, jwksCooldownMs: 0, ...extra });
@@ -35,7 +39,7 @@ afterAll(async () => {
 /** Sends the "browser" to Google and brings back the callback query, as the redirect carries it. */
 async function googleRoundTrip(options: { loginHint?: string; interactionUid?: string } = {}) {
   const interactionUid = options.interactionUid ?? randomUUID();
-  const { authorizationUrl } = await upstream.begin({ provider: 'google', interactionUid, redirectUri: REDIRECT, purpose: 'login', loginHint: options.loginHint });
+  const { authorizationUrl } = await upstream.begin({ browser, provider: 'google', interactionUid, redirectUri: REDIRECT, purpose: 'login', loginHint: options.loginHint });
   const res = await fetch(authorizationUrl, { redirect: 'manual' });
   expect(res.status).toBe(302);
   const back = new URL(res.headers.get('location') as string);
@@ -46,7 +50,7 @@ async function googleRoundTrip(options: { loginHint?: string; interactionUid?: s
 /** Apple answers with a form that posts back to Tsunagi; read its fields as the POST body. */
 async function appleRoundTrip(client = upstream) {
   const interactionUid = randomUUID();
-  const { authorizationUrl } = await client.begin({ provider: 'apple', interactionUid, redirectUri: REDIRECT, purpose: 'login' });
+  const { authorizationUrl } = await client.begin({ browser, provider: 'apple', interactionUid, redirectUri: REDIRECT, purpose: 'login' });
   const res = await fetch(authorizationUrl);
   expect(res.status).toBe(200);
   const form = readAutoPostForm(await res.text());
@@ -64,7 +68,7 @@ describe(`Google upstream against the emulator (${describeBackends()})`, () => {
   it('signs in with code + PKCE S256 + state + nonce and returns the identity', async () => {
     google.nextUser({ sub: 'g-1001', email: 'hanako@gmail.com', email_verified: true, name: 'Hanako Sato', given_name: 'Hanako', family_name: 'Sato' });
     const { interactionUid, params } = await googleRoundTrip({ loginHint: 'hanako@gmail.com' });
-    const { pending, identity } = await upstream.complete({ provider: 'google', params, redirectUri: REDIRECT });
+    const { pending, identity } = await upstream.complete({ browser, provider: 'google', params, redirectUri: REDIRECT });
     expect(pending).toMatchObject({ interactionUid, provider: 'google', purpose: 'login' });
     expect(identity).toEqual({
       provider: 'google', issuer: google.issuer, subject: 'g-1001', email: 'hanako@gmail.com', emailVerified: true,
@@ -92,7 +96,7 @@ describe(`Google upstream against the emulator (${describeBackends()})`, () => {
     for (const c of cases) {
       google.nextUser({ sub: randomUUID(), ...c.user });
       const { params } = await googleRoundTrip();
-      const { identity } = await upstream.complete({ provider: 'google', params });
+      const { identity } = await upstream.complete({ browser, provider: 'google', params });
       expect({ email: identity.email, trusted: identity.emailTrustedForRegistration }).toEqual({ email: c.user.email, trusted: c.trusted });
       expect(identity.emailVerified).toBe(c.user.email_verified === true || c.user.email_verified === 'true');
     }
@@ -101,40 +105,40 @@ describe(`Google upstream against the emulator (${describeBackends()})`, () => {
   it('picks the user by login_hint when none is queued', async () => {
     google.addUser({ sub: 'g-hinted', email: 'hinted@gmail.com' });
     const { params } = await googleRoundTrip({ loginHint: 'g-hinted' });
-    expect((await upstream.complete({ provider: 'google', params })).identity.subject).toBe('g-hinted');
+    expect((await upstream.complete({ browser, provider: 'google', params })).identity.subject).toBe('g-hinted');
   });
 
   it('refuses a replayed callback, after it worked once', async () => {
     google.nextUser({ sub: randomUUID(), email: 'r@gmail.com' });
     const { params } = await googleRoundTrip();
-    await upstream.complete({ provider: 'google', params });
-    expect(await reasonOf(upstream.complete({ provider: 'google', params }))).toBe('replayed');
+    await upstream.complete({ browser, provider: 'google', params });
+    expect(await reasonOf(upstream.complete({ browser, provider: 'google', params }))).toBe('replayed');
   });
 
   it('refuses a callback with an unknown, missing or repeated state, or for the other provider', async () => {
     google.nextUser({ sub: randomUUID(), email: 's@gmail.com' });
     const { params } = await googleRoundTrip();
-    expect(await reasonOf(upstream.complete({ provider: 'google', params: { ...params, state: 'forged' } }))).toBe('bad_state');
-    expect(await reasonOf(upstream.complete({ provider: 'google', params: { code: params.code } }))).toBe('bad_state');
-    expect(await reasonOf(upstream.complete({ provider: 'google', params: { ...params, state: [params.state, 'x'] } }))).toBe('bad_state');
-    const err = await upstream.complete({ provider: 'apple', params }).catch((e: unknown) => e);
+    expect(await reasonOf(upstream.complete({ browser, provider: 'google', params: { ...params, state: 'forged' } }))).toBe('bad_state');
+    expect(await reasonOf(upstream.complete({ browser, provider: 'google', params: { code: params.code } }))).toBe('bad_state');
+    expect(await reasonOf(upstream.complete({ browser, provider: 'google', params: { ...params, state: [params.state, 'x'] } }))).toBe('bad_state');
+    const err = await upstream.complete({ browser, provider: 'apple', params }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(UpstreamError);
     expect((err as UpstreamError).reason).toBe('bad_state');
     // The state is burnt by the wrong-provider attempt: no second chance at the right endpoint.
-    expect(await reasonOf(upstream.complete({ provider: 'google', params }))).toBe('replayed');
+    expect(await reasonOf(upstream.complete({ browser, provider: 'google', params }))).toBe('replayed');
   });
 
   it('refuses a callback at another redirect URI', async () => {
     google.nextUser({ sub: randomUUID(), email: 'u@gmail.com' });
     const { params } = await googleRoundTrip();
-    expect(await reasonOf(upstream.complete({ provider: 'google', params, redirectUri: 'http://127.0.0.1:2/other' }))).toBe('bad_state');
+    expect(await reasonOf(upstream.complete({ browser, provider: 'google', params, redirectUri: 'http://127.0.0.1:2/other' }))).toBe('bad_state');
   });
 
   it('says access_denied when the person cancels, naming the interaction to return to', async () => {
     google.failNextAuthorize.push('access_denied');
     const { interactionUid, params } = await googleRoundTrip();
     expect(params.error).toBe('access_denied');
-    const err = await upstream.complete({ provider: 'google', params }).catch((e: unknown) => e) as UpstreamError;
+    const err = await upstream.complete({ browser, provider: 'google', params }).catch((e: unknown) => e) as UpstreamError;
     expect(err.reason).toBe('access_denied');
     expect(err.pending?.interactionUid).toBe(interactionUid);
   });
@@ -142,24 +146,24 @@ describe(`Google upstream against the emulator (${describeBackends()})`, () => {
   it('says unavailable on a 5xx and timeout when the token endpoint is slow', async () => {
     google.nextUser({ sub: randomUUID(), email: 'v@gmail.com' });
     google.failNextToken.push({ status: 503 });
-    expect(await reasonOf(upstream.complete({ provider: 'google', ...(await googleRoundTrip()) }))).toBe('unavailable');
+    expect(await reasonOf(upstream.complete({ browser, provider: 'google', ...(await googleRoundTrip()) }))).toBe('unavailable');
     google.nextUser({ sub: randomUUID(), email: 'w@gmail.com' });
     google.failNextToken.push({ delayMs: 2500 });
-    expect(await reasonOf(upstream.complete({ provider: 'google', ...(await googleRoundTrip()) }))).toBe('timeout');
+    expect(await reasonOf(upstream.complete({ browser, provider: 'google', ...(await googleRoundTrip()) }))).toBe('timeout');
   });
 
   it('says token_exchange_failed when the token endpoint refuses the code', async () => {
     google.nextUser({ sub: randomUUID(), email: 'x@gmail.com' });
     google.failNextToken.push({ status: 400, error: 'invalid_grant' });
-    expect(await reasonOf(upstream.complete({ provider: 'google', ...(await googleRoundTrip()) }))).toBe('token_exchange_failed');
+    expect(await reasonOf(upstream.complete({ browser, provider: 'google', ...(await googleRoundTrip()) }))).toBe('token_exchange_failed');
   });
 
   it('refuses a client with the wrong secret (the emulator checks client authentication)', async () => {
     const wrong = providersFor({ ...google.env(), GOOGLE_CLIENT_SECRET: 'not-the-secret' });
     google.nextUser({ sub: randomUUID(), email: 'y@gmail.com' });
-    const { authorizationUrl } = await wrong.begin({ provider: 'google', interactionUid: randomUUID(), redirectUri: REDIRECT, purpose: 'login' });
+    const { authorizationUrl } = await wrong.begin({ browser, provider: 'google', interactionUid: randomUUID(), redirectUri: REDIRECT, purpose: 'login' });
     const back = new URL((await fetch(authorizationUrl, { redirect: 'manual' })).headers.get('location') as string);
-    expect(await reasonOf(wrong.complete({ provider: 'google', params: Object.fromEntries(back.searchParams) }))).toBe('token_exchange_failed');
+    expect(await reasonOf(wrong.complete({ browser, provider: 'google', params: Object.fromEntries(back.searchParams) }))).toBe('token_exchange_failed');
   });
 
   const tampered: Array<[string, Parameters<FakeGoogle['tamperNextIdToken']['push']>[0], UpstreamErrorReason]> = [
@@ -176,22 +180,22 @@ describe(`Google upstream against the emulator (${describeBackends()})`, () => {
   it.each(tampered)('refuses an ID token with %s', async (_what, tamper, reason) => {
     google.nextUser({ sub: randomUUID(), email: 'z@gmail.com' });
     google.tamperNextIdToken.push(tamper);
-    expect(await reasonOf(upstream.complete({ provider: 'google', ...(await googleRoundTrip()) }))).toBe(reason);
+    expect(await reasonOf(upstream.complete({ browser, provider: 'google', ...(await googleRoundTrip()) }))).toBe(reason);
   });
 
   it('refuses an HS256 token keyed with the client secret', async () => {
     google.nextUser({ sub: randomUUID(), email: 'h@gmail.com' });
     google.tamperNextIdToken.push({ hmacWithSecret: google.clientSecret });
-    expect(await reasonOf(upstream.complete({ provider: 'google', ...(await googleRoundTrip()) }))).toBe('bad_signature');
+    expect(await reasonOf(upstream.complete({ browser, provider: 'google', ...(await googleRoundTrip()) }))).toBe('bad_signature');
   });
 
   it('accepts an ID token up to 60 s past exp (clock skew), not beyond', async () => {
     google.nextUser({ sub: randomUUID(), email: 'skew@gmail.com' });
     google.tamperNextIdToken.push({ claims: { exp: Math.floor(Date.now() / 1000) - 30 } });
-    await expect(upstream.complete({ provider: 'google', ...(await googleRoundTrip()) })).resolves.toBeDefined();
+    await expect(upstream.complete({ browser, provider: 'google', ...(await googleRoundTrip()) })).resolves.toBeDefined();
     google.nextUser({ sub: randomUUID(), email: 'skew2@gmail.com' });
     google.tamperNextIdToken.push({ claims: { exp: Math.floor(Date.now() / 1000) - 90 } });
-    expect(await reasonOf(upstream.complete({ provider: 'google', ...(await googleRoundTrip()) }))).toBe('expired');
+    expect(await reasonOf(upstream.complete({ browser, provider: 'google', ...(await googleRoundTrip()) }))).toBe('expired');
   });
 
   it('downloads the key set again on an unknown kid (a rotation), and only once per cooldown', async () => {
@@ -201,9 +205,9 @@ describe(`Google upstream against the emulator (${describeBackends()})`, () => {
     const withCooldown = providersFor(google.env(), { jwksCooldownMs: cooldownMs });
     const signIn = async () => {
       google.nextUser({ sub: randomUUID(), email: 'rot@gmail.com' });
-      const { authorizationUrl } = await withCooldown.begin({ provider: 'google', interactionUid: randomUUID(), redirectUri: REDIRECT, purpose: 'login' });
+      const { authorizationUrl } = await withCooldown.begin({ browser, provider: 'google', interactionUid: randomUUID(), redirectUri: REDIRECT, purpose: 'login' });
       const back = new URL((await fetch(authorizationUrl, { redirect: 'manual' })).headers.get('location') as string);
-      return withCooldown.complete({ provider: 'google', params: Object.fromEntries(back.searchParams) });
+      return withCooldown.complete({ browser, provider: 'google', params: Object.fromEntries(back.searchParams) });
     };
     await signIn(); // first key set download
     await new Promise((r) => setTimeout(r, cooldownMs + 100));
@@ -224,7 +228,7 @@ describe(`Google upstream against the emulator (${describeBackends()})`, () => {
   it('says unavailable when discovery cannot be read, and leaves no pending login', async () => {
     const down = providersFor({ GOOGLE_CLIENT_ID: 'x', GOOGLE_CLIENT_SECRET: 'y', GOOGLE_ISSUER: 'http://127.0.0.1:1' });
     const interactionUid = randomUUID();
-    expect(await reasonOf(down.begin({ provider: 'google', interactionUid, redirectUri: REDIRECT, purpose: 'login' }))).toBe('unavailable');
+    expect(await reasonOf(down.begin({ browser, provider: 'google', interactionUid, redirectUri: REDIRECT, purpose: 'login' }))).toBe('unavailable');
     const { rows } = await db.pool.query('SELECT 1 FROM upstream_logins WHERE interaction_uid = $1', [interactionUid]);
     expect(rows).toHaveLength(0);
   });
@@ -232,7 +236,7 @@ describe(`Google upstream against the emulator (${describeBackends()})`, () => {
   it('is off when not configured', async () => {
     const none = providersFor({});
     expect(none.enabledProviders()).toEqual([]);
-    expect(await reasonOf(none.begin({ provider: 'google', interactionUid: randomUUID(), redirectUri: REDIRECT, purpose: 'login' }))).toBe('not_configured');
+    expect(await reasonOf(none.begin({ browser, provider: 'google', interactionUid: randomUUID(), redirectUri: REDIRECT, purpose: 'login' }))).toBe('not_configured');
   });
 });
 
@@ -242,7 +246,7 @@ describe(`Apple upstream against the emulator (${describeBackends()})`, () => {
     apple.nextUser({ sub, email: 'taro@icloud.example', email_verified: 'true', is_private_email: 'false', name: 'Taro Yamada' });
     const first = await appleRoundTrip();
     expect(JSON.parse(first.params.user as string)).toEqual({ name: { firstName: 'Taro', lastName: 'Yamada' }, email: 'taro@icloud.example' });
-    const { pending, identity } = await upstream.complete({ provider: 'apple', params: first.params, redirectUri: REDIRECT });
+    const { pending, identity } = await upstream.complete({ browser, provider: 'apple', params: first.params, redirectUri: REDIRECT });
     expect(pending.interactionUid).toBe(first.interactionUid);
     expect(identity).toMatchObject({
       provider: 'apple', issuer: apple.issuer, subject: sub, email: 'taro@icloud.example', emailVerified: true, emailTrustedForRegistration: true,
@@ -255,7 +259,7 @@ describe(`Apple upstream against the emulator (${describeBackends()})`, () => {
     apple.nextUser({ sub, email: 'taro@icloud.example', email_verified: 'true' });
     const second = await appleRoundTrip();
     expect(second.params.user).toBeUndefined();
-    const again = await upstream.complete({ provider: 'apple', params: second.params });
+    const again = await upstream.complete({ browser, provider: 'apple', params: second.params });
     expect(again.identity.name).toBeUndefined();
     expect(again.identity.subject).toBe(sub);
   });
@@ -269,12 +273,12 @@ describe(`Apple upstream against the emulator (${describeBackends()})`, () => {
     ];
     for (const c of cases) {
       apple.nextUser({ sub: randomUUID(), email_verified: true, ...c });
-      const { identity } = await upstream.complete({ provider: 'apple', params: (await appleRoundTrip()).params });
+      const { identity } = await upstream.complete({ browser, provider: 'apple', params: (await appleRoundTrip()).params });
       expect({ email: identity.email, relay: identity.isPrivateRelay, trusted: identity.emailTrustedForRegistration, verified: identity.emailVerified })
         .toEqual({ email: c.email, relay: true, trusted: false, verified: true });
     }
     apple.nextUser({ sub: randomUUID(), email: 'unverified@icloud.example', email_verified: 'false', is_private_email: 'false' });
-    const { identity } = await upstream.complete({ provider: 'apple', params: (await appleRoundTrip()).params });
+    const { identity } = await upstream.complete({ browser, provider: 'apple', params: (await appleRoundTrip()).params });
     expect(identity).toMatchObject({ emailVerified: false, emailTrustedForRegistration: false, isPrivateRelay: false });
   });
 
@@ -282,7 +286,7 @@ describe(`Apple upstream against the emulator (${describeBackends()})`, () => {
     const seenBefore = apple.clientSecretsSeen.length;
     for (let i = 0; i < 2; i++) {
       apple.nextUser({ sub: randomUUID(), email: `cs${i}@icloud.example` });
-      await upstream.complete({ provider: 'apple', params: (await appleRoundTrip()).params });
+      await upstream.complete({ browser, provider: 'apple', params: (await appleRoundTrip()).params });
     }
     const seen = apple.clientSecretsSeen.slice(seenBefore);
     expect(seen).toHaveLength(2);
@@ -313,36 +317,36 @@ describe(`Apple upstream against the emulator (${describeBackends()})`, () => {
     const other = new FakeApple();
     const wrongKey = providersFor({ ...apple.env(), APPLE_PRIVATE_KEY: other.privateKeyPem });
     apple.nextUser({ sub: randomUUID(), email: 'k@icloud.example' });
-    expect(await reasonOf(wrongKey.complete({ provider: 'apple', params: (await appleRoundTrip(wrongKey)).params }))).toBe('token_exchange_failed');
+    expect(await reasonOf(wrongKey.complete({ browser, provider: 'apple', params: (await appleRoundTrip(wrongKey)).params }))).toBe('token_exchange_failed');
   });
 
   it('says access_denied when the person cancels at Apple (user_cancelled_authorize)', async () => {
     apple.failNextAuthorize.push('user_cancelled_authorize');
     const { params } = await appleRoundTrip();
     expect(params.code).toBeUndefined();
-    expect(await reasonOf(upstream.complete({ provider: 'apple', params }))).toBe('access_denied');
+    expect(await reasonOf(upstream.complete({ browser, provider: 'apple', params }))).toBe('access_denied');
   });
 
   it('refuses an Apple ID token with a wrong nonce, but accepts none when Apple says nonce_supported: false', async () => {
     apple.nextUser({ sub: randomUUID(), email: 'n@icloud.example' });
     apple.tamperNextIdToken.push({ nonce: 'other' });
-    expect(await reasonOf(upstream.complete({ provider: 'apple', params: (await appleRoundTrip()).params }))).toBe('wrong_nonce');
+    expect(await reasonOf(upstream.complete({ browser, provider: 'apple', params: (await appleRoundTrip()).params }))).toBe('wrong_nonce');
     apple.nextUser({ sub: randomUUID(), email: 'n2@icloud.example' });
     apple.tamperNextIdToken.push({ nonce: null, claims: { nonce_supported: true } });
-    expect(await reasonOf(upstream.complete({ provider: 'apple', params: (await appleRoundTrip()).params }))).toBe('wrong_nonce');
+    expect(await reasonOf(upstream.complete({ browser, provider: 'apple', params: (await appleRoundTrip()).params }))).toBe('wrong_nonce');
     apple.nextUser({ sub: randomUUID(), email: 'n3@icloud.example' });
     apple.nonceUnsupportedNext = 1;
-    const { identity } = await upstream.complete({ provider: 'apple', params: (await appleRoundTrip()).params });
+    const { identity } = await upstream.complete({ browser, provider: 'apple', params: (await appleRoundTrip()).params });
     expect(identity.email).toBe('n3@icloud.example');
   });
 
   it('refuses an Apple ID token for another audience or with a bad signature', async () => {
     apple.nextUser({ sub: randomUUID(), email: 'aud@icloud.example' });
     apple.tamperNextIdToken.push({ aud: 'com.example.other' });
-    expect(await reasonOf(upstream.complete({ provider: 'apple', params: (await appleRoundTrip()).params }))).toBe('wrong_audience');
+    expect(await reasonOf(upstream.complete({ browser, provider: 'apple', params: (await appleRoundTrip()).params }))).toBe('wrong_audience');
     apple.nextUser({ sub: randomUUID(), email: 'sig@icloud.example' });
     apple.tamperNextIdToken.push({ badSignature: true });
-    expect(await reasonOf(upstream.complete({ provider: 'apple', params: (await appleRoundTrip()).params }))).toBe('bad_signature');
+    expect(await reasonOf(upstream.complete({ browser, provider: 'apple', params: (await appleRoundTrip()).params }))).toBe('bad_signature');
   });
 
   it('sends no PKCE when Apple does not advertise it, and still signs in', async () => {
@@ -350,7 +354,7 @@ describe(`Apple upstream against the emulator (${describeBackends()})`, () => {
     try {
       const client = providersFor(apple.env());
       apple.nextUser({ sub: randomUUID(), email: 'nopkce@icloud.example' });
-      const { identity } = await client.complete({ provider: 'apple', params: (await appleRoundTrip(client)).params });
+      const { identity } = await client.complete({ browser, provider: 'apple', params: (await appleRoundTrip(client)).params });
       expect(identity.email).toBe('nopkce@icloud.example');
       expect(apple.authorizeRequests.at(-1)?.query.code_challenge).toBeUndefined();
       expect(apple.tokenRequests.at(-1)?.form.code_verifier).toBeUndefined();
@@ -361,7 +365,7 @@ describe(`Apple upstream against the emulator (${describeBackends()})`, () => {
 
   it('revokes a refresh token at the revocation endpoint with a client_secret', async () => {
     apple.nextUser({ sub: randomUUID(), email: 'rev@icloud.example' });
-    const { identity } = await upstream.complete({ provider: 'apple', params: (await appleRoundTrip()).params });
+    const { identity } = await upstream.complete({ browser, provider: 'apple', params: (await appleRoundTrip()).params });
     await upstream.revokeAppleToken(identity.refreshToken as string);
     expect(apple.revokedTokens).toContain(identity.refreshToken);
     const revoke = apple.requestsTo('/auth/revoke').at(-1);

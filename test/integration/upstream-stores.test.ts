@@ -121,37 +121,69 @@ describe(`UpstreamIdentityStore (${describeBackends()})`, () => {
 });
 
 describe(`UpstreamLoginStore (${describeBackends()})`, () => {
-  const pending = (over: Partial<Parameters<UpstreamLoginStore['create']>[1]> = {}) => ({
+  const pending = (over: Partial<Parameters<UpstreamLoginStore['create']>[2]> = {}) => ({
     interactionUid: randomUUID(), provider: 'google' as const, nonce: 'n', codeVerifier: 'v', redirectUri: 'http://127.0.0.1/cb',
     purpose: 'login' as const, expectedAccountId: null, expectedSubject: null, expiresAt: new Date(Date.now() + 600_000), ...over,
   });
 
-  it('stores only a hash of the state and hands the login out once', async () => {
-    const state = randomUUID();
+  it('stores only hashes of the state and the browser binding, and hands the login out once', async () => {
+    const [state, binding] = [randomUUID(), randomUUID()];
     const login = pending();
-    await logins.create(state, login);
-    const { rows } = await db.pool.query('SELECT state_hash FROM upstream_logins WHERE interaction_uid = $1', [login.interactionUid]);
-    expect(rows).toEqual([{ state_hash: upstreamStateHash(state) }]);
-    const first = await logins.consume(state);
+    await logins.create(state, binding, login);
+    const { rows } = await db.pool.query('SELECT state_hash, browser_binding_hash FROM upstream_logins WHERE interaction_uid = $1', [login.interactionUid]);
+    expect(rows).toEqual([{ state_hash: upstreamStateHash(state), browser_binding_hash: expect.stringMatching(/^[\w-]{43}$/) }]);
+    expect(JSON.stringify(rows)).not.toContain(binding);
+    const first = await logins.consume(state, binding);
     expect(first).toMatchObject({ ok: true, login: { interactionUid: login.interactionUid, nonce: 'n', codeVerifier: 'v' } });
-    expect(await logins.consume(state)).toEqual({ ok: false, why: 'replayed' });
+    expect(await logins.consume(state, binding)).toEqual({ ok: false, why: 'replayed' });
+  });
+
+  it('consumes nothing for another browser\'s binding or none, and the browser that began it still can', async () => {
+    const [state, binding] = [randomUUID(), randomUUID()];
+    await logins.create(state, binding, pending({ purpose: 'login' }));
+    expect(await logins.consume(state, randomUUID())).toEqual({ ok: false, why: 'other_browser', purpose: 'login' });
+    expect(await logins.consume(state, undefined)).toEqual({ ok: false, why: 'other_browser', purpose: 'login' });
+    expect(await logins.consume(state, '')).toEqual({ ok: false, why: 'other_browser', purpose: 'login' });
+    expect(await logins.consume(state, binding)).toMatchObject({ ok: true });
   });
 
   it('gives a login to exactly one of several concurrent callbacks', async () => {
-    const state = randomUUID();
-    await logins.create(state, pending());
-    const outcomes = await Promise.all([1, 2, 3, 4].map(() => logins.consume(state)));
+    const [state, binding] = [randomUUID(), randomUUID()];
+    await logins.create(state, binding, pending());
+    const outcomes = await Promise.all([1, 2, 3, 4].map(() => logins.consume(state, binding)));
     expect(outcomes.filter((o) => o.ok)).toHaveLength(1);
   });
 
   it('refuses an expired login and an unknown state', async () => {
-    const state = randomUUID();
-    await logins.create(state, pending({ expiresAt: new Date(Date.now() + 1000) }));
-    expect(await logins.consume(state, new Date(Date.now() + 2000))).toEqual({ ok: false, why: 'expired' });
-    expect(await logins.consume(randomUUID())).toEqual({ ok: false, why: 'unknown' });
+    const [state, binding] = [randomUUID(), randomUUID()];
+    await logins.create(state, binding, pending({ expiresAt: new Date(Date.now() + 1000) }));
+    expect(await logins.consume(state, binding, new Date(Date.now() + 2000))).toEqual({ ok: false, why: 'expired' });
+    expect(await logins.consume(randomUUID(), binding)).toEqual({ ok: false, why: 'unknown' });
   });
 
   it('refuses a link proof without the account it proves', async () => {
-    await expect(logins.create(randomUUID(), pending({ purpose: 'link_proof' }))).rejects.toThrow();
+    await expect(logins.create(randomUUID(), randomUUID(), pending({ purpose: 'link_proof' }))).rejects.toThrow();
+  });
+
+  it('holds a form_post answer for a live login of its provider only, and gives it back once, by its reference', async () => {
+    const state = randomUUID();
+    await logins.create(state, randomUUID(), pending({ provider: 'apple' }));
+    const soon = new Date(Date.now() + 120_000);
+    const params = { state, code: 'c-1', user: '{"name":{"firstName":"Ren"}}' };
+    expect(await logins.holdAnswer('google', state, params, randomUUID(), soon)).toEqual({ ok: false, why: 'unknown' });
+    expect(await logins.holdAnswer('apple', randomUUID(), params, randomUUID(), soon)).toEqual({ ok: false, why: 'unknown' });
+    const reference = randomUUID();
+    expect(await logins.holdAnswer('apple', state, params, reference, soon)).toEqual({ ok: true });
+    const { rows } = await db.pool.query('SELECT reference_hash FROM upstream_answers WHERE state_hash = $1', [upstreamStateHash(state)]);
+    expect(rows).toHaveLength(1);
+    expect(JSON.stringify(rows)).not.toContain(reference);
+    expect(await logins.takeAnswer('google', reference)).toBeUndefined();
+    expect(await logins.takeAnswer('apple', reference)).toEqual(params);
+    expect(await logins.takeAnswer('apple', reference)).toBeUndefined();
+    // An expired hold is not given back, and a consumed or expired login takes no new hold.
+    const late = randomUUID();
+    await logins.holdAnswer('apple', state, params, late, soon);
+    expect(await logins.takeAnswer('apple', late, new Date(soon.getTime() + 1000))).toBeUndefined();
+    expect(await logins.holdAnswer('apple', state, params, randomUUID(), soon, new Date(Date.now() + 700_000))).toEqual({ ok: false, why: 'expired' });
   });
 });
