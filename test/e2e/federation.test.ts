@@ -389,11 +389,12 @@ describe(`federation with Google and Apple (${describeBackends()})`, () => {
       google.nextUser({ sub: victimSub, email: `victim${victimSub}@gmail.com`, email_verified: true });
       const victim = new Browser();
       const landed = await victim.follow(providerUrl);
+      // What the attack is after first: the attacker's interaction has nothing to pick up.
+      expect((await attackerContinues(attacker, uid)).body).toContain('name="email" type="email"');
+      expect(await parkedFor(uid)).toEqual([]);
       expect(landed.res.status).toBe(400);
       expect(landed.body).toContain('This sign-in was started in another browser. Start again here');
       expect(landed.body).not.toContain(uid); // no way into the attacker's interaction
-      expect(await parkedFor(uid)).toEqual([]);
-      expect((await attackerContinues(attacker, uid)).body).toContain('name="email" type="email"');
 
       // The attempt was not used up: the browser that began it finishes with its own Google account.
       const ownSub = uniqueSub();
@@ -418,14 +419,14 @@ describe(`federation with Google and Apple (${describeBackends()})`, () => {
         form: Object.fromEntries([...form.body.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)].map((m) => [m[1] as string, (m[2] as string).replace(/&quot;/g, '"').replace(/&amp;/g, '&')])),
         crossSitePost: true,
       });
-      expect(posted.res.status).toBe(303);
       const hop = new URL(posted.res.headers.get('location') as string, issuer).href;
-      expect(hop).toMatch(/\/upstream\/apple\/answer\?ref=[\w-]{43}$/);
       const landed = await victim.follow(hop);
+      await attackerContinues(attacker, uid);
+      expect(await parkedFor(uid)).toEqual([]);
+      expect(posted.res.status).toBe(303);
+      expect(hop).toMatch(/\/upstream\/apple\/answer\?ref=[\w-]{43}$/);
       expect(landed.res.status).toBe(400);
       expect(landed.body).toContain('This sign-in was started in another browser. Start again here');
-      expect(await parkedFor(uid)).toEqual([]);
-      await attackerContinues(attacker, uid);
       // The held answer was taken once: the reference is worth nothing afterwards, even with the right cookie.
       const again = await attacker.follow(hop);
       expect(again.res.status).toBe(400);
@@ -460,11 +461,11 @@ describe(`federation with Google and Apple (${describeBackends()})`, () => {
       expect(new URL(googleUrl).searchParams.get('login_hint')).toBe(googleSub);
 
       const landed = await new Browser().follow(googleUrl);
-      expect(landed.res.status).toBe(400);
-      expect(landed.body).toContain('started in another browser');
       expect(await server.services.proofs.peek(uid, 'upstream_return', new Date())).toBeUndefined();
       await attackerContinues(attacker, uid);
       expect(await identityOf(apple.issuer, appleSub)).toBeUndefined();
+      expect(landed.res.status).toBe(400);
+      expect(landed.body).toContain('started in another browser');
 
       // The browser that began the proof (here: the owner's, Google picks the linked account) still can.
       const done = await attacker.follow(googleUrl, {}, isCallback);
@@ -488,13 +489,13 @@ describe(`federation with Google and Apple (${describeBackends()})`, () => {
       apple.nextUser({ sub: victimSub, email: `${uniqueSub()}@privaterelay.appleid.com`, email_verified: 'true', is_private_email: 'true' });
       const victim = new Browser();
       const landed = await postApple(victim, await victim.follow(appleUrl));
-      expect(landed.res.status).toBe(400);
-      expect(landed.body).toContain('This link was started in another browser. Start again here');
-      expect(landed.body).toContain('href="/account"');
       const picked = await attacker.follow(`${issuer}/account/providers/continue`);
       expect(picked.url).not.toContain('notice=upstream_linked');
       expect(await identityOf(apple.issuer, victimSub)).toBeUndefined();
       expect(await server.services.identities.listForAccount(attackerAccount)).toHaveLength(1);
+      expect(landed.res.status).toBe(400);
+      expect(landed.body).toContain('This link was started in another browser. Start again here');
+      expect(landed.body).toContain('href="/account"');
 
       const ownSub = `001.${uniqueSub()}`;
       apple.nextUser({ sub: ownSub, email: `${uniqueSub()}@privaterelay.appleid.com`, email_verified: 'true', is_private_email: 'true' });
