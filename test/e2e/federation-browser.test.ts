@@ -13,11 +13,13 @@ const TEXT = {
     google: 'Continue with Google', apple: 'Continue with Apple', create: 'Create account', linkTitle: 'Link your account?',
     requireTitle: 'Add your email address', send: 'Send me a code', go: 'Continue', skip: 'Not now, continue to Shop',
     cancelled: 'The sign-in was cancelled at Google.',
+    otherBrowser: 'This sign-in was started in another browser. Start again here',
   },
   ja: {
     google: 'Google で続ける', apple: 'Apple で続ける', create: 'アカウントを作成', linkTitle: 'アカウントを連携しますか？',
     requireTitle: 'メールアドレスを追加', send: '確認コードを送信', go: '続ける', skip: '今はしないで Shop に進む',
     cancelled: 'Google でログインがキャンセルされました。',
+    otherBrowser: 'このログインは別のブラウザで開始されました。このブラウザで最初からやり直してください。',
   },
 } as const;
 
@@ -157,6 +159,39 @@ describe(`Google and Apple screens in Chromium (${describeBackends()})`, () => {
       await page.locator('a.button.secondary').click();
       await page.getByRole('button', { name: t.google }).waitFor();
       await context.close();
+    });
+  }
+
+  for (const [locale, provider, aProvider] of [['en', 'google', 'a Google'], ['ja', 'apple', 'an Apple']] as const) {
+    it(`${aProvider} sign-in URL opened in another browser changes nothing there and says so; the browser that began it still finishes (${locale})`, async () => {
+      const t = TEXT[locale];
+      const emulator = provider === 'google' ? google : apple;
+      const started = await open(locale, shop);
+      // The browser that begins the sign-in does not go to the provider: its URL is passed on instead.
+      await started.context.route(`${emulator.url}/**`, (route) => route.abort());
+      const [toProvider] = await Promise.all([
+        started.page.waitForRequest((r) => r.url().startsWith(emulator.url)),
+        started.page.getByRole('button', { name: provider === 'google' ? t.google : t.apple }).click(),
+      ]);
+      const providerUrl = toProvider.url();
+
+      // Another browser (its own cookie jar) opens it, signed in at the provider: it comes straight back.
+      const other = await browser.newContext({ viewport: { width: 390, height: 780 }, locale: locale === 'ja' ? 'ja-JP' : 'en-US' });
+      const victimPage = await other.newPage();
+      emulator.nextUser({ sub: provider === 'apple' ? `001.${sub()}` : sub(), email: `v${sub()}@gmail.com`, email_verified: true });
+      await victimPage.goto(providerUrl);
+      await victimPage.getByText(t.otherBrowser).waitFor();
+      await shot(victimPage, `${locale}-29-upstream-other-browser`);
+      await other.close();
+
+      // The browser that began it can still finish: the attempt was not used up.
+      await started.context.unroute(`${emulator.url}/**`);
+      const ownEmail = `o${sub()}@gmail.com`;
+      emulator.nextUser({ sub: provider === 'apple' ? `001.${sub()}` : sub(), email: ownEmail, email_verified: true, is_private_email: false });
+      await started.page.goto(providerUrl);
+      await started.page.getByRole('button', { name: t.create }).waitFor();
+      expect(await started.page.textContent('main')).toContain(ownEmail);
+      await started.context.close();
     });
   }
 
