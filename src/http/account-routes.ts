@@ -153,7 +153,7 @@ export function accountRoutes(services: Services): Router {
     try {
       const { authorizationUrl } = await upstream.begin({
         provider, interactionUid: accountBinding(me.session), redirectUri: upstreamRedirectUri(config.issuer, provider),
-        purpose: 'account_link', expectedAccountId: me.account.id, browser: upstreamBrowserCookies(ctx, services.secureCookies), prompt: provider === 'google' ? 'select_account' : undefined,
+        purpose: 'account_link', expectedAccountId: me.account.id, browser: upstreamBrowserCookies(ctx, { issuer: config.issuer, secureCookies: services.secureCookies }), prompt: provider === 'google' ? 'select_account' : undefined,
       });
       seeOther(ctx, authorizationUrl);
     } catch (err) {

@@ -53,7 +53,7 @@ export function upstreamRoutes(services: Services): Router {
     return isUpstreamProviderName(p) && upstream.isEnabled(p) ? p : undefined;
   };
   const body = (ctx: Context) => (ctx.request.body ?? {}) as Record<string, unknown>;
-  const browserOf = (ctx: Context) => upstreamBrowserCookies(ctx, services.secureCookies);
+  const browserOf = (ctx: Context) => upstreamBrowserCookies(ctx, { issuer: config.issuer, secureCookies: services.secureCookies });
 
   /** A readable page for anything that went wrong upstream; nothing was linked or created. */
   const failure = (ctx: Context, provider: UpstreamProviderName | undefined, reason: string, uid?: string) => {
@@ -186,7 +186,7 @@ export function upstreamRoutes(services: Services): Router {
     if (!provider) return failure(ctx, undefined, 'not_configured');
     try {
       const { reference } = await upstream.holdFormPostAnswer({ provider, params: body(ctx) });
-      ctx.redirect(`/upstream/${provider}/answer?${new URLSearchParams({ ref: reference })}`);
+      ctx.redirect(`${config.issuer}/upstream/${provider}/answer?${new URLSearchParams({ ref: reference })}`);
       ctx.status = 303;
     } catch (err) {
       return upstreamFailure(ctx, err, provider);
