@@ -264,6 +264,38 @@ describe(`Apple upstream against the emulator (${describeBackends()})`, () => {
     expect(again.identity.subject).toBe(sub);
   });
 
+  it('holds a form_post answer without deciding anything, and completes it only in the browser that began it', async () => {
+    const sub = `001.${randomUUID()}`;
+    apple.nextUser({ sub, email: 'hold@icloud.example', email_verified: 'true', is_private_email: 'false' });
+    const began = new BrowserCookieJar();
+    const { authorizationUrl } = await upstream.begin({ browser: began, provider: 'apple', interactionUid: randomUUID(), redirectUri: REDIRECT, purpose: 'login' });
+    const [cookieName] = [...began.cookies.keys()];
+    expect(began.cookies.get(cookieName as string)?.maxAgeSeconds).toBe(600);
+    const { fields } = readAutoPostForm(await (await fetch(authorizationUrl)).text());
+    const tokenCalls = apple.tokenRequests.length;
+
+    // The cross-site POST: held under a fresh reference; no code exchanged, nothing consumed.
+    const { reference } = await upstream.holdFormPostAnswer({ provider: 'apple', params: fields });
+    expect(apple.tokenRequests.length).toBe(tokenCalls);
+    expect(await reasonOf(upstream.takeHeldAnswer({ provider: 'google', reference }))).toBe('bad_state');
+    const params = await upstream.takeHeldAnswer({ provider: 'apple', reference });
+    expect(await reasonOf(upstream.takeHeldAnswer({ provider: 'apple', reference }))).toBe('bad_state');
+
+    // Another browser (no cookie, or another attempt's): refused, the code still not exchanged.
+    const other = new BrowserCookieJar();
+    expect(await reasonOf(upstream.complete({ browser: other, provider: 'apple', params, redirectUri: REDIRECT }))).toBe('other_browser');
+    other.set(cookieName as string, 'not-the-value', 600);
+    const refused = await upstream.complete({ browser: other, provider: 'apple', params, redirectUri: REDIRECT }).catch((e: unknown) => e);
+    expect(refused).toMatchObject({ reason: 'other_browser', purpose: 'login', pending: undefined });
+    expect(apple.tokenRequests.length).toBe(tokenCalls);
+
+    // The browser that began it: completes, and its cookie is spent.
+    const { identity } = await upstream.complete({ browser: began, provider: 'apple', params, redirectUri: REDIRECT });
+    expect(identity.subject).toBe(sub);
+    expect(began.cookies.size).toBe(0);
+    expect(await reasonOf(upstream.holdFormPostAnswer({ provider: 'apple', params: fields }))).toBe('replayed');
+  });
+
   it('recognises private relay addresses by flag (string or boolean) and by domain; never trusts them for registration', async () => {
     const cases = [
       { email: 'abc@privaterelay.appleid.com', is_private_email: 'true' as const },
