@@ -28,7 +28,9 @@ beforeAll(async () => {
   logins = new UpstreamLoginStore(db.pool);
   google = await new FakeGoogle().start();
   apple = await new FakeApple().start();
-  upstream = providersFor({ ...google.env(), ...apple.env(), UPSTREAM_TIMEOUT_MS: '1500' });
+  // A deadline no loaded machine reaches: only the test of the deadline itself uses a short one, against
+  // a token endpoint that never answers (a short deadline here turned a bad signature into `timeout`).
+  upstream = providersFor({ ...google.env(), ...apple.env(), UPSTREAM_TIMEOUT_MS: '60000' });
 });
 afterAll(async () => {
   await google.close();
@@ -147,9 +149,12 @@ describe(`Google upstream against the emulator (${describeBackends()})`, () => {
     google.nextUser({ sub: randomUUID(), email: 'v@gmail.com' });
     google.failNextToken.push({ status: 503 });
     expect(await reasonOf(upstream.complete({ browser, provider: 'google', ...(await googleRoundTrip()) }))).toBe('unavailable');
+    // The token endpoint never answers, so only the deadline can end the exchange.
+    const impatient = providersFor({ ...google.env(), UPSTREAM_TIMEOUT_MS: '5000' });
+    await impatient.begin({ browser, provider: 'google', interactionUid: randomUUID(), redirectUri: REDIRECT, purpose: 'login' }); // discovery, outside the deadline under test
     google.nextUser({ sub: randomUUID(), email: 'w@gmail.com' });
-    google.failNextToken.push({ delayMs: 2500 });
-    expect(await reasonOf(upstream.complete({ browser, provider: 'google', ...(await googleRoundTrip()) }))).toBe('timeout');
+    google.failNextToken.push('hang');
+    expect(await reasonOf(impatient.complete({ browser, provider: 'google', ...(await googleRoundTrip()) }))).toBe('timeout');
   });
 
   it('says token_exchange_failed when the token endpoint refuses the code', async () => {
