@@ -27,7 +27,8 @@ async function setup(env: Record<string, string> = {}, verify = false): Promise<
     TWILIO_AUTH_TOKEN: twilio.authToken,
     ...(verify ? { TWILIO_VERIFY_SERVICE_SID: twilio.verifyServiceSid } : { TWILIO_FROM: '+15005550006' }),
     TWILIO_API_BASE_URL: base,
-    TWILIO_TIMEOUT_MS: '1500',
+    // Long enough for a loaded machine; only the 'hang' case waits it out.
+    TWILIO_TIMEOUT_MS: '5000',
     ...env,
   });
   const added = await server.services.clients.add({ client_name: 'Shop', redirect_uris: [REDIRECT], grant_types: ['authorization_code', 'refresh_token'] });
