@@ -4,13 +4,13 @@ import type { RedisConnection } from '../../db/redis.js';
 import { ClientAdapter } from './client-adapter.js';
 import { PostgresAdapter } from './postgres-adapter.js';
 import { RedisAdapter } from './redis-adapter.js';
-import { SHORT_LIVED_MODELS, type Adapter, type ConsumeConflictHandler } from './types.js';
+import { LOSABLE_MODELS, type Adapter, type ConsumeConflictHandler } from './types.js';
 
 const GRANT_ARTIFACT_MODELS = ['AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest'];
 
 /**
- * Routes each oidc-provider model to its store: clients to the clients table, short-lived artifacts
- * to Redis when configured, everything else to Postgres.
+ * Routes each oidc-provider model to its store: clients to the clients table, artifacts that may be
+ * lost to Redis when configured, everything else (sessions, grants, refresh tokens) to Postgres.
  */
 export function createAdapterFactory(pool: pg.Pool, redis: RedisConnection | undefined, redisPrefix = 'tsunagi:oidc:'): (model: string) => Adapter {
   const cache = new Map<string, Adapter>();
@@ -18,7 +18,7 @@ export function createAdapterFactory(pool: pg.Pool, redis: RedisConnection | und
     let adapter = cache.get(model);
     if (!adapter) {
       if (model === 'Client') adapter = new ClientAdapter(pool);
-      else if (redis && SHORT_LIVED_MODELS.has(model)) adapter = new RedisAdapter(model, redis, onConsumeConflict, redisPrefix);
+      else if (redis && LOSABLE_MODELS.has(model)) adapter = new RedisAdapter(model, redis, onConsumeConflict, redisPrefix);
       else adapter = new PostgresAdapter(model, pool, onConsumeConflict);
       cache.set(model, adapter);
     }
