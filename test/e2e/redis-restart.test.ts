@@ -66,7 +66,7 @@ describe(`a Redis flushed and restarted empty (${process.env.DATABASE_URL ? 'pos
 
   const userinfo = (accessToken: string) => fetch(`${issuer}/me`, { headers: { authorization: `Bearer ${accessToken}` } });
 
-  it('keeps the browser session and the refresh token; the lost access token gets a clean 401 and a refresh replaces it', async () => {
+  it('keeps the browser session and the refresh token; the lost access token gets a clean 401 and a refresh replaces it; signing out still ends them at once', async () => {
     const config = await discover(server, spaId, undefined, { token_endpoint_auth_method: 'none' });
     const browser = new Browser();
     const signIn = await authorizationRequest(config, redirectUri, { scope: 'openid email' });
@@ -104,5 +104,18 @@ describe(`a Redis flushed and restarted empty (${process.env.DATABASE_URL ? 'pos
     // And the rotated refresh token keeps working after all that.
     const later = await oidc.refreshTokenGrant(config, refreshed.refresh_token as string);
     expect((await userinfo(later.access_token)).status).toBe(200);
+
+    // Nothing stale survives either: signing out ends the session and its refresh token at once.
+    const endSession = oidc.buildEndSessionUrl(config, { id_token_hint: later.id_token as string });
+    const confirm = await browser.follow(endSession.href);
+    const xsrf = /name="xsrf" value="([^"]+)"/.exec(confirm.body)?.[1];
+    const action = /<form[^>]*id="op.logoutForm"[^>]*action="([^"]+)"|<form[^>]*action="([^"]+)"[^>]*id="op.logoutForm"/.exec(confirm.body);
+    expect(xsrf).toBeDefined();
+    const signedOut = await browser.follow(new URL((action?.[1] ?? action?.[2]) as string, issuer).href, { form: { xsrf: xsrf as string, logout: 'yes' } });
+    expect(signedOut.res.status).toBe(200);
+    const afterLogout = await authorizationRequest(config, redirectUri, { scope: 'openid email', prompt: 'none' });
+    const refused = await browser.follow(afterLogout.url.href, {}, (u) => u.startsWith(redirectUri));
+    expect(new URL(refused.url).searchParams.get('error')).toBe('login_required');
+    await expect(oidc.refreshTokenGrant(config, later.refresh_token as string)).rejects.toMatchObject({ error: 'invalid_grant' });
   });
 });
