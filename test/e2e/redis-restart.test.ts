@@ -54,14 +54,13 @@ describe(`a Redis flushed and restarted empty (${process.env.DATABASE_URL ? 'pos
     await admin.quit();
     await redis.kill();
     await redis.launch();
+    const check = createClient({ url: redis.url });
+    await check.connect();
+    expect(await check.dbSize()).toBe(0); // the restart really was empty
+    await check.quit();
     const tsunagiRedis = server.services.redis;
     if (!tsunagiRedis) throw new Error('the server was started without Redis');
     if (!tsunagiRedis.isReady) await new Promise<void>((resolve) => tsunagiRedis.once('ready', () => resolve()));
-    const check = createClient({ url: redis.url });
-    await check.connect();
-    // Nothing but what Tsunagi wrote since the restart (nothing yet): the restart really was empty.
-    expect(await check.dbSize()).toBe(0);
-    await check.quit();
   }
 
   const userinfo = (accessToken: string) => fetch(`${issuer}/me`, { headers: { authorization: `Bearer ${accessToken}` } });
