@@ -45,6 +45,8 @@ export interface Config {
     accessToken: number;
     idToken: number;
     refreshToken: number;
+    /** Seconds a rotated refresh token still yields tokens of its grant (two tabs refreshing at once). */
+    refreshTokenReuse: number;
     session: number;
     interaction: number;
     grant: number;
@@ -215,6 +217,7 @@ export function loadConfig(env: Env = process.env): Config {
       accessToken: int('ACCESS_TOKEN_TTL', 3600, 60, 86400),
       idToken: int('ID_TOKEN_TTL', 3600, 60, 86400),
       refreshToken: int('REFRESH_TOKEN_TTL', 14 * 86400, 300, 365 * 86400),
+      refreshTokenReuse: int('REFRESH_TOKEN_REUSE_SECONDS', 30, 0, 300),
       session: int('SESSION_TTL', 14 * 86400, 300, 365 * 86400),
       interaction: int('INTERACTION_TTL', 3600, 300, 86400),
       grant: int('GRANT_TTL', 365 * 86400, 3600, 5 * 365 * 86400),

@@ -68,6 +68,8 @@ export interface ServiceOverrides {
   /** Tests: upstream providers with a fake clock or short key-refresh cooldowns. */
   upstream?: UpstreamProviders;
   metrics?: Metrics;
+  /** Tests: the clock of the refresh-token reuse interval. */
+  refreshTokenClock?: () => Date;
 }
 
 export async function createServices(config: Config, log: Logger, overrides: ServiceOverrides = {}): Promise<Services> {
@@ -113,7 +115,9 @@ export async function createServices(config: Config, log: Logger, overrides: Ser
     const pairwiseSalt = await getOrCreateSecret(db.pool, 'pairwise-salt');
     const views = new Views(config.nodeEnv === 'production');
     const metrics = overrides.metrics ?? new Metrics();
-    const adapterFactory = createAdapterFactory(db.pool, redis, `${config.redisKeyPrefix}oidc:`);
+    const adapterFactory = createAdapterFactory(db.pool, redis, `${config.redisKeyPrefix}oidc:`, {
+      refreshTokenReuseSeconds: config.ttl.refreshTokenReuse, now: overrides.refreshTokenClock,
+    });
     const host = new ProviderHost({
       config, accounts, adapterFactory, cookieKeys, pairwiseSalt, views, limiter,
       findLatestGrantId: (accountId, clientId) => findLatestGrantId(db.pool, accountId, clientId),

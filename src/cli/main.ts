@@ -4,6 +4,7 @@ import { openDatabase } from '../db/database.js';
 import { migrate } from '../db/migrate.js';
 import { createLogger } from '../logger.js';
 import type { ClientMetadata } from '../oidc/client-store.js';
+import { importSessionsFromRedis } from '../oidc/adapter/legacy-redis-sessions.js';
 import { createServices, type Services } from '../services.js';
 
 const USAGE = `Usage: npm run cli -- <command>
@@ -15,7 +16,9 @@ const USAGE = `Usage: npm run cli -- <command>
   clients remove <client_id>       remove a client and everything issued to it
   clients rotate-secret <client_id>  issue a new client secret; prints it once
   keys list                        list signing keys and their state
-  keys rotate                      promote the published next keys to signing, retire the current ones`;
+  keys rotate                      promote the published next keys to signing, retire the current ones
+  sessions import-from-redis       once, when upgrading with the old processes stopped: move the browser
+                                   sessions an older Tsunagi kept in Redis into Postgres`;
 
 class UsageError extends Error {}
 
@@ -97,6 +100,15 @@ export async function run(argv: string[], config: Config): Promise<void> {
       } else {
         throw new UsageError(`unknown keys command ${command ?? ''}`);
       }
+    });
+    return;
+  }
+  if (group === 'sessions') {
+    if (command !== 'import-from-redis') throw new UsageError(`unknown sessions command ${command ?? ''}`);
+    if (!config.redisUrl) throw new UsageError('sessions import-from-redis needs REDIS_URL (the Redis the older version used)');
+    await withServices(config, async ({ db, redis }) => {
+      if (!redis) throw new UsageError('sessions import-from-redis needs REDIS_URL');
+      out(await importSessionsFromRedis(db.pool, redis, `${config.redisKeyPrefix}oidc:`));
     });
     return;
   }

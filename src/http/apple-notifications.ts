@@ -19,7 +19,7 @@ export const APPLE_NOTIFICATIONS_PATH = '/upstream/apple/notifications';
  * not configured, 503 Apple's keys unreachable (Apple retries later).
  */
 export function appleNotificationRoutes(services: Services): Router {
-  const { upstream, identities, accounts, db, host, config, redis, log } = services;
+  const { upstream, identities, accounts, db, host, log } = services;
   const router = new Router();
   const notifications = new AppleNotificationStore(db.pool);
 
@@ -34,7 +34,7 @@ export function appleNotificationRoutes(services: Services): Router {
       ]);
       await provider.Grant.adapter.destroy(grantId);
     }
-    await deleteSessionsOfAccount({ pool: db.pool, redis, redisPrefix: `${config.redisKeyPrefix}oidc:` }, accountId);
+    await deleteSessionsOfAccount(db.pool, accountId);
   };
 
   const answer = (ctx: Context, status: number) => {

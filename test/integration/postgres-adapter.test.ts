@@ -58,3 +58,50 @@ describe('PostgresAdapter (no Redis configured)', () => {
     expect(rows.map((r) => r.id)).toEqual([live]);
   });
 });
+
+describe('refresh token reuse interval (PostgresAdapter)', () => {
+  const REUSE_SECONDS = 30;
+  let clockMs = Date.parse('2026-11-29T12:00:00Z');
+  let reuseAdapterFor: (model: string) => Adapter;
+  beforeAll(() => {
+    reuseAdapterFor = createAdapterFactory(db.pool, undefined, undefined, { refreshTokenReuseSeconds: REUSE_SECONDS, now: () => new Date(clockMs) });
+  });
+
+  async function storedRefreshToken(): Promise<{ id: string; grantId: string }> {
+    const id = randomUUID();
+    const grantId = randomUUID();
+    await reuseAdapterFor('Grant').upsert(grantId, { jti: grantId, kind: 'Grant' }, 3600);
+    await reuseAdapterFor('RefreshToken').upsert(id, { jti: id, kind: 'RefreshToken', grantId }, 3600);
+    return { id, grantId };
+  }
+
+  it('shows a consumed refresh token as unused, and consumes it again, until the interval is over', async () => {
+    const start = clockMs;
+    const { id, grantId } = await storedRefreshToken();
+    const tokens = reuseAdapterFor('RefreshToken');
+    await tokens.consume(id);
+    clockMs = start + (REUSE_SECONDS - 1) * 1000;
+    expect((await tokens.find(id))?.consumed).toBeUndefined();
+    await expect(tokens.consume(id)).resolves.toBeUndefined();
+
+    // Counted from the first consume, not the reuse.
+    clockMs = start + REUSE_SECONDS * 1000;
+    expect((await tokens.find(id))?.consumed).toBe(Math.floor(start / 1000));
+    await expect(tokens.consume(id)).rejects.toMatchObject({ error: 'invalid_grant' });
+    // The replay revoked the grant and what it issued.
+    expect(await reuseAdapterFor('Grant').find(grantId)).toBeUndefined();
+    expect(await tokens.find(id)).toBeUndefined();
+  });
+
+  it('lets all of 20 parallel consumes within the interval through, and keeps codes single-use', async () => {
+    const { id, grantId } = await storedRefreshToken();
+    const outcomes = await Promise.allSettled(Array.from({ length: 20 }, () => reuseAdapterFor('RefreshToken').consume(id)));
+    expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(20);
+    expect(await reuseAdapterFor('Grant').find(grantId)).toBeDefined();
+
+    const code = randomUUID();
+    await reuseAdapterFor('AuthorizationCode').upsert(code, { jti: code, kind: 'AuthorizationCode', grantId: randomUUID() }, 60);
+    const codeOutcomes = await Promise.allSettled(Array.from({ length: 20 }, () => reuseAdapterFor('AuthorizationCode').consume(code)));
+    expect(codeOutcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(1);
+  });
+});

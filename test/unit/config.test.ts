@@ -103,7 +103,7 @@ describe('loadConfig defaults', () => {
       trustProxy: false,
       logLevel: 'info',
       keysReloadSeconds: 60,
-      ttl: { accessToken: 3600, idToken: 3600, refreshToken: 14 * 86400, session: 14 * 86400, interaction: 3600, grant: 365 * 86400 },
+      ttl: { accessToken: 3600, idToken: 3600, refreshToken: 14 * 86400, refreshTokenReuse: 30, session: 14 * 86400, interaction: 3600, grant: 365 * 86400 },
     });
   });
 

@@ -4,28 +4,41 @@ import type { RedisConnection } from '../../db/redis.js';
 import { ClientAdapter } from './client-adapter.js';
 import { PostgresAdapter } from './postgres-adapter.js';
 import { RedisAdapter } from './redis-adapter.js';
-import { SHORT_LIVED_MODELS, type Adapter, type ConsumeConflictHandler } from './types.js';
+import { LOSABLE_MODELS, type Adapter, type ConsumeConflictHandler } from './types.js';
 
 const GRANT_ARTIFACT_MODELS = ['AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest'];
 
 /**
- * Routes each oidc-provider model to its store: clients to the clients table, short-lived artifacts
- * to Redis when configured, everything else to Postgres.
+ * Routes each oidc-provider model to its store: clients to the clients table, artifacts that may be
+ * lost to Redis when configured, everything else (sessions, grants, refresh tokens) to Postgres.
  */
-export function createAdapterFactory(pool: pg.Pool, redis: RedisConnection | undefined, redisPrefix = 'tsunagi:oidc:'): (model: string) => Adapter {
+export interface AdapterFactoryOptions {
+  /** How long a rotated refresh token may still be used (REFRESH_TOKEN_REUSE_SECONDS; 0: never). */
+  refreshTokenReuseSeconds?: number;
+  /** The clock of that interval (tests move it). */
+  now?: () => Date;
+}
+
+export function createAdapterFactory(
+  pool: pg.Pool, redis: RedisConnection | undefined, redisPrefix = 'tsunagi:oidc:', options: AdapterFactoryOptions = {},
+): (model: string) => Adapter {
   const cache = new Map<string, Adapter>();
   const adapterFor = (model: string): Adapter => {
     let adapter = cache.get(model);
     if (!adapter) {
       if (model === 'Client') adapter = new ClientAdapter(pool);
-      else if (redis && SHORT_LIVED_MODELS.has(model)) adapter = new RedisAdapter(model, redis, onConsumeConflict, redisPrefix);
-      else adapter = new PostgresAdapter(model, pool, onConsumeConflict);
+      else if (redis && LOSABLE_MODELS.has(model)) adapter = new RedisAdapter(model, redis, onConsumeConflict, redisPrefix);
+      else {
+        const reuseSeconds = model === 'RefreshToken' ? options.refreshTokenReuseSeconds : 0;
+        adapter = new PostgresAdapter(model, pool, onConsumeConflict, { reuseSeconds, now: options.now });
+      }
       cache.set(model, adapter);
     }
     return adapter;
   };
-  // A code or refresh token redeemed twice at once: the loser revokes what the grant issued
-  // (RFC 6749 section 4.1.2 / RFC 9700 refresh token replay) and answers invalid_grant.
+  // A code redeemed twice, or a rotated refresh token used again after its reuse interval: the
+  // loser revokes what the grant issued (RFC 6749 section 4.1.2 / RFC 9700 section 4.14) and
+  // answers invalid_grant.
   const onConsumeConflict: ConsumeConflictHandler = async (model, grantId) => {
     if (grantId) {
       await Promise.all([...GRANT_ARTIFACT_MODELS.map((m) => adapterFor(m).revokeByGrantId(grantId)), adapterFor('Grant').destroy(grantId)]);

@@ -3,14 +3,31 @@ import { expiresAtFrom, type Adapter, type AdapterPayload, type ConsumeConflictH
 
 interface Row { payload: AdapterPayload; consumed_at: Date | null }
 
-const withConsumed = (row: Row | undefined): AdapterPayload | undefined => {
-  if (!row) return undefined;
-  return row.consumed_at ? { ...row.payload, consumed: Math.floor(row.consumed_at.getTime() / 1000) } : row.payload;
-};
+export interface PostgresAdapterOptions {
+  /**
+   * Seconds after its first use during which a consumed artifact may be consumed again (0: never).
+   * Only rotated refresh tokens get one: two tabs of one app refreshing at once both present the
+   * same token, and without it the second would be taken for a replay and revoke the grant.
+   */
+  reuseSeconds?: number;
+  /** When an artifact is consumed and whether a reuse is still within its interval (tests move it). */
+  now?: () => Date;
+}
 
 /** oidc-provider artifacts in the oidc_payloads table, one instance per model. */
 export class PostgresAdapter implements Adapter {
-  constructor(private readonly model: string, private readonly pool: pg.Pool, private readonly onConsumeConflict: ConsumeConflictHandler) {}
+  private readonly reuseSeconds: number;
+  private readonly now: () => Date;
+
+  constructor(
+    private readonly model: string,
+    private readonly pool: pg.Pool,
+    private readonly onConsumeConflict: ConsumeConflictHandler,
+    options: PostgresAdapterOptions = {},
+  ) {
+    this.reuseSeconds = options.reuseSeconds ?? 0;
+    this.now = options.now ?? (() => new Date());
+  }
 
   async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
     await this.pool.query(
@@ -33,10 +50,15 @@ export class PostgresAdapter implements Adapter {
     return this.findBy('uid', uid);
   }
 
-  // Atomic: of two requests consuming the same code or refresh token, exactly one wins.
+  // Atomic: of two requests consuming the same code or refresh token, exactly one wins, unless the
+  // model has a reuse interval: then every consume within it wins, and the interval stays anchored
+  // at the first use (COALESCE), so reusing a token does not stretch its own window. The one UPDATE
+  // decides, whatever find() said a moment before.
   async consume(id: string): Promise<void> {
     const r = await this.pool.query(
-      'UPDATE oidc_payloads SET consumed_at = now() WHERE model = $1 AND id = $2 AND consumed_at IS NULL', [this.model, id]);
+      `UPDATE oidc_payloads SET consumed_at = COALESCE(consumed_at, $3)
+       WHERE model = $1 AND id = $2 AND (consumed_at IS NULL OR ($4 > 0 AND consumed_at > $3::timestamptz - make_interval(secs => $4)))`,
+      [this.model, id, this.now(), this.reuseSeconds]);
     if (r.rowCount === 1) return;
     const { rows } = await this.pool.query<{ grant_id: string | null }>('SELECT grant_id FROM oidc_payloads WHERE model = $1 AND id = $2', [this.model, id]);
     await this.onConsumeConflict(this.model, rows[0]?.grant_id ?? undefined);
@@ -56,7 +78,19 @@ export class PostgresAdapter implements Adapter {
        WHERE model = $1 AND ${column} = $2 AND (expires_at IS NULL OR expires_at > now()) LIMIT 1`,
       [this.model, value],
     );
-    return withConsumed(rows[0]);
+    return this.withConsumed(rows[0]);
+  }
+
+  // oidc-provider treats any `consumed` as a replay (a refresh token's revokes its grant); within
+  // the reuse interval the artifact is shown as not consumed yet, and consume() lets it through.
+  private withConsumed(row: Row | undefined): AdapterPayload | undefined {
+    if (!row) return undefined;
+    if (!row.consumed_at || this.withinReuseInterval(row.consumed_at)) return row.payload;
+    return { ...row.payload, consumed: Math.floor(row.consumed_at.getTime() / 1000) };
+  }
+
+  private withinReuseInterval(consumedAt: Date): boolean {
+    return this.reuseSeconds > 0 && this.now().getTime() - consumedAt.getTime() < this.reuseSeconds * 1000;
   }
 }
 

@@ -4,8 +4,9 @@ import type { Adapter, AdapterPayload, ConsumeConflictHandler } from './types.js
 const CONSUME_SCRIPT = `if redis.call('exists', KEYS[1]) == 0 then return 0 end
 return redis.call('hsetnx', KEYS[1], 'consumed', ARGV[1])`;
 
-// A lookup key (uid, user code) and the artifact it names, read in one round trip: refresh,
-// userinfo and introspection find the session by uid on every request. The artifact's key is built
+// A lookup key (uid, user code) and the artifact it names, read in one round trip (the device
+// page finds a device code by its user code; sessions, found by uid, are in Postgres now, see
+// LOSABLE_MODELS). The artifact's key is built
 // inside the script from ARGV[1] (the model's key prefix), which a single Redis server allows (a
 // Redis Cluster would not; Tsunagi's MULTIs across a grant's keys do not support Cluster either).
 const FIND_BY_LOOKUP_SCRIPT = `local id = redis.call('get', KEYS[1])
