@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { expiresAtFrom, type Adapter, type AdapterPayload, type ConsumeConflictHandler } from './types.js';
+import { EXPIRED_ARTIFACT_GRACE_SECONDS, KEPT_PAST_EXPIRY_MODELS, expiresAtFrom, type Adapter, type AdapterPayload, type ConsumeConflictHandler } from './types.js';
 
 interface Row { payload: AdapterPayload; consumed_at: Date | null }
 
@@ -8,9 +8,17 @@ const withConsumed = (row: Row | undefined): AdapterPayload | undefined => {
   return row.consumed_at ? { ...row.payload, consumed: Math.floor(row.consumed_at.getTime() / 1000) } : row.payload;
 };
 
-/** oidc-provider artifacts in the oidc_payloads table, one instance per model. */
+/**
+ * oidc-provider artifacts in the oidc_payloads table, one instance per model. `expires_at` is the
+ * artifact's own expiry; a model kept past expiry (types.ts) is still found `graceSeconds` after it.
+ */
 export class PostgresAdapter implements Adapter {
-  constructor(private readonly model: string, private readonly pool: pg.Pool, private readonly onConsumeConflict: ConsumeConflictHandler) {}
+  constructor(
+    private readonly model: string,
+    private readonly pool: pg.Pool,
+    private readonly onConsumeConflict: ConsumeConflictHandler,
+    private readonly graceSeconds = 0,
+  ) {}
 
   async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
     await this.pool.query(
@@ -53,14 +61,19 @@ export class PostgresAdapter implements Adapter {
   private async findBy(column: 'id' | 'uid' | 'user_code', value: string): Promise<AdapterPayload | undefined> {
     const { rows } = await this.pool.query<Row>(
       `SELECT payload, consumed_at FROM oidc_payloads
-       WHERE model = $1 AND ${column} = $2 AND (expires_at IS NULL OR expires_at > now()) LIMIT 1`,
-      [this.model, value],
+       WHERE model = $1 AND ${column} = $2 AND (expires_at IS NULL OR expires_at > now() - make_interval(secs => $3)) LIMIT 1`,
+      [this.model, value, this.graceSeconds],
     );
     return withConsumed(rows[0]);
   }
 }
 
-export async function sweepExpiredPayloads(pool: pg.Pool): Promise<number> {
-  const r = await pool.query('DELETE FROM oidc_payloads WHERE expires_at < now()');
+/** Deletes what no find returns any more: expired artifacts, those kept past expiry once their grace is over. */
+export async function sweepExpiredPayloads(pool: pg.Pool, graceSeconds = EXPIRED_ARTIFACT_GRACE_SECONDS): Promise<number> {
+  const r = await pool.query(
+    `DELETE FROM oidc_payloads
+     WHERE expires_at < now() - CASE WHEN model = ANY($1::text[]) THEN make_interval(secs => $2) ELSE interval '0' END`,
+    [[...KEPT_PAST_EXPIRY_MODELS], graceSeconds],
+  );
   return r.rowCount ?? 0;
 }
