@@ -94,6 +94,12 @@ describe(`expired artifacts get the error the specification names (${describeBac
     const again = await browser.follow(`${new URL(formAction(login.body, '/email'), issuer).href.replace(/\/email$/, '')}?lang=ja`);
     expect(again.res.status).toBe(400);
     expect(again.body).toContain('ログインに時間がかかりすぎたため');
+    // Back at the authorization endpoint's resume URL of that sign-in (in the language just chosen):
+    // the same message, not one blaming the application.
+    const uid = /\/interaction\/([^/"]+)\/email/.exec(login.body)?.[1] as string;
+    const resumed = await browser.follow(`${issuer}/auth/${uid}`);
+    expect(resumed.res.status).toBe(400);
+    expect(resumed.body).toContain('ログインに時間がかかりすぎたため');
   });
 
   it('answers expired_token to a client polling an expired device code, and says so on the page for its user code', async () => {
