@@ -40,8 +40,24 @@ export class PhoneAlreadyRegistered extends Error {
   }
 }
 
+/**
+ * Every kind of audit event Tsunagi records. The account page shows an account's events by their
+ * message `event.<type>` (test/unit/message-keys.test.ts checks each has one in every language).
+ */
+export const AUDIT_EVENT_TYPES = [
+  'sign_in', 'signup', 'consent_granted', 'email_added', 'email_removed', 'email_primary', 'phone_added', 'phone_removed',
+  'passkey_added', 'passkey_removed', 'grant_revoked', 'upstream_linked', 'upstream_unlinked',
+  'upstream_email_disabled', 'upstream_email_enabled', 'upstream_notification_ignored',
+  'client_added', 'client_removed', 'client_secret_rotated',
+] as const;
+export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
+
+export function isAuditEventType(type: string): type is AuditEventType {
+  return (AUDIT_EVENT_TYPES as readonly string[]).includes(type);
+}
+
 export interface AuditEvent {
-  type: string;
+  type: AuditEventType;
   accountId?: string | null;
   clientId?: string | null;
   ip?: string | null;
@@ -49,7 +65,8 @@ export interface AuditEvent {
   data?: Record<string, unknown>;
 }
 
-export interface StoredAuditEvent extends Required<Omit<AuditEvent, 'data'>> { id: string; data: Record<string, unknown>; createdAt: Date }
+/** A stored event's type is what was recorded then: a type this version no longer knows stays a plain string. */
+export interface StoredAuditEvent extends Required<Omit<AuditEvent, 'data' | 'type'>> { id: string; type: string; data: Record<string, unknown>; createdAt: Date }
 
 interface AccountRow {
   id: string; name: string | null; created_at: Date; updated_at: Date;

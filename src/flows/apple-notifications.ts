@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
-import type { AccountStore } from '../accounts/account-store.js';
+import type { AccountStore, AuditEventType } from '../accounts/account-store.js';
 import type { AppleNotificationStore } from '../accounts/apple-notification-store.js';
 import type { UpstreamIdentityStore } from '../accounts/upstream-identity-store.js';
 import { withTransaction } from '../db/database.js';
@@ -109,7 +109,7 @@ export async function handleAppleNotification(deps: AppleNotificationDeps, event
     }, now);
     if (!first) return { outcome: 'duplicate' as const };
     if (!identity) return { outcome };
-    const audit = (type: string, data: Record<string, unknown>) => deps.accounts.recordAuditEvent({
+    const audit = (type: AuditEventType, data: Record<string, unknown>) => deps.accounts.recordAuditEvent({
       type, accountId: identity.accountId, data: { provider: 'apple', by: 'apple_notification', event: event.rawType, ...data },
     }, tx);
 

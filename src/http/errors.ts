@@ -17,6 +17,7 @@ export function errorPages(views: Views, log: Logger, metrics: Metrics) {
       else if (err instanceof errors.OIDCProviderError) { status = err.status; key = 'error.bad_request'; }
       else if (typeof err === 'object' && err && (err as { name?: string }).name === 'CsrfFailure') { status = 403; key = 'error.csrf'; }
       else if (typeof err === 'object' && err && (err as { name?: string }).name === 'StaleInteraction') { status = 400; key = 'error.stale_interaction'; }
+      else if (typeof err === 'object' && err && (err as { name?: string }).name === 'InteractionExpired') { status = 400; key = 'error.interaction_expired'; }
       else if (typeof err === 'object' && err && typeof (err as { status?: number }).status === 'number' && (err as { status: number }).status < 500) {
         status = (err as { status: number }).status; key = 'error.bad_request';
       }

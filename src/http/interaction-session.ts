@@ -1,5 +1,5 @@
 import type { Context } from 'koa';
-import type { InteractionResults } from 'oidc-provider';
+import { errors, type InteractionResults } from 'oidc-provider';
 import type { Account } from '../accounts/account-store.js';
 import type { RequestFacts } from '../flows/login.js';
 import { needsRequiredEmail } from '../flows/upstream.js';
@@ -15,6 +15,15 @@ export class StaleInteraction extends Error {
   constructor() {
     super('this sign-in page belongs to another sign-in attempt');
     this.name = 'StaleInteraction';
+  }
+}
+
+/** The sign-in named in the page's URL ran past its lifetime (INTERACTION_TTL): start again at the client. */
+export class InteractionExpired extends Error {
+  readonly status = 400;
+  constructor() {
+    super('this sign-in took longer than it may');
+    this.name = 'InteractionExpired';
   }
 }
 
@@ -43,7 +52,18 @@ export function interactionSession(services: Pick<Services, 'host' | 'proofs'>) 
       return true;
     },
     async load(ctx: Context): Promise<Interaction> {
-      const details = await host.current.interactionDetails(ctx.req, ctx.res);
+      let details: Interaction;
+      try {
+        details = await host.current.interactionDetails(ctx.req, ctx.res);
+      } catch (err) {
+        // The adapter keeps an expired interaction findable for a while (src/oidc/adapter/types.ts),
+        // so a person who took too long is told so, rather than that something is missing.
+        if (err instanceof errors.SessionNotFound && typeof ctx.params.uid === 'string') {
+          const expired = await host.current.Interaction.find(ctx.params.uid, { ignoreExpiration: true });
+          if (expired?.isExpired) throw new InteractionExpired();
+        }
+        throw err;
+      }
       if (details.uid !== ctx.params.uid) throw new StaleInteraction();
       applyUiLocales(ctx, details.params.ui_locales);
       return details;

@@ -498,13 +498,15 @@ export const PROVIDER_NAMES: Record<UpstreamProviderName, string> = { google: 'G
 /** The answer came back but failed a check: one message for all, the reason goes to the log. */
 const UNTRUSTED_ANSWER = new Set(['invalid_id_token', 'wrong_issuer', 'wrong_audience', 'wrong_nonce', 'expired', 'bad_signature', 'token_exchange_failed', 'upstream_error']);
 
-function messageFor(reason: string): string {
-  if (UPSTREAM_MESSAGES.has(reason)) return reason;
+function messageFor(reason: string): UpstreamMessage | 'untrusted_answer' | 'generic' {
+  const own = UPSTREAM_MESSAGES.find((m) => m === reason);
+  if (own) return own;
   return UNTRUSTED_ANSWER.has(reason) ? 'untrusted_answer' : 'generic';
 }
 
 /** Reasons with a message of their own (views/locales: upstream.error.<reason>). */
-const UPSTREAM_MESSAGES = new Set([
+const UPSTREAM_MESSAGES = [
   'access_denied', 'timeout', 'unavailable', 'bad_state', 'replayed', 'other_browser', 'state_expired', 'not_configured', 'not_the_linked_account',
   'wrong_account', 'already_linked', 'provider_already_linked', 'email_taken', 'no_pending_link', 'code_rate_limited', 'code_not_sent',
-]);
+] as const;
+type UpstreamMessage = (typeof UPSTREAM_MESSAGES)[number];

@@ -229,9 +229,16 @@ export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
     },
     async renderError(ctx, out, error) {
       const locale = localeOf(ctx as unknown as KoaContextWithOIDC);
+      // Coming back to /auth/<uid> after the sign-in ended is the person's lateness, not the application's fault.
+      let messageKey = 'error.oauth';
+      if (error instanceof errors.SessionNotFound) {
+        const uid = (ctx as unknown as { params?: { uid?: unknown } }).params?.uid;
+        const late = typeof uid === 'string' ? await (ctx as unknown as KoaContextWithOIDC).oidc?.provider.Interaction.find(uid, { ignoreExpiration: true }) : undefined;
+        messageKey = late?.isExpired ? 'error.interaction_expired' : 'error.session_expired';
+      }
       ctx.type = 'html';
       ctx.body = views.render('error', { locale, nonce: newNonce(ctx) }, {
-        messageKey: 'error.oauth',
+        messageKey,
         error: out.error,
         description: out.error_description,
         status: (error as { status?: number }).status ?? 400,

@@ -5,6 +5,7 @@ import type { Metrics } from '../http/metrics.js';
 import { buildProviderConfiguration, type ProviderDeps } from './configuration.js';
 import type { SigningKeyStore } from './keys.js';
 import { devicePolling } from './device-flow.js';
+import { revocationWithoutBody } from './revocation-response.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
@@ -55,6 +56,7 @@ export class ProviderHost {
     const provider = new Provider(this.deps.config.issuer, buildProviderConfiguration({ ...this.deps, keys }));
     provider.proxy = this.deps.config.trustProxy;
     provider.use(devicePolling(this.deps.limiter));
+    provider.use(revocationWithoutBody);
     for (const event of ['server_error', 'authorization.error', 'grant.error', 'introspection.error', 'revocation.error', 'userinfo.error', 'end_session.error', 'registration_create.error', 'backchannel.error']) {
       (provider as unknown as NodeJS.EventEmitter).on(event, (ctxOrErr: unknown, maybeErr?: unknown) => {
         const err = (maybeErr ?? ctxOrErr) as { error?: string; message?: string; status?: number };

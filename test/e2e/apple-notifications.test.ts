@@ -1,4 +1,6 @@
 import * as oidc from 'openid-client';
+import { jest } from '@jest/globals';
+import type { AuditEventType } from '../../src/accounts/account-store.js';
 import type { RunningServer } from '../../src/server.js';
 import { FakeApple, type AppleNotificationEventClaims } from '../fakes/apple.js';
 import type { IdTokenTamper } from '../fakes/upstream-emulator.js';
@@ -101,6 +103,44 @@ describe(`Apple server-to-server notifications (${describeBackends()})`, () => {
 
     expect((await audit(accountId, 'upstream_email_disabled')).map((e) => e.data)).toEqual([expect.objectContaining({ provider: 'apple', by: 'apple_notification' })]);
     expect(await audit(accountId, 'upstream_email_enabled')).toHaveLength(1);
+  });
+
+  it('shows Apple\'s email and ignored notifications among the account page\'s security events, in English and Japanese', async () => {
+    const relay = `${Date.now()}a@privaterelay.appleid.com`;
+    const { sub, accountId, browser } = await appleAccount({ email: relay, relay: true });
+    expect(await send({ type: 'email-disabled', sub, email: relay, is_private_email: 'true' })).toBe(200);
+    expect(await send({ type: 'email-enabled', sub, email: relay, is_private_email: 'true', event_time: Date.now() + 1 })).toBe(200);
+    // A revocation from before this sign-in is ignored, and audited as such.
+    expect(await send({ type: 'consent-revoked', sub, event_time: Date.now() - 3_600_000 })).toBe(200);
+    expect(await audit(accountId, 'upstream_notification_ignored')).toHaveLength(1);
+
+    const english = await browser.follow(`${issuer}/account?lang=en`);
+    expect(english.res.status).toBe(200);
+    expect(english.body).toContain('Apple stopped forwarding mail from your private relay address');
+    expect(english.body).toContain('Apple resumed forwarding mail from your private relay address');
+    expect(english.body).toContain('A notice from Apple was ignored');
+    const japanese = await browser.follow(`${issuer}/account?lang=ja`);
+    expect(japanese.res.status).toBe(200);
+    expect(japanese.body).toContain('Apple がプライベートリレーアドレスからのメール転送を停止');
+    expect(japanese.body).toContain('Apple がプライベートリレーアドレスからのメール転送を再開');
+    expect(japanese.body).toContain('Apple からの通知を無視');
+  });
+
+  it('still shows the account page when an event has a type this version has no text for, with a neutral label and a warning', async () => {
+    const { accountId, browser } = await appleAccount({ email: `${Date.now()}n@privaterelay.appleid.com`, relay: true });
+    // As a newer version of Tsunagi sharing the database might write.
+    await server.services.accounts.recordAuditEvent({ type: 'written_by_a_newer_version' as AuditEventType, accountId });
+    const warn = jest.spyOn(server.services.log, 'warn');
+    try {
+      for (const [lang, label] of [['en', 'Other security event'], ['ja', 'その他のセキュリティイベント']]) {
+        const page = await browser.follow(`${issuer}/account?lang=${lang}`);
+        expect(page.res.status).toBe(200);
+        expect(page.body).toContain(label);
+      }
+      expect(warn).toHaveBeenCalledWith({ type: 'written_by_a_newer_version' }, expect.stringContaining('without a message'));
+    } finally {
+      warn.mockRestore();
+    }
   });
 
   it('handles a duplicate (the same JWS again, or the same event signed again) once: 200, no second change', async () => {

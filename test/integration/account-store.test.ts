@@ -84,7 +84,7 @@ describe('AccountStore', () => {
     const account = await create(parse(uniqueEmail('audit')));
     await accounts.recordAuditEvent({ type: 'sign_in', accountId: account.id, userAgent: 'u'.repeat(600), data: { n: 1 } });
     await accounts.recordAuditEvent({ type: 'sign_in', accountId: account.id, data: { n: 2 } });
-    await accounts.recordAuditEvent({ type: 'other', accountId: account.id });
+    await accounts.recordAuditEvent({ type: 'signup', accountId: account.id });
     const events = await accounts.listAuditEvents({ accountId: account.id, type: 'sign_in' });
     expect(events.map((e) => e.data)).toEqual([{ n: 2 }, { n: 1 }]);
     expect(events[1]?.userAgent).toHaveLength(512);

@@ -5,8 +5,13 @@ import type { Adapter, AdapterPayload } from '../../src/oidc/adapter/types.js';
 export interface AdapterContractContext {
   /** The adapter factory under test (createAdapterFactory(pool, redis?)). */
   adapterFor: (model: string) => Adapter;
-  /** Makes an existing artifact count as expired, however the store does it. */
-  expire: (model: string, id: string, payload: AdapterPayload) => Promise<void>;
+  /** The same stores, keeping expired device codes and the like findable for `graceSeconds` only. */
+  adapterWithGrace: (graceSeconds: number) => (model: string) => Adapter;
+}
+
+/** Resolves once this process's clock reads `at` (ms): the stores run on this machine's clock too. */
+async function clockReaches(at: number): Promise<void> {
+  while (Date.now() < at) await new Promise((r) => setTimeout(r, Math.max(10, at - Date.now())));
 }
 
 const id = () => randomUUID().replace(/-/g, '');
@@ -48,18 +53,27 @@ export function adapterContract(models: { code: string; session: string; userCod
     expect(await a.findByUserCode('UC-none')).toBeUndefined();
   });
 
-  it('does not return expired artifacts, by id, uid or user code', async () => {
-    const sessions = ctx().adapterFor(models.session);
+  it('forgets an artifact at its expiry, but finds an expired device code (by id and user code) until its grace period is over', async () => {
+    const f = ctx().adapterFor;
+    const shortGrace = ctx().adapterWithGrace(1);
     const session = artifact(models.session, { uid: id() });
-    await sessions.upsert(session.jti as string, session, 60);
-    const devices = ctx().adapterFor(models.userCode);
     const device = artifact(models.userCode, { userCode: `UC-${id().slice(0, 8)}` });
-    await devices.upsert(device.jti as string, device, 60);
+    const deviceShortGrace = artifact(models.userCode, { userCode: `UC-${id().slice(0, 8)}` });
+    // Real lifetimes of one second: the stores expire them by their own clocks, nothing is edited.
+    await f(models.session).upsert(session.jti as string, session, 1);
+    await f(models.userCode).upsert(device.jti as string, device, 1);
+    await shortGrace(models.userCode).upsert(deviceShortGrace.jti as string, deviceShortGrace, 1);
+    const stored = Date.now();
+    // Past the lifetime (1 s) and the short grace (1 s more) of everything stored above.
+    await clockReaches(stored + 2_100);
 
-    await Promise.all([ctx().expire(models.session, session.jti as string, session), ctx().expire(models.userCode, device.jti as string, device)]);
-    expect(await sessions.find(session.jti as string)).toBeUndefined();
-    expect(await sessions.findByUid(session.uid as string)).toBeUndefined();
-    expect(await devices.findByUserCode(device.userCode as string)).toBeUndefined();
+    expect(await f(models.session).find(session.jti as string)).toBeUndefined();
+    expect(await f(models.session).findByUid(session.uid as string)).toBeUndefined();
+    // oidc-provider needs to see it expired to answer expired_token (RFC 8628 section 3.5).
+    expect(await f(models.userCode).find(device.jti as string)).toEqual(device);
+    expect(await f(models.userCode).findByUserCode(device.userCode as string)).toEqual(device);
+    expect(await shortGrace(models.userCode).find(deviceShortGrace.jti as string)).toBeUndefined();
+    expect(await shortGrace(models.userCode).findByUserCode(deviceShortGrace.userCode as string)).toBeUndefined();
   });
 
   it('deletes an artifact on destroy', async () => {

@@ -27,9 +27,7 @@ describe('PostgresAdapter (no Redis configured)', () => {
     { code: 'AuthorizationCode', session: 'Session', userCode: 'DeviceCode', token: 'AccessToken' },
     () => ({
       adapterFor,
-      expire: async (model, id) => {
-        await db.pool.query(`UPDATE oidc_payloads SET expires_at = now() - interval '1 second' WHERE model = $1 AND id = $2`, [model, id]);
-      },
+      adapterWithGrace: (graceSeconds) => createAdapterFactory(db.pool, undefined, undefined, { expiredGraceSeconds: graceSeconds }),
     }),
   );
 
@@ -39,6 +37,19 @@ describe('PostgresAdapter (no Redis configured)', () => {
     const { rows } = await db.pool.query('SELECT expires_at FROM oidc_payloads WHERE model = $1 AND id = $2', ['Grant', id]);
     expect(rows).toEqual([{ expires_at: null }]);
     expect(await adapterFor('Grant').find(id)).toEqual({ jti: id, kind: 'Grant' });
+  });
+
+  it('sweeps an expired device code only after its grace period', async () => {
+    const recent = randomUUID();
+    const old = randomUUID();
+    await adapterFor('DeviceCode').upsert(recent, { jti: recent }, 60);
+    await adapterFor('DeviceCode').upsert(old, { jti: old }, 60);
+    // Backdated by hand: waiting out a grace period of an hour is not an option in a test.
+    await db.pool.query(`UPDATE oidc_payloads SET expires_at = now() - interval '10 minutes' WHERE model = 'DeviceCode' AND id = $1`, [recent]);
+    await db.pool.query(`UPDATE oidc_payloads SET expires_at = now() - interval '2 hours' WHERE model = 'DeviceCode' AND id = $1`, [old]);
+    await sweepExpiredPayloads(db.pool, 3600);
+    const { rows } = await db.pool.query<{ id: string }>(`SELECT id FROM oidc_payloads WHERE model = 'DeviceCode' AND id = ANY($1::text[])`, [[recent, old]]);
+    expect(rows.map((r) => r.id)).toEqual([recent]);
   });
 
   it('keeps the same id apart between models', async () => {

@@ -47,12 +47,7 @@ describeWithRedis('RedisAdapter (short-lived models, with Redis configured)', ()
     { code: 'AuthorizationCode', session: 'Interaction', userCode: 'DeviceCode', token: 'AccessToken' },
     () => ({
       adapterFor,
-      // Redis expires keys itself: store the artifact again with a one-second lifetime and let it lapse.
-      expire: async (model, id, payload) => {
-        await adapterFor(model).upsert(id, payload, 1);
-        await new Promise((r) => setTimeout(r, 1100));
-        for (let i = 0; i < 20 && (await redis.exists(`tsunagi:oidc:${model}:${id}`)); i++) await new Promise((r) => setTimeout(r, 100));
-      },
+      adapterWithGrace: (graceSeconds) => createAdapterFactory(db.pool, redis, 'tsunagi:oidc:', { expiredGraceSeconds: graceSeconds }),
     }),
   );
 

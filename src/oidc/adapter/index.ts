@@ -4,33 +4,36 @@ import type { RedisConnection } from '../../db/redis.js';
 import { ClientAdapter } from './client-adapter.js';
 import { PostgresAdapter } from './postgres-adapter.js';
 import { RedisAdapter } from './redis-adapter.js';
-import { LOSABLE_MODELS, type Adapter, type ConsumeConflictHandler } from './types.js';
+import { EXPIRED_ARTIFACT_GRACE_SECONDS, LOSABLE_MODELS, graceSecondsOf, type Adapter, type ConsumeConflictHandler } from './types.js';
 
 const GRANT_ARTIFACT_MODELS = ['AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest'];
 
-/**
- * Routes each oidc-provider model to its store: clients to the clients table, artifacts that may be
- * lost to Redis when configured, everything else (sessions, grants, refresh tokens) to Postgres.
- */
 export interface AdapterFactoryOptions {
   /** How long a rotated refresh token may still be used (REFRESH_TOKEN_REUSE_SECONDS; 0: never). */
   refreshTokenReuseSeconds?: number;
   /** The clock of that interval (tests move it). */
   now?: () => Date;
+  /** How long expired device codes, codes, refresh tokens and interactions stay findable (types.ts). */
+  expiredGraceSeconds?: number;
 }
 
+/**
+ * Routes each oidc-provider model to its store: clients to the clients table, artifacts that may be
+ * lost to Redis when configured, everything else (sessions, grants, refresh tokens) to Postgres.
+ */
 export function createAdapterFactory(
   pool: pg.Pool, redis: RedisConnection | undefined, redisPrefix = 'tsunagi:oidc:', options: AdapterFactoryOptions = {},
 ): (model: string) => Adapter {
+  const grace = options.expiredGraceSeconds ?? EXPIRED_ARTIFACT_GRACE_SECONDS;
   const cache = new Map<string, Adapter>();
   const adapterFor = (model: string): Adapter => {
     let adapter = cache.get(model);
     if (!adapter) {
       if (model === 'Client') adapter = new ClientAdapter(pool);
-      else if (redis && LOSABLE_MODELS.has(model)) adapter = new RedisAdapter(model, redis, onConsumeConflict, redisPrefix);
+      else if (redis && LOSABLE_MODELS.has(model)) adapter = new RedisAdapter(model, redis, onConsumeConflict, redisPrefix, graceSecondsOf(model, grace));
       else {
         const reuseSeconds = model === 'RefreshToken' ? options.refreshTokenReuseSeconds : 0;
-        adapter = new PostgresAdapter(model, pool, onConsumeConflict, { reuseSeconds, now: options.now });
+        adapter = new PostgresAdapter(model, pool, onConsumeConflict, { reuseSeconds, now: options.now, graceSeconds: graceSecondsOf(model, grace) });
       }
       cache.set(model, adapter);
     }

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { expiresAtFrom, type Adapter, type AdapterPayload, type ConsumeConflictHandler } from './types.js';
+import { EXPIRED_ARTIFACT_GRACE_SECONDS, KEPT_PAST_EXPIRY_MODELS, expiresAtFrom, type Adapter, type AdapterPayload, type ConsumeConflictHandler } from './types.js';
 
 interface Row { payload: AdapterPayload; consumed_at: Date | null }
 
@@ -12,12 +12,18 @@ export interface PostgresAdapterOptions {
   reuseSeconds?: number;
   /** When an artifact is consumed and whether a reuse is still within its interval (tests move it). */
   now?: () => Date;
+  /** Seconds the artifacts stay findable past their expiry (types.ts: KEPT_PAST_EXPIRY_MODELS). */
+  graceSeconds?: number;
 }
 
-/** oidc-provider artifacts in the oidc_payloads table, one instance per model. */
+/**
+ * oidc-provider artifacts in the oidc_payloads table, one instance per model. `expires_at` is the
+ * artifact's own expiry; a model kept past expiry (types.ts) is still found `graceSeconds` after it.
+ */
 export class PostgresAdapter implements Adapter {
   private readonly reuseSeconds: number;
   private readonly now: () => Date;
+  private readonly graceSeconds: number;
 
   constructor(
     private readonly model: string,
@@ -27,6 +33,7 @@ export class PostgresAdapter implements Adapter {
   ) {
     this.reuseSeconds = options.reuseSeconds ?? 0;
     this.now = options.now ?? (() => new Date());
+    this.graceSeconds = options.graceSeconds ?? 0;
   }
 
   async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
@@ -75,8 +82,8 @@ export class PostgresAdapter implements Adapter {
   private async findBy(column: 'id' | 'uid' | 'user_code', value: string): Promise<AdapterPayload | undefined> {
     const { rows } = await this.pool.query<Row>(
       `SELECT payload, consumed_at FROM oidc_payloads
-       WHERE model = $1 AND ${column} = $2 AND (expires_at IS NULL OR expires_at > now()) LIMIT 1`,
-      [this.model, value],
+       WHERE model = $1 AND ${column} = $2 AND (expires_at IS NULL OR expires_at > now() - make_interval(secs => $3)) LIMIT 1`,
+      [this.model, value, this.graceSeconds],
     );
     return this.withConsumed(rows[0]);
   }
@@ -94,7 +101,12 @@ export class PostgresAdapter implements Adapter {
   }
 }
 
-export async function sweepExpiredPayloads(pool: pg.Pool): Promise<number> {
-  const r = await pool.query('DELETE FROM oidc_payloads WHERE expires_at < now()');
+/** Deletes what no find returns any more: expired artifacts, those kept past expiry once their grace is over. */
+export async function sweepExpiredPayloads(pool: pg.Pool, graceSeconds = EXPIRED_ARTIFACT_GRACE_SECONDS): Promise<number> {
+  const r = await pool.query(
+    `DELETE FROM oidc_payloads
+     WHERE expires_at < now() - CASE WHEN model = ANY($1::text[]) THEN make_interval(secs => $2) ELSE interval '0' END`,
+    [[...KEPT_PAST_EXPIRY_MODELS], graceSeconds],
+  );
   return r.rowCount ?? 0;
 }

@@ -13,14 +13,16 @@ const FIND_BY_LOOKUP_SCRIPT = `local id = redis.call('get', KEYS[1])
 if not id then return false end
 return redis.call('hgetall', ARGV[1] .. id)`;
 
-// Each artifact is a hash { payload, consumed? } with the artifact's TTL. A grant keeps a list of
-// the keys issued under it so revokeByGrantId can find them; uid and user code are lookup keys.
+// Each artifact is a hash { payload, consumed? } with the artifact's TTL (plus the grace of a model
+// kept past expiry, types.ts). A grant keeps a list of the keys issued under it so revokeByGrantId
+// can find them; uid and user code are lookup keys.
 export class RedisAdapter implements Adapter {
   constructor(
     private readonly model: string,
     private readonly redis: RedisConnection,
     private readonly onConsumeConflict: ConsumeConflictHandler,
     private readonly prefix = 'tsunagi:oidc:',
+    private readonly graceSeconds = 0,
   ) {}
 
   private key(id: string): string { return `${this.prefix}${this.model}:${id}`; }
@@ -28,7 +30,8 @@ export class RedisAdapter implements Adapter {
   private uidKey(uid: string): string { return `${this.prefix}${this.model}:uid:${uid}`; }
   private userCodeKey(code: string): string { return `${this.prefix}${this.model}:user_code:${code}`; }
 
-  async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
+  async upsert(id: string, payload: AdapterPayload, lifetime: number): Promise<void> {
+    const expiresIn = lifetime ? lifetime + this.graceSeconds : 0;
     const key = this.key(id);
     const multi = this.redis.multi().del(key).hSet(key, { payload: JSON.stringify(payload) });
     if (expiresIn) multi.expire(key, expiresIn);

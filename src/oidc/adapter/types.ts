@@ -17,6 +17,25 @@ export const LOSABLE_MODELS = new Set([
   'DeviceCode', 'BackchannelAuthenticationRequest', 'AccessToken', 'ClientCredentials',
 ]);
 
+/**
+ * Artifacts whose expiry oidc-provider (or Tsunagi) answers differently from "unknown": a polled
+ * device code (or CIBA request) past its lifetime gets `expired_token` (RFC 8628 section 3.5), an
+ * expired code or refresh token `invalid_grant` naming the expiry, and an expired sign-in
+ * (Interaction) a "this sign-in took too long" page. oidc-provider checks `exp` itself on every
+ * find, so returning an expired artifact grants nothing; the stores keep these findable for
+ * EXPIRED_ARTIFACT_GRACE_SECONDS past their expiry (Redis: a longer TTL; Postgres: rows found
+ * until then and swept after), and forget them after that.
+ */
+export const KEPT_PAST_EXPIRY_MODELS: ReadonlySet<string> = new Set([
+  'DeviceCode', 'BackchannelAuthenticationRequest', 'AuthorizationCode', 'RefreshToken', 'Interaction',
+]);
+export const EXPIRED_ARTIFACT_GRACE_SECONDS = 3600;
+
+/** Seconds a model's artifacts stay findable past their expiry. */
+export function graceSecondsOf(model: string, graceSeconds = EXPIRED_ARTIFACT_GRACE_SECONDS): number {
+  return KEPT_PAST_EXPIRY_MODELS.has(model) ? graceSeconds : 0;
+}
+
 export function expiresAtFrom(expiresIn: number | undefined): Date | null {
   return expiresIn ? new Date(Date.now() + expiresIn * 1000) : null;
 }
