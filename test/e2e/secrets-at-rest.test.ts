@@ -1,10 +1,9 @@
 import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { jest } from '@jest/globals';
 import * as oidc from 'openid-client';
-import pg from 'pg';
+import type pg from 'pg';
 import { run } from '../../src/cli/main.js';
 import { getOrCreateSecret } from '../../src/db/app-secrets.js';
 import { openDatabase } from '../../src/db/database.js';
@@ -18,33 +17,11 @@ import { SmtpSink } from '../fakes/smtp-sink.js';
 import { Browser } from '../support/browserless.js';
 import { describeBackends, startTestServer, testConfig, uniqueEmail } from '../support/harness.js';
 import { RelyingPartyServer, authorizationRequest, discover, signInWithEmail } from './support.js';
+import { isolatedStore, type IsolatedStore } from '../support/isolated-store.js';
 
 // A database dump alone must not give what forges tokens, impersonates a client or recovers a code
 // (issue 9, section 5). Each test gets a database no other test file writes to: a schema of its own
 // on Postgres, an embedded database in a folder of its own otherwise.
-
-interface IsolatedStore { env: Record<string, string | undefined>; dataDir: string; close(): Promise<void> }
-
-async function isolatedStore(): Promise<IsolatedStore> {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsunagi-secrets-'));
-  const removeDir = () => fs.rmSync(dataDir, { recursive: true, force: true });
-  const url = process.env.DATABASE_URL;
-  if (!url) return { env: { DATABASE_URL: undefined, DATA_DIR: dataDir }, dataDir, close: async () => removeDir() };
-  const schema = `secrets_${randomUUID().replace(/-/g, '')}`;
-  const admin = new pg.Pool({ connectionString: url, max: 1 });
-  await admin.query(`CREATE SCHEMA ${schema}`);
-  const isolated = new URL(url);
-  isolated.searchParams.set('options', `-c search_path=${schema}`);
-  return {
-    env: { DATABASE_URL: isolated.href, DATA_DIR: dataDir },
-    dataDir,
-    async close() {
-      await admin.query(`DROP SCHEMA ${schema} CASCADE`);
-      await admin.end();
-      removeDir();
-    },
-  };
-}
 
 /** Every row of every table, as JSON text: what someone holding a dump of the database reads. */
 async function dumpTables(pool: pg.Pool): Promise<string> {
