@@ -1,5 +1,5 @@
 import { createPrivateKey } from 'node:crypto';
-import { parseMasterKey } from './db/master-key.js';
+import { DEVELOPMENT_MASTER_KEY, parseMasterKey } from './db/master-key.js';
 
 // One typed Config from the environment, validated once. Every problem is reported, one line each,
 // so an operator fixes them in one go instead of one restart per mistake.
@@ -244,9 +244,11 @@ function masterKeyConfig(rawCurrent: string | undefined, rawPrevious: string | u
   if (!current) problems.push(`TSUNAGI_MASTER_KEY must be 32 bytes written in base64 (${generate})`);
   const previous: Buffer[] = [];
   for (const raw of (rawPrevious ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
-    const key = parseMasterKey(raw);
+    // "development": the well-known key a deployment without TSUNAGI_MASTER_KEY sealed with (an
+    // external Postgres in development), so its secrets can be moved to a real key.
+    const key = raw === 'development' ? DEVELOPMENT_MASTER_KEY : parseMasterKey(raw);
     if (key) previous.push(key);
-    else problems.push('TSUNAGI_MASTER_KEY_PREVIOUS must be a comma-separated list of 32-byte base64 keys');
+    else problems.push('TSUNAGI_MASTER_KEY_PREVIOUS must be a comma-separated list of 32-byte base64 keys (or the word development)');
   }
   return current ? [current, ...previous] : undefined;
 }

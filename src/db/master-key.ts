@@ -89,8 +89,10 @@ export class MasterKeyring {
  * every process pointed at that database agrees on it without configuration. It is public, so it
  * protects nothing; production refuses to start without TSUNAGI_MASTER_KEY.
  */
+export const DEVELOPMENT_MASTER_KEY = createHash('sha256').update('tsunagi development master key: not a secret').digest();
+
 export function developmentMasterKeyring(): MasterKeyring {
-  return new MasterKeyring([createHash('sha256').update('tsunagi development master key: not a secret').digest()], 'development key (not secret)');
+  return new MasterKeyring([DEVELOPMENT_MASTER_KEY], 'development key (not secret)');
 }
 
 export interface MasterKeySettings {
