@@ -5,7 +5,8 @@
 #   docker build -t tsunagi .
 #   docker run -p 3000:3000 \
 #     -e ISSUER=https://id.example.com -e DATABASE_URL=postgres://... \
-#     -e COOKIE_SECRETS=... -e SMTP_URL=smtp://... tsunagi
+#     -e COOKIE_SECRETS=... -e SMTP_URL=smtp://... -e TSUNAGI_MASTER_KEY="$(openssl rand -base64 32)" tsunagi
+#   (keep TSUNAGI_MASTER_KEY: it opens the secrets sealed in the database)
 #
 # The default command applies pending migrations, then starts the server. Other CLI commands run
 # in the same image by replacing the command, e.g.

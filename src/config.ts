@@ -1,4 +1,5 @@
 import { createPrivateKey } from 'node:crypto';
+import { DEVELOPMENT_MASTER_KEY, parseMasterKey } from './db/master-key.js';
 
 // One typed Config from the environment, validated once. Every problem is reported, one line each,
 // so an operator fixes them in one go instead of one restart per mistake.
@@ -21,6 +22,11 @@ export interface Config {
   redisKeyPrefix: string;
   /** Secrets for signing cookies, newest first; undefined outside production means "generate and keep in the database". */
   cookieSecrets: string[] | undefined;
+  /**
+   * TSUNAGI_MASTER_KEY then the keys of TSUNAGI_MASTER_KEY_PREVIOUS: the first seals secrets at rest,
+   * all open them. Undefined outside production means a key kept with the database (src/db/master-key.ts).
+   */
+  masterKeys: Buffer[] | undefined;
   smtpUrl: string | undefined;
   mailFrom: string;
   initialAccessToken: string | undefined;
@@ -157,6 +163,8 @@ export function loadConfig(env: Env = process.env): Config {
     problems.push('COOKIE_SECRETS is required in production (comma-separated, newest first, 32+ characters each)');
   }
 
+  const masterKeys = masterKeyConfig(str('TSUNAGI_MASTER_KEY'), str('TSUNAGI_MASTER_KEY_PREVIOUS'), production, problems);
+
   const smtpUrl = str('SMTP_URL');
   if (smtpUrl !== undefined && !/^smtps?:\/\//.test(smtpUrl)) problems.push('SMTP_URL must be an smtp:// or smtps:// URL');
 
@@ -204,6 +212,7 @@ export function loadConfig(env: Env = process.env): Config {
     redisUrl,
     redisKeyPrefix,
     cookieSecrets,
+    masterKeys,
     smtpUrl,
     mailFrom: str('MAIL_FROM') ?? 'Tsunagi <no-reply@localhost>',
     initialAccessToken,
@@ -225,6 +234,26 @@ export function loadConfig(env: Env = process.env): Config {
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+function masterKeyConfig(rawCurrent: string | undefined, rawPrevious: string | undefined, production: boolean, problems: string[]): Buffer[] | undefined {
+  const generate = 'generate one with `openssl rand -base64 32`';
+  if (rawCurrent === undefined) {
+    if (production) problems.push(`TSUNAGI_MASTER_KEY is required in production (32 random bytes, base64; ${generate})`);
+    if (rawPrevious !== undefined) problems.push('TSUNAGI_MASTER_KEY_PREVIOUS is set without TSUNAGI_MASTER_KEY');
+    return undefined;
+  }
+  const current = parseMasterKey(rawCurrent);
+  if (!current) problems.push(`TSUNAGI_MASTER_KEY must be 32 bytes written in base64 (${generate})`);
+  const previous: Buffer[] = [];
+  for (const raw of (rawPrevious ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+    // "development": the well-known key a deployment without TSUNAGI_MASTER_KEY sealed with (an
+    // external Postgres in development), so its secrets can be moved to a real key.
+    const key = raw === 'development' ? DEVELOPMENT_MASTER_KEY : parseMasterKey(raw);
+    if (key) previous.push(key);
+    else problems.push('TSUNAGI_MASTER_KEY_PREVIOUS must be a comma-separated list of 32-byte base64 keys (or the word development)');
+  }
+  return current ? [current, ...previous] : undefined;
 }
 
 const HOST_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;

@@ -6,6 +6,7 @@ import { UpstreamIdentityStore, UpstreamTokenCipher } from './accounts/upstream-
 import { UpstreamLoginStore } from './accounts/upstream-login-store.js';
 import type { Config } from './config.js';
 import { getOrCreateSecret } from './db/app-secrets.js';
+import { loadMasterKeyring, type MasterKeyring } from './db/master-key.js';
 import { openDatabase, type Database } from './db/database.js';
 import { migrate } from './db/migrate.js';
 import { openRedis, type RedisConnection } from './db/redis.js';
@@ -23,6 +24,9 @@ import { outboxSmsSender, twilioSender } from './delivery/sms.js';
 import { createAdapterFactory } from './oidc/adapter/index.js';
 import { findLatestGrantId } from './oidc/adapter/grant-lookup.js';
 import { ClientStore, type ClientMetadata } from './oidc/client-store.js';
+import { ClientSecretVault, withClientSecretVault } from './oidc/client-secrets.js';
+import { clientPolicyOf } from './oidc/configuration.js';
+import { sealSecretsAtRest } from './oidc/secrets-at-rest.js';
 import { SigningKeyStore } from './oidc/keys.js';
 import { ProviderHost } from './oidc/provider-host.js';
 import { UpstreamProviders } from './upstream/index.js';
@@ -55,6 +59,8 @@ export interface Services {
   upstream: UpstreamProviders;
   keys: SigningKeyStore;
   clients: ClientStore;
+  /** Seals secrets at rest (src/db/master-key.ts); never in the database. */
+  keyring: MasterKeyring;
   host: ProviderHost;
   views: Views;
   metrics: Metrics;
@@ -73,6 +79,7 @@ export interface ServiceOverrides {
 }
 
 export async function createServices(config: Config, log: Logger, overrides: ServiceOverrides = {}): Promise<Services> {
+  const keyring = loadMasterKeyring(config);
   const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolMax: config.dbPoolMax });
   let redis: RedisConnection | undefined;
   try {
@@ -97,38 +104,42 @@ export async function createServices(config: Config, log: Logger, overrides: Ser
     const outbox = config.nodeEnv === 'production' ? undefined : new DevOutbox(log);
     if (!config.smtpUrl && config.nodeEnv === 'production' && !overrides.mailer) throw new Error('SMTP_URL is required in production');
     const mailer = overrides.mailer ?? (config.smtpUrl ? new SmtpMailer(config.smtpUrl, config.mailFrom) : new OutboxMailer(outbox as DevOutbox));
-    const pepper = await getOrCreateSecret(db.pool, 'otp-pepper');
+    const pepper = await getOrCreateSecret(db.pool, keyring, 'otp-pepper');
     const emailOtp = new EmailOtpMethod({ challenges: otpChallenges, limiter, mailer, pepper });
     const verifyEmail = new EmailOtpMethod({ challenges: otpChallenges, limiter, mailer, pepper }, 'add-email');
     const smsSender = config.twilio ? twilioSender(config.twilio, log) : outbox ? outboxSmsSender(outbox) : undefined;
     const smsOtp = smsSender ? new SmsOtpMethod({ challenges: otpChallenges, limiter, pepper, sender: smsSender }) : undefined;
     const verifyPhone = smsSender ? new SmsOtpMethod({ challenges: otpChallenges, limiter, pepper, sender: smsSender }, 'add-phone') : undefined;
 
-    const upstreamCipher = await UpstreamTokenCipher.fromDatabase(db.pool);
+    const upstreamCipher = await UpstreamTokenCipher.fromDatabase(db.pool, keyring);
     const identities = new UpstreamIdentityStore(db.pool, upstreamCipher);
     const upstream = overrides.upstream ?? new UpstreamProviders({ config: config.upstream, logins: new UpstreamLoginStore(db.pool) });
 
-    const keys = new SigningKeyStore(db.pool);
+    const keys = new SigningKeyStore(db.pool, keyring);
     const created = await keys.ensureKeys();
     if (created) log.info({ created }, 'signing keys generated');
-    const cookieKeys = config.cookieSecrets ?? [await getOrCreateSecret(db.pool, 'cookie-key')];
-    const pairwiseSalt = await getOrCreateSecret(db.pool, 'pairwise-salt');
+    const cookieKeys = config.cookieSecrets ?? [await getOrCreateSecret(db.pool, keyring, 'cookie-key')];
+    const pairwiseSalt = await getOrCreateSecret(db.pool, keyring, 'pairwise-salt');
+    const clientSecrets = await ClientSecretVault.open(db.pool, keyring);
     const views = new Views(config.nodeEnv === 'production');
     const metrics = overrides.metrics ?? new Metrics();
-    const adapterFactory = createAdapterFactory(db.pool, redis, `${config.redisKeyPrefix}oidc:`, {
+    const adapterFactory = withClientSecretVault(createAdapterFactory(db.pool, redis, `${config.redisKeyPrefix}oidc:`, {
       refreshTokenReuseSeconds: config.ttl.refreshTokenReuse, now: overrides.refreshTokenClock,
-    });
+    }), clientSecrets);
     const host = new ProviderHost({
       config, accounts, adapterFactory, cookieKeys, pairwiseSalt, views, limiter,
       findLatestGrantId: (accountId, clientId) => findLatestGrantId(db.pool, accountId, clientId),
-    }, keys, log, metrics);
-    await host.start(config.keysReloadSeconds);
+    }, keys, log, metrics, clientSecrets);
     const clientModel = () => host.current.Client as unknown as { validate(m: ClientMetadata): Promise<void>; needsSecret(m: ClientMetadata): boolean };
-    const clients = new ClientStore(db.pool, (m) => clientModel().validate(m), (m) => clientModel().needsSecret(m), accounts);
+    const clients = new ClientStore(db.pool, (m) => clientModel().validate(m), (m) => clientModel().needsSecret(m), accounts, clientSecrets, clientPolicyOf(config));
+    // Rows written before migration 006 (plain signing keys, app secrets, client secrets) are sealed now.
+    const sealed = await sealSecretsAtRest(db.pool, { keyring, keys, clients }, false);
+    if (sealed.appSecrets + sealed.signingKeys + sealed.clientSecrets > 0) log.info({ sealed }, 'secrets at rest sealed with the master key');
+    await host.start(config.keysReloadSeconds);
 
     const r = redis;
     return {
-      config, log, db, redis, accounts, otpChallenges, proofs, passkeyStore, passkeys, limiter, mailer, outbox, emailOtp, smsOtp, verifyEmail, verifyPhone, identities, upstreamCipher, upstream, keys, clients, host, views, metrics,
+      config, log, db, redis, accounts, otpChallenges, proofs, passkeyStore, passkeys, limiter, mailer, outbox, emailOtp, smsOtp, verifyEmail, verifyPhone, identities, upstreamCipher, upstream, keys, clients, keyring, host, views, metrics,
       cookieKeys,
       secureCookies: new URL(config.issuer).protocol === 'https:',
       async close() {

@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes, randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { getOrCreateSecret } from '../db/app-secrets.js';
+import type { MasterKeyring } from '../db/master-key.js';
 import type { Queryable } from '../db/database.js';
 
 export type UpstreamProviderName = 'google' | 'apple';
@@ -82,8 +83,9 @@ export class UpstreamTokenCipher {
     this.key = key;
   }
 
-  static async fromDatabase(pool: pg.Pool): Promise<UpstreamTokenCipher> {
-    return new UpstreamTokenCipher(Buffer.from(await getOrCreateSecret(pool, 'upstream-token-key'), 'base64url'));
+  /** The key itself is an app secret, sealed with the master key. */
+  static async fromDatabase(pool: pg.Pool, keyring: MasterKeyring): Promise<UpstreamTokenCipher> {
+    return new UpstreamTokenCipher(Buffer.from(await getOrCreateSecret(pool, keyring, 'upstream-token-key'), 'base64url'));
   }
 
   seal(plaintext: string, identityId: string): Buffer {
@@ -106,8 +108,8 @@ export class UpstreamTokenCipher {
 export class UpstreamIdentityStore {
   constructor(private readonly pool: pg.Pool, private readonly cipher: UpstreamTokenCipher) {}
 
-  static async open(pool: pg.Pool): Promise<UpstreamIdentityStore> {
-    return new UpstreamIdentityStore(pool, await UpstreamTokenCipher.fromDatabase(pool));
+  static async open(pool: pg.Pool, keyring: MasterKeyring): Promise<UpstreamIdentityStore> {
+    return new UpstreamIdentityStore(pool, await UpstreamTokenCipher.fromDatabase(pool, keyring));
   }
 
   async findByIssuerSubject(issuer: string, subject: string, db: Queryable = this.pool): Promise<UpstreamIdentity | undefined> {

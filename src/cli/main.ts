@@ -5,6 +5,7 @@ import { migrate } from '../db/migrate.js';
 import { createLogger } from '../logger.js';
 import type { ClientMetadata } from '../oidc/client-store.js';
 import { importSessionsFromRedis } from '../oidc/adapter/legacy-redis-sessions.js';
+import { sealSecretsAtRest } from '../oidc/secrets-at-rest.js';
 import { createServices, type Services } from '../services.js';
 
 const USAGE = `Usage: npm run cli -- <command>
@@ -15,12 +16,18 @@ const USAGE = `Usage: npm run cli -- <command>
   clients show <client_id>         show a client's metadata (secret masked)
   clients remove <client_id>       remove a client and everything issued to it
   clients rotate-secret <client_id>  issue a new client secret; prints it once
+  clients lint                     list stored clients that break a registration rule (exit 1 if any)
   keys list                        list signing keys and their state
   keys rotate                      promote the published next keys to signing, retire the current ones
   sessions import-from-redis       once, when upgrading with the old processes stopped: move the browser
-                                   sessions an older Tsunagi kept in Redis into Postgres`;
+                                   sessions an older Tsunagi kept in Redis into Postgres
+  secrets reencrypt                re-seal every secret at rest with the newest TSUNAGI_MASTER_KEY
+                                   (after it, the keys in TSUNAGI_MASTER_KEY_PREVIOUS can be dropped)`;
 
 class UsageError extends Error {}
+
+/** A check that ran and found problems: exit 1 after printing them (not a usage error). */
+class CheckFailed extends Error {}
 
 async function readJson(source: string): Promise<ClientMetadata> {
   const text = source === '-' ? fs.readFileSync(0, 'utf8') : fs.readFileSync(source, 'utf8');
@@ -82,6 +89,14 @@ export async function run(argv: string[], config: Config): Promise<void> {
           if (!arg) throw new UsageError('clients rotate-secret needs a client id');
           out({ client_id: arg, client_secret: await clients.rotateSecret(arg) });
           return;
+        case 'lint': {
+          const findings = await clients.lint();
+          out(findings.map((f) => ({ client_id: f.clientId, client_name: f.clientName, source: f.source, violations: f.violations.map((v) => ({ rule: v.rule, message: v.message })) })));
+          if (findings.length) {
+            throw new CheckFailed(`${findings.length} client(s) break a registration rule: fix them (clients remove, then clients add) or remove them`);
+          }
+          return;
+        }
         default:
           throw new UsageError(`unknown clients command ${command ?? ''}`);
       }
@@ -112,6 +127,14 @@ export async function run(argv: string[], config: Config): Promise<void> {
     });
     return;
   }
+  if (group === 'secrets') {
+    if (command !== 'reencrypt') throw new UsageError(`unknown secrets command ${command ?? ''}`);
+    await withServices(config, async ({ db, keyring, keys, clients }) => {
+      const counts = await sealSecretsAtRest(db.pool, { keyring, keys, clients }, true);
+      out({ master_key: keyring.currentKeyId, resealed: { app_secrets: counts.appSecrets, signing_keys: counts.signingKeys, client_secrets: counts.clientSecrets } });
+    });
+    return;
+  }
   throw new UsageError(group ? `unknown command ${group}` : 'no command given');
 }
 
@@ -128,6 +151,10 @@ if (isMain) {
     if (err instanceof UsageError) {
       process.stderr.write(`${err.message}\n\n${USAGE}\n`);
       process.exit(64);
+    }
+    if (err instanceof CheckFailed) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(1);
     }
     const e = err as Error & { error_description?: string };
     process.stderr.write(`${e.name}: ${e.error_description ?? e.message}\n`);

@@ -60,3 +60,94 @@ export function validateExtraClientMetadata(key: string, value: unknown, options
     default:
   }
 }
+
+/** A rule a careful OpenID Provider applies to every client it registers (and `clients lint` to stored ones). */
+export type ClientRule = 'public-client-credentials' | 'wildcard-uri' | 'http-redirect-uri' | 'http-uri' | 'reserved-client-id';
+
+export interface ClientRuleViolation {
+  rule: ClientRule;
+  /** The OAuth error a registration gets for it (RFC 7591 section 3.2.2). */
+  error: 'invalid_client_metadata' | 'invalid_redirect_uri';
+  message: string;
+}
+
+export interface ClientPolicy {
+  production: boolean;
+  /** Client ids Tsunagi uses itself (the account page's client). */
+  reservedClientIds: readonly string[];
+}
+
+const REDIRECT_URI_FIELDS = ['redirect_uris', 'post_logout_redirect_uris'] as const;
+// URIs Tsunagi fetches, sends a person to, or shows: https only in production.
+const HTTPS_URI_FIELDS = ['jwks_uri', 'sector_identifier_uri', 'backchannel_logout_uri', 'logo_uri', 'policy_uri', 'tos_uri', 'client_uri', 'initiate_login_uri'] as const;
+const OTHER_URI_FIELDS = ['request_uris', 'allowed_cors_origins', 'allowed_resources'] as const;
+// RFC 8252 section 7.3: a native app's http redirect goes to a loopback IP literal (section 8.3: not "localhost").
+const LOOPBACK_IP_HOSTS = new Set(['127.0.0.1', '[::1]']);
+
+const stringsOf = (value: unknown): string[] =>
+  typeof value === 'string' ? [value] : Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
+
+/**
+ * What a careful IdP refuses in client metadata, beyond what oidc-provider checks itself. An empty
+ * list means the client may be registered. Pure: the CLI, dynamic registration and `clients lint`
+ * all ask this one function.
+ */
+export function clientRuleViolations(metadata: Record<string, unknown>, policy: ClientPolicy): ClientRuleViolation[] {
+  const found: ClientRuleViolation[] = [];
+  const grantTypes = stringsOf(metadata.grant_types);
+  if (grantTypes.includes('client_credentials') && metadata.token_endpoint_auth_method === 'none') {
+    found.push({
+      rule: 'public-client-credentials', error: 'invalid_client_metadata',
+      message: 'client_credentials needs an authenticated client (RFC 6749 section 4.4): a client with token_endpoint_auth_method none cannot use it',
+    });
+  }
+  const clientId = metadata.client_id;
+  if (typeof clientId === 'string' && policy.reservedClientIds.some((id) => id.toLowerCase() === clientId.toLowerCase())) {
+    found.push({ rule: 'reserved-client-id', error: 'invalid_client_metadata', message: `client_id ${clientId} is reserved for Tsunagi's own account page` });
+  }
+  for (const field of [...REDIRECT_URI_FIELDS, ...HTTPS_URI_FIELDS, ...OTHER_URI_FIELDS]) {
+    const wild = stringsOf(metadata[field]).find((uri) => uri.includes('*'));
+    if (wild !== undefined) {
+      found.push({
+        rule: 'wildcard-uri', error: field === 'redirect_uris' ? 'invalid_redirect_uri' : 'invalid_client_metadata',
+        message: `${field} must list exact URIs, without wildcards (got ${wild})`,
+      });
+    }
+  }
+  if (!policy.production) return found;
+  for (const field of REDIRECT_URI_FIELDS) {
+    for (const uri of stringsOf(metadata[field])) {
+      let url: URL;
+      try { url = new URL(uri); } catch { continue; /* oidc-provider reports what is not a URI */ }
+      if (url.protocol === 'http:' && !LOOPBACK_IP_HOSTS.has(url.hostname)) {
+        found.push({
+          rule: 'http-redirect-uri', error: field === 'redirect_uris' ? 'invalid_redirect_uri' : 'invalid_client_metadata',
+          message: `${field}: ${uri} uses http; in production only https, or http to a loopback IP literal for native apps (http://127.0.0.1:port, RFC 8252 section 7.3)`,
+        });
+      }
+    }
+  }
+  for (const field of HTTPS_URI_FIELDS) {
+    for (const uri of stringsOf(metadata[field])) {
+      let protocol: string;
+      try { protocol = new URL(uri).protocol; } catch { continue; }
+      if (protocol !== 'https:') {
+        found.push({ rule: 'http-uri', error: 'invalid_client_metadata', message: `${field} must be an https URL in production (got ${uri})` });
+      }
+    }
+  }
+  return found;
+}
+
+/** Refuses a registration that breaks a rule, with the first violation's error and every message. */
+export function assertClientRules(metadata: Record<string, unknown>, policy: ClientPolicy): void {
+  const violations = clientRuleViolations(metadata, policy);
+  const [first] = violations;
+  if (!first) return;
+  const message = violations.map((v) => v.message).join('; ');
+  if (first.error === 'invalid_client_metadata') throw new errors.InvalidClientMetadata(message);
+  // oidc-provider's InvalidRedirectUri has a fixed description (meant for /auth): say what is wrong.
+  const err = new errors.InvalidRedirectUri();
+  err.error_description = message;
+  throw err;
+}

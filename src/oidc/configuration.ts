@@ -6,11 +6,11 @@ import type { Config } from '../config.js';
 import { ACR_VALUES } from '../flows/login.js';
 import { negotiateLocale } from '../i18n/index.js';
 import type { Views } from '../http/views.js';
-import { EXTRA_CLIENT_METADATA, validateExtraClientMetadata, type TsunagiClientMetadata } from './client-metadata.js';
+import { assertClientRules, EXTRA_CLIENT_METADATA, validateExtraClientMetadata, type ClientPolicy, type TsunagiClientMetadata } from './client-metadata.js';
 import type { Adapter } from './adapter/types.js';
 import type { LoadedKeys } from './keys.js';
 import { cspNonce as newNonce } from '../http/security-headers.js';
-import { accountAppClient } from '../http/account-session.js';
+import { ACCOUNT_APP_CLIENT_ID, accountAppClient } from '../http/account-session.js';
 import { carryDeviceCodeNonce, deviceFlowFeature } from './device-flow.js';
 import type { RateLimiter } from '../limits/rate-limiter.js';
 
@@ -37,6 +37,11 @@ export const CLAIMS = {
   profile: ['name', 'updated_at'],
   auth_time: null,
 };
+
+/** The registration rules of src/oidc/client-metadata.ts as this deployment applies them. */
+export function clientPolicyOf(config: Config): ClientPolicy {
+  return { production: config.nodeEnv === 'production', reservedClientIds: [ACCOUNT_APP_CLIENT_ID] };
+}
 
 const clientExtras = (client: unknown): TsunagiClientMetadata => client as TsunagiClientMetadata;
 
@@ -102,12 +107,18 @@ export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
     },
     extraClientMetadata: {
       properties: [...EXTRA_CLIENT_METADATA],
-      validator(ctx, key, value) {
+      validator(ctx, key, value, metadata) {
         // Skipping consent is the operator's call: a dynamically registered client cannot claim it.
         if (key === 'first_party' && value === true && ctx?.oidc?.route?.startsWith('registration')) {
           throw new errors.InvalidClientMetadata('first_party cannot be set through dynamic registration');
         }
         validateExtraClientMetadata(key, value, { production: config.nodeEnv === 'production' });
+        // Registration and its updates (RFC 7591/7592) keep the rules the CLI keeps, checked once per
+        // request. Stored clients are loaded as they are; `clients lint` reports those breaking a rule.
+        const route = ctx?.oidc?.route;
+        if (key === EXTRA_CLIENT_METADATA[0] && (route === 'registration' || route === 'client_update')) {
+          assertClientRules(metadata as unknown as Record<string, unknown>, clientPolicyOf(config));
+        }
       },
     },
     // CORS for token, userinfo, revocation, introspection comes from the client's own list and nothing else.

@@ -1,6 +1,7 @@
 import { generateKeyPairSync, randomBytes, type JsonWebKey } from 'node:crypto';
 import type pg from 'pg';
-import { withTransaction } from '../db/database.js';
+import { withTransaction, type Queryable } from '../db/database.js';
+import type { MasterKeyring } from '../db/master-key.js';
 
 export const SIGNING_ALGS = ['RS256', 'ES256', 'EdDSA'] as const;
 export type SigningAlg = (typeof SIGNING_ALGS)[number];
@@ -27,7 +28,40 @@ const STATE_ORDER: Record<KeyState, number> = { current: 0, next: 1, retired: 2 
  * JWKS cache before it signs anything.
  */
 export class SigningKeyStore {
-  constructor(private readonly pool: pg.Pool) {}
+  /** Private keys are sealed with the master key; a database dump holds no usable key material. */
+  constructor(private readonly pool: pg.Pool, private readonly keyring: MasterKeyring) {}
+
+  private seal(jwk: SigningKeyJwk): string {
+    return this.keyring.seal(JSON.stringify(jwk), `signing_keys:${jwk.kid}`);
+  }
+
+  private privateJwkOf(row: { kid: string; private_jwk: SigningKeyJwk | null; sealed_private_jwk: string | null }): SigningKeyJwk {
+    if (row.sealed_private_jwk) return JSON.parse(this.keyring.open(row.sealed_private_jwk, `signing_keys:${row.kid}`)) as SigningKeyJwk;
+    // Written before migration 006 and not yet sealed (the start seals it).
+    if (row.private_jwk) return row.private_jwk;
+    throw new Error(`signing key ${row.kid} has no private key`);
+  }
+
+  /**
+   * Seals private keys still in plain text (rows from before migration 006) and, with `reseal`,
+   * re-seals keys sealed with an older master key. Returns how many rows changed.
+   */
+  async sealKeys(db: Queryable, reseal: boolean): Promise<number> {
+    const { rows } = await db.query<{ kid: string; private_jwk: SigningKeyJwk | null; sealed_private_jwk: string | null }>(
+      'SELECT kid, private_jwk, sealed_private_jwk FROM signing_keys');
+    let changed = 0;
+    for (const row of rows) {
+      const plain = row.private_jwk !== null;
+      const old = row.sealed_private_jwk !== null && reseal && this.keyring.sealedWithOlderKey(row.sealed_private_jwk);
+      if (!plain && !old) continue;
+      const jwk = { ...this.privateJwkOf(row), kid: row.kid };
+      const r = await db.query(
+        `UPDATE signing_keys SET sealed_private_jwk = $2, private_jwk = NULL
+         WHERE kid = $1 AND sealed_private_jwk IS NOT DISTINCT FROM $3`, [row.kid, this.seal(jwk), row.sealed_private_jwk]);
+      changed += r.rowCount ?? 0;
+    }
+    return changed;
+  }
 
   /** First start: create a current and a next key for each algorithm (idempotent, race-safe). */
   async ensureKeys(): Promise<number> {
@@ -39,9 +73,9 @@ export class SigningKeyStore {
         if (rows.some((r) => r.alg === alg && r.state === state)) continue;
         const jwk = generateJwk(alg);
         const r = await this.pool.query(
-          `INSERT INTO signing_keys (kid, alg, state, private_jwk, activated_at) VALUES ($1, $2, $3, $4, $5)
+          `INSERT INTO signing_keys (kid, alg, state, sealed_private_jwk, activated_at) VALUES ($1, $2, $3, $4, $5)
            ON CONFLICT DO NOTHING`,
-          [jwk.kid, alg, state, jwk, state === 'current' ? new Date() : null]);
+          [jwk.kid, alg, state, this.seal(jwk), state === 'current' ? new Date() : null]);
         created += r.rowCount ?? 0;
       }
     }
@@ -50,11 +84,11 @@ export class SigningKeyStore {
 
   /** The private JWKS for oidc-provider: current keys sign; next and retired keys only verify. */
   async load(now = new Date()): Promise<LoadedKeys> {
-    const { rows } = await this.pool.query<{ kid: string; alg: SigningAlg; state: KeyState; private_jwk: SigningKeyJwk }>(
-      `SELECT kid, alg, state, private_jwk FROM signing_keys WHERE state <> 'retired' OR retire_until > $1`, [now]);
+    const { rows } = await this.pool.query<{ kid: string; alg: SigningAlg; state: KeyState; private_jwk: SigningKeyJwk | null; sealed_private_jwk: string | null }>(
+      `SELECT kid, alg, state, private_jwk, sealed_private_jwk FROM signing_keys WHERE state <> 'retired' OR retire_until > $1`, [now]);
     rows.sort((a, b) => STATE_ORDER[a.state] - STATE_ORDER[b.state] || SIGNING_ALGS.indexOf(a.alg) - SIGNING_ALGS.indexOf(b.alg) || a.kid.localeCompare(b.kid));
     const keys = rows.map((r) => ({
-      ...r.private_jwk,
+      ...this.privateJwkOf(r),
       kid: r.kid,
       alg: r.alg,
       use: 'sig' as const,
@@ -89,11 +123,11 @@ export class SigningKeyStore {
         const has = await tx.query(`SELECT 1 FROM signing_keys WHERE alg = $1 AND state = 'current'`, [alg]);
         if (!has.rowCount) {
           const jwk = generateJwk(alg);
-          await tx.query(`INSERT INTO signing_keys (kid, alg, state, private_jwk, activated_at) VALUES ($1, $2, 'current', $3, $4)`, [jwk.kid, alg, jwk, now]);
+          await tx.query(`INSERT INTO signing_keys (kid, alg, state, sealed_private_jwk, activated_at) VALUES ($1, $2, 'current', $3, $4)`, [jwk.kid, alg, this.seal(jwk), now]);
           created.push(jwk.kid);
         }
         const jwk = generateJwk(alg);
-        await tx.query(`INSERT INTO signing_keys (kid, alg, state, private_jwk) VALUES ($1, $2, 'next', $3)`, [jwk.kid, alg, jwk]);
+        await tx.query(`INSERT INTO signing_keys (kid, alg, state, sealed_private_jwk) VALUES ($1, $2, 'next', $3)`, [jwk.kid, alg, this.seal(jwk)]);
         created.push(jwk.kid);
       }
       await tx.query(`INSERT INTO audit_events (type, data) VALUES ('key_rotation', $1)`, [{

@@ -6,6 +6,7 @@ import { buildProviderConfiguration, type ProviderDeps } from './configuration.j
 import type { SigningKeyStore } from './keys.js';
 import { devicePolling } from './device-flow.js';
 import { revocationWithoutBody } from './revocation-response.js';
+import { isHashedSecret, type ClientSecretVault } from './client-secrets.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
@@ -25,6 +26,7 @@ export class ProviderHost {
     private readonly keyStore: SigningKeyStore,
     private readonly log: Logger,
     private readonly metrics: Metrics,
+    private readonly clientSecrets: ClientSecretVault,
   ) {}
 
   get current(): Provider { return this.provider; }
@@ -57,6 +59,7 @@ export class ProviderHost {
     provider.proxy = this.deps.config.trustProxy;
     provider.use(devicePolling(this.deps.limiter));
     provider.use(revocationWithoutBody);
+    compareClientSecretsThrough(provider, this.clientSecrets);
     for (const event of ['server_error', 'authorization.error', 'grant.error', 'introspection.error', 'revocation.error', 'userinfo.error', 'end_session.error', 'registration_create.error', 'backchannel.error']) {
       (provider as unknown as NodeJS.EventEmitter).on(event, (ctxOrErr: unknown, maybeErr?: unknown) => {
         const err = (maybeErr ?? ctxOrErr) as { error?: string; message?: string; status?: number };
@@ -69,4 +72,23 @@ export class ProviderHost {
     if (this.fingerprint) this.log.info({ keys: keys.fingerprint }, 'signing keys changed; provider reloaded');
     this.fingerprint = keys.fingerprint;
   }
+}
+
+interface ClientWithSecret { clientId: string; clientSecret?: string }
+
+/**
+ * oidc-provider compares a presented client_secret with the one it loaded; Tsunagi stores an HMAC of
+ * it (src/oidc/client-secrets.ts), so the comparison goes through the vault. And the registration
+ * read/update responses (RFC 7592) leave out a hashed secret rather than show the HMAC as the secret.
+ */
+function compareClientSecretsThrough(provider: Provider, vault: ClientSecretVault): void {
+  const model = provider.Client as unknown as { prototype: { compareClientSecret(this: ClientWithSecret, actual: string): Promise<boolean> } };
+  model.prototype.compareClientSecret = async function compareClientSecret(this: ClientWithSecret, actual: string) {
+    return typeof this.clientSecret === 'string' && this.clientSecret !== '' && vault.verify(this.clientId, this.clientSecret, actual);
+  };
+  provider.use(async (ctx, next) => {
+    await next();
+    const body = ctx.body as { client_secret?: unknown } | undefined;
+    if (body && typeof body === 'object' && isHashedSecret(body.client_secret)) delete body.client_secret;
+  });
 }

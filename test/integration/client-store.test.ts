@@ -3,6 +3,8 @@ import { Provider } from 'oidc-provider';
 import { AccountStore } from '../../src/accounts/account-store.js';
 import type { Database } from '../../src/db/database.js';
 import { createAdapterFactory } from '../../src/oidc/adapter/index.js';
+import { developmentMasterKeyring } from '../../src/db/master-key.js';
+import { ClientSecretVault, isHashedSecret } from '../../src/oidc/client-secrets.js';
 import { ClientAlreadyExists, ClientNotFound, ClientStore, type ClientMetadata } from '../../src/oidc/client-store.js';
 import { SigningKeyStore } from '../../src/oidc/keys.js';
 import { openTestDatabase } from '../support/harness.js';
@@ -10,10 +12,12 @@ import { openTestDatabase } from '../support/harness.js';
 let db: Database;
 let clients: ClientStore;
 let accounts: AccountStore;
+let productionClients: ClientStore;
 
 beforeAll(async () => {
   db = await openTestDatabase();
-  const keyStore = new SigningKeyStore(db.pool);
+  const keyring = developmentMasterKeyring();
+  const keyStore = new SigningKeyStore(db.pool, keyring);
   await keyStore.ensureKeys();
   // oidc-provider itself decides what valid client metadata is.
   const provider = new Provider('http://127.0.0.1:1', {
@@ -23,7 +27,10 @@ beforeAll(async () => {
   });
   const model = provider.Client as unknown as { validate(m: ClientMetadata): Promise<void>; needsSecret(m: ClientMetadata): boolean };
   accounts = new AccountStore(db.pool);
-  clients = new ClientStore(db.pool, (m) => model.validate(m), (m) => model.needsSecret(m), accounts);
+  const vault = await ClientSecretVault.open(db.pool, keyring);
+  const reservedClientIds = ['tsunagi-account'];
+  clients = new ClientStore(db.pool, (m) => model.validate(m), (m) => model.needsSecret(m), accounts, vault, { production: false, reservedClientIds });
+  productionClients = new ClientStore(db.pool, (m) => model.validate(m), (m) => model.needsSecret(m), accounts, vault, { production: true, reservedClientIds });
 });
 afterAll(async () => { await db.close(); });
 
@@ -41,11 +48,14 @@ async function storedMetadata(clientId: string): Promise<ClientMetadata | undefi
 }
 
 describe('ClientStore', () => {
-  it('gives a confidential client a generated id and secret, and stores exactly what it returns', async () => {
+  it('gives a confidential client a generated id and secret, and stores what it returns with the secret hashed', async () => {
     const added = await clients.add(webApp());
     expect(added.client_id).toMatch(/^[\w-]{20,}$/);
     expect(added.client_secret).toMatch(/^[\w-]{40,}$/);
-    expect(await storedMetadata(added.client_id as string)).toEqual(added);
+    const stored = await storedMetadata(added.client_id as string);
+    expect({ ...stored, client_secret: undefined }).toEqual({ ...added, client_secret: undefined });
+    expect(stored?.client_secret).toMatch(/^hmac-sha256:[\w-]{43}$/);
+    expect(JSON.stringify(stored)).not.toContain(added.client_secret as string);
     const audit = await db.pool.query(`SELECT 1 FROM audit_events WHERE type = 'client_added' AND client_id = $1`, [added.client_id]);
     expect(audit.rowCount).toBe(1);
   });
@@ -100,7 +110,8 @@ describe('ClientStore', () => {
     expect(secret).toMatch(/^[\w-]{40,}$/);
     expect(secret).not.toBe(added.client_secret);
     const stored = await storedMetadata(added.client_id as string);
-    expect(stored?.client_secret).toBe(secret);
+    expect(isHashedSecret(stored?.client_secret)).toBe(true);
+    expect(JSON.stringify(stored)).not.toContain(secret);
     expect({ ...stored, client_secret: undefined }).toEqual({ ...added, client_secret: undefined });
   });
 
@@ -132,6 +143,73 @@ describe('ClientStore', () => {
   it('refuses to add a client whose id exists, leaving the existing one as it was', async () => {
     const existing = await clients.add(webApp());
     await expect(clients.add(webApp({ client_id: existing.client_id, client_name: 'Impostor' }))).rejects.toBeInstanceOf(ClientAlreadyExists);
-    expect(await storedMetadata(existing.client_id as string)).toEqual(existing);
+    expect(await storedMetadata(existing.client_id as string)).toMatchObject({ ...existing, client_secret: expect.stringMatching(/^hmac-sha256:/) });
+  });
+
+  it('keeps a reversible, sealed secret only for client_secret_jwt, which oidc-provider needs as an HMAC key', async () => {
+    const added = await clients.add(webApp({ token_endpoint_auth_method: 'client_secret_jwt' }));
+    const stored = await storedMetadata(added.client_id as string);
+    expect(stored?.client_secret).toMatch(/^sealed:v1:/);
+    expect(JSON.stringify(stored)).not.toContain(added.client_secret as string);
+  });
+
+  it('refuses a chosen client secret too short to be stored hashed', async () => {
+    const clientId = `short-${randomUUID()}`;
+    await expect(clients.add(webApp({ client_id: clientId, client_secret: 'password1' }))).rejects.toMatchObject({ error: 'invalid_client_metadata' });
+    expect(await storedMetadata(clientId)).toBeUndefined();
+  });
+});
+
+describe('ClientStore registration rules', () => {
+  it.each([
+    ['client_credentials for a public client', { grant_types: ['client_credentials'], response_types: [], redirect_uris: [], token_endpoint_auth_method: 'none' }, 'invalid_client_metadata', /RFC 6749 section 4.4/],
+    ['a wildcard in a redirect URI', { redirect_uris: ['https://*.rp.example.test/callback'] }, 'invalid_redirect_uri', /without wildcards/],
+    ['a wildcard in a post-logout redirect URI', { post_logout_redirect_uris: ['https://rp.example.test/*'] }, 'invalid_client_metadata', /without wildcards/],
+    ['the account page\'s own client id', { client_id: 'tsunagi-account' }, 'invalid_client_metadata', /reserved/],
+    ['the account page\'s own client id in other letters', { client_id: 'Tsunagi-Account' }, 'invalid_client_metadata', /reserved/],
+  ])('refuses %s (CLI), storing nothing', async (_name, patch, error, message) => {
+    const metadata: ClientMetadata = { client_id: `rule-${randomUUID()}`, ...webApp(), ...patch };
+    const before = await storedMetadata(metadata.client_id as string);
+    await expect(clients.add(metadata)).rejects.toMatchObject({ error, error_description: expect.stringMatching(message) });
+    expect(await storedMetadata(metadata.client_id as string)).toEqual(before);
+  });
+
+  it.each([
+    ['an http redirect URI to a host', { redirect_uris: ['http://rp.example.test/callback'] }, 'invalid_redirect_uri', /RFC 8252/],
+    ['an http redirect URI to localhost (not a loopback IP literal)', { redirect_uris: ['http://localhost:8080/cb'], application_type: 'native' }, 'invalid_redirect_uri', /RFC 8252/],
+    ['an http jwks_uri', { jwks_uri: 'http://rp.example.test/jwks', token_endpoint_auth_method: 'private_key_jwt' }, 'invalid_client_metadata', /jwks_uri must be an https URL/],
+    ['an http sector_identifier_uri', { sector_identifier_uri: 'http://rp.example.test/sector' }, 'invalid_client_metadata', /sector_identifier_uri/],
+    ['an http backchannel_logout_uri', { backchannel_logout_uri: 'http://rp.example.test/bcl' }, 'invalid_client_metadata', /backchannel_logout_uri/],
+    ['an http logo_uri', { logo_uri: 'http://rp.example.test/logo.png' }, 'invalid_client_metadata', /logo_uri/],
+    ['an http policy_uri', { policy_uri: 'http://rp.example.test/policy' }, 'invalid_client_metadata', /policy_uri/],
+    ['an http tos_uri', { tos_uri: 'http://rp.example.test/tos' }, 'invalid_client_metadata', /tos_uri/],
+    ['an http client_uri', { client_uri: 'http://rp.example.test/' }, 'invalid_client_metadata', /client_uri/],
+  ])('refuses in production %s, storing nothing', async (_name, patch, error, message) => {
+    const metadata: ClientMetadata = { client_id: `prod-${randomUUID()}`, ...webApp(), ...patch };
+    await expect(productionClients.add(metadata)).rejects.toMatchObject({ error, error_description: expect.stringMatching(message) });
+    expect(await storedMetadata(metadata.client_id as string)).toBeUndefined();
+  });
+
+  it('accepts in production a native app redirecting to http on a loopback IP literal, and https everywhere else', async () => {
+    const added = await productionClients.add(webApp({
+      application_type: 'native', token_endpoint_auth_method: 'none',
+      redirect_uris: ['http://127.0.0.1:51004/callback', 'http://[::1]:51004/callback', 'com.example.app:/callback'],
+      logo_uri: 'https://rp.example.test/logo.png', policy_uri: 'https://rp.example.test/policy',
+    }));
+    expect(await storedMetadata(added.client_id as string)).toMatchObject({ redirect_uris: expect.arrayContaining(['http://127.0.0.1:51004/callback']) });
+  });
+
+  it('lists stored clients that break a rule, with the rule, and not the ones that keep them', async () => {
+    const good = await clients.add(webApp());
+    const bad = `legacy-${randomUUID()}`;
+    // Written before the rules existed (or by hand): nothing refused it.
+    await db.pool.query(`INSERT INTO clients (client_id, metadata, source) VALUES ($1, $2, 'cli')`, [bad, {
+      client_id: bad, redirect_uris: ['https://*.rp.example.test/cb'], grant_types: ['client_credentials'], response_types: [], token_endpoint_auth_method: 'none',
+    }]);
+    const findings = await clients.lint();
+    expect(findings.find((f) => f.clientId === good.client_id)).toBeUndefined();
+    const finding = findings.find((f) => f.clientId === bad);
+    expect(finding?.violations.map((v) => v.rule).sort()).toEqual(['public-client-credentials', 'wildcard-uri']);
+    await db.pool.query('DELETE FROM clients WHERE client_id = $1', [bad]);
   });
 });

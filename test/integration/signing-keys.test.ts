@@ -1,4 +1,5 @@
 import type { Database } from '../../src/db/database.js';
+import { developmentMasterKeyring } from '../../src/db/master-key.js';
 import { SIGNING_ALGS, SigningKeyStore, type KeySummary } from '../../src/oidc/keys.js';
 import { openIsolatedDatabase } from './isolated-database.js';
 
@@ -7,7 +8,7 @@ let db: Database;
 let keys: SigningKeyStore;
 beforeAll(async () => {
   db = await openIsolatedDatabase();
-  keys = new SigningKeyStore(db.pool);
+  keys = new SigningKeyStore(db.pool, developmentMasterKeyring());
 });
 afterAll(async () => { await db.close(); });
 

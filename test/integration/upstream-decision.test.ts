@@ -3,6 +3,7 @@ import { AccountStore, type Account } from '../../src/accounts/account-store.js'
 import { parseEmailAddress, type EmailAddress } from '../../src/accounts/email-address.js';
 import { ProofStore } from '../../src/accounts/proof-store.js';
 import { UpstreamIdentityStore, UpstreamTokenCipher, type UpstreamProviderName } from '../../src/accounts/upstream-identity-store.js';
+import { developmentMasterKeyring } from '../../src/db/master-key.js';
 import { withTransaction, type Database } from '../../src/db/database.js';
 import {
   completeLink, confirmUpstreamSignup, decideAfterUpstreamLogin, linkOptionsFor, needsRequiredEmail, pendingUpstream, type UpstreamDeps,
@@ -21,7 +22,7 @@ let db: Database;
 let deps: UpstreamDeps;
 beforeAll(async () => {
   db = await openTestDatabase();
-  const cipher = await UpstreamTokenCipher.fromDatabase(db.pool);
+  const cipher = await UpstreamTokenCipher.fromDatabase(db.pool, developmentMasterKeyring());
   deps = { pool: db.pool, accounts: new AccountStore(db.pool), identities: new UpstreamIdentityStore(db.pool, cipher), proofs: new ProofStore(db.pool), cipher };
 });
 afterAll(async () => { await db.close(); });

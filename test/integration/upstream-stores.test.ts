@@ -6,6 +6,7 @@ import {
 } from '../../src/accounts/upstream-identity-store.js';
 import { UpstreamLoginStore, upstreamStateHash } from '../../src/accounts/upstream-login-store.js';
 import { withTransaction, type Database } from '../../src/db/database.js';
+import { developmentMasterKeyring } from '../../src/db/master-key.js';
 import { describeBackends, openTestDatabase, uniqueEmail } from '../support/harness.js';
 
 let db: Database;
@@ -15,7 +16,7 @@ let logins: UpstreamLoginStore;
 beforeAll(async () => {
   db = await openTestDatabase();
   accounts = new AccountStore(db.pool);
-  identities = await UpstreamIdentityStore.open(db.pool);
+  identities = await UpstreamIdentityStore.open(db.pool, developmentMasterKeyring());
   logins = new UpstreamLoginStore(db.pool);
 });
 afterAll(async () => { await db.close(); });

@@ -2,6 +2,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { ConfigError, loadConfig } from '../../src/config.js';
 
 const SECRET = 'x'.repeat(32);
+const MASTER_KEY = Buffer.alloc(32, 7).toString('base64');
 
 function problemsOf(env: Record<string, string | undefined>): string[] {
   try {
@@ -14,9 +15,10 @@ function problemsOf(env: Record<string, string | undefined>): string[] {
 }
 
 describe('loadConfig in production', () => {
-  it('reports a missing https ISSUER, COOKIE_SECRETS and DATABASE_URL together, one problem each', () => {
+  it('reports a missing https ISSUER, COOKIE_SECRETS, DATABASE_URL and TSUNAGI_MASTER_KEY together, one problem each', () => {
     const problems = problemsOf({ NODE_ENV: 'production' });
-    expect(problems).toHaveLength(3);
+    expect(problems).toHaveLength(4);
+    expect(problems.filter((p) => p.startsWith('TSUNAGI_MASTER_KEY is required'))).toHaveLength(1);
     expect(problems.filter((p) => p.startsWith('ISSUER'))).toHaveLength(1);
     expect(problems.filter((p) => p.startsWith('COOKIE_SECRETS'))).toHaveLength(1);
     expect(problems.filter((p) => p.startsWith('DATABASE_URL'))).toHaveLength(1);
@@ -24,7 +26,7 @@ describe('loadConfig in production', () => {
 
   it('refuses a plain http ISSUER', () => {
     const problems = problemsOf({
-      NODE_ENV: 'production', ISSUER: 'http://id.example.test', COOKIE_SECRETS: SECRET, DATABASE_URL: 'postgres://db/tsunagi',
+      NODE_ENV: 'production', ISSUER: 'http://id.example.test', COOKIE_SECRETS: SECRET, DATABASE_URL: 'postgres://db/tsunagi', TSUNAGI_MASTER_KEY: MASTER_KEY,
     });
     expect(problems).toEqual(['ISSUER must be an https URL in production']);
   });
@@ -32,7 +34,7 @@ describe('loadConfig in production', () => {
   it('puts every problem in the error message, one line each', () => {
     let message = '';
     try {
-      loadConfig({ NODE_ENV: 'production', ISSUER: 'http://id.example.test', PORT: 'eighty' });
+      loadConfig({ NODE_ENV: 'production', ISSUER: 'http://id.example.test', PORT: 'eighty', TSUNAGI_MASTER_KEY: MASTER_KEY });
     } catch (err) {
       message = (err as Error).message;
     }
@@ -47,7 +49,7 @@ describe('loadConfig in production', () => {
   it('starts with an https ISSUER, cookie secrets and a database', () => {
     const config = loadConfig({
       NODE_ENV: 'production', ISSUER: 'https://id.example.test/', COOKIE_SECRETS: `${SECRET}, ${'y'.repeat(40)}`,
-      DATABASE_URL: 'postgresql://db/tsunagi',
+      DATABASE_URL: 'postgresql://db/tsunagi', TSUNAGI_MASTER_KEY: MASTER_KEY,
     });
     expect(config.issuer).toBe('https://id.example.test');
     expect(config.cookieSecrets).toEqual([SECRET, 'y'.repeat(40)]);
@@ -57,10 +59,29 @@ describe('loadConfig in production', () => {
 
   it('refuses cookie secrets shorter than 32 characters', () => {
     const problems = problemsOf({
-      NODE_ENV: 'production', ISSUER: 'https://id.example.test', COOKIE_SECRETS: `${SECRET},short`, DATABASE_URL: 'postgres://db/t',
+      NODE_ENV: 'production', ISSUER: 'https://id.example.test', COOKIE_SECRETS: `${SECRET},short`, DATABASE_URL: 'postgres://db/t', TSUNAGI_MASTER_KEY: MASTER_KEY,
     });
     expect(problems).toHaveLength(1);
     expect(problems[0]).toMatch(/^COOKIE_SECRETS must be .* at least 32 characters/);
+  });
+
+  it('takes TSUNAGI_MASTER_KEY (base64 or base64url) and the previous keys of a rotation, newest first', () => {
+    const next = Buffer.alloc(32, 9);
+    const old = Buffer.alloc(32, 250);
+    const config = loadConfig({
+      NODE_ENV: 'production', ISSUER: 'https://id.example.test', COOKIE_SECRETS: SECRET, DATABASE_URL: 'postgres://db/t',
+      TSUNAGI_MASTER_KEY: next.toString('base64url'), TSUNAGI_MASTER_KEY_PREVIOUS: ` ${old.toString('base64')} `,
+    });
+    expect(config.masterKeys).toEqual([next, old]);
+  });
+
+  it.each([
+    ['a key of the wrong length', { TSUNAGI_MASTER_KEY: Buffer.alloc(16).toString('base64') }, /TSUNAGI_MASTER_KEY must be 32 bytes/],
+    ['a key that is not base64', { TSUNAGI_MASTER_KEY: 'not a key!' }, /TSUNAGI_MASTER_KEY must be 32 bytes/],
+    ['a malformed previous key', { TSUNAGI_MASTER_KEY: MASTER_KEY, TSUNAGI_MASTER_KEY_PREVIOUS: `${MASTER_KEY},short` }, /TSUNAGI_MASTER_KEY_PREVIOUS must be/],
+  ])('refuses %s', (_name, env, message) => {
+    const problems = problemsOf({ NODE_ENV: 'production', ISSUER: 'https://id.example.test', COOKIE_SECRETS: SECRET, DATABASE_URL: 'postgres://db/t', ...env });
+    expect(problems).toEqual([expect.stringMatching(message)]);
   });
 });
 
@@ -181,7 +202,7 @@ describe('loadConfig upstream providers', () => {
 
   it('requires https upstream issuers in production', () => {
     const problems = problemsOf({
-      NODE_ENV: 'production', ISSUER: 'https://id.example.test', COOKIE_SECRETS: SECRET, DATABASE_URL: 'postgres://db/t',
+      NODE_ENV: 'production', ISSUER: 'https://id.example.test', COOKIE_SECRETS: SECRET, DATABASE_URL: 'postgres://db/t', TSUNAGI_MASTER_KEY: MASTER_KEY,
       GOOGLE_CLIENT_ID: 'id', GOOGLE_CLIENT_SECRET: 's', GOOGLE_ISSUER: 'http://accounts.google.test',
     });
     expect(problems).toEqual(['GOOGLE_ISSUER must be an https URL in production']);
