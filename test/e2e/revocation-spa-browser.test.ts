@@ -78,7 +78,7 @@ describe(`token revocation from oidc-client-ts in Chromium (${describeBackends()
       grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], allowed_cors_origins: [origin],
     })).client_id as string;
     browser = await launchChromium();
-  });
+  }, 120_000); // a server and Chromium to start on a busy machine
 
   afterAll(async () => {
     await browser?.close();
@@ -124,7 +124,7 @@ describe(`token revocation from oidc-client-ts in Chromium (${describeBackends()
     } finally {
       await page.close();
     }
-  });
+  }, 120_000);
 
   it('answers a revocation with 200, no body and no Content-Type (RFC 7009 section 2.2), for an unknown token too', async () => {
     const res = await fetch(`${issuer}/token/revocation`, { ...form({ token: 'not-a-token-it-issued', client_id: clientId }), headers: { 'content-type': 'application/x-www-form-urlencoded', origin: spa.origin } });
