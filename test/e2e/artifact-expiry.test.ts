@@ -45,7 +45,7 @@ describe(`expired artifacts get the error the specification names (${describeBac
     (server.services.host.current as unknown as NodeJS.EventEmitter).on('grant.error', (_ctx: unknown, err: { error?: string; error_detail?: string }) => {
       grantErrors.push({ error: err.error, error_detail: err.error_detail });
     });
-  });
+  }, 120_000);
 
   afterAll(async () => {
     jest.restoreAllMocks();

@@ -41,6 +41,7 @@ class SpaServer {
           redirect_uri: ${JSON.stringify(`${this.origin}/callback`)},
           scope: 'openid email',
           loadUserInfo: false,
+          revokeTokensOnSignout: true,
         });
         window.spa = {
           signIn: () => userManager.signinRedirect(),
@@ -49,6 +50,8 @@ class SpaServer {
             return { accessToken: user.access_token, refreshToken: user.refresh_token ?? null };
           },
           revokeTokens: () => userManager.revokeTokens().then(() => 'resolved', (err) => 'threw: ' + err.message),
+          // Revokes first (revokeTokensOnSignout), then goes to Tsunagi's end_session endpoint.
+          signOut: () => userManager.signoutRedirect().catch((err) => { document.title = 'threw: ' + err.message; }),
         };`);
     } else if (url.pathname === '/' || url.pathname === '/callback') {
       res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>SPA</title><script src="/oidc-client-ts.js"></script><script src="/app.js"></script>');
@@ -78,7 +81,7 @@ describe(`token revocation from oidc-client-ts in Chromium (${describeBackends()
       grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], allowed_cors_origins: [origin],
     })).client_id as string;
     browser = await launchChromium();
-  });
+  }, 120_000); // a server and Chromium to start on a busy machine
 
   afterAll(async () => {
     await browser?.close();
@@ -96,7 +99,7 @@ describe(`token revocation from oidc-client-ts in Chromium (${describeBackends()
     return (await res.json() as { active: boolean }).active;
   };
 
-  it('lets revokeTokens() resolve, and the access and refresh tokens are no longer active', async () => {
+  it('lets revokeTokens() resolve and signoutRedirect() revoke on sign-out, and the tokens are no longer active', async () => {
     const page = await browser.newPage();
     try {
       await page.goto(`${spa.origin}/`);
@@ -121,10 +124,21 @@ describe(`token revocation from oidc-client-ts in Chromium (${describeBackends()
       expect(outcome).toBe('resolved');
       expect(await introspect(tokens.accessToken)).toBe(false);
       expect(await introspect(tokens.refreshToken as string)).toBe(false);
+
+      // Signing in again (the Tsunagi session still stands: straight back) and out with revokeTokensOnSignout.
+      await page.goto(`${spa.origin}/`);
+      await page.evaluate(() => { void (globalThis as unknown as { spa: { signIn(): Promise<void> } }).spa.signIn(); });
+      await page.waitForURL((u) => u.href.startsWith(`${spa.origin}/callback`));
+      const second = await page.evaluate(() => (globalThis as unknown as { spa: { finishSignIn(): Promise<{ accessToken: string; refreshToken: string | null }> } }).spa.finishSignIn());
+      expect(await introspect(second.accessToken)).toBe(true);
+      await page.evaluate(() => { void (globalThis as unknown as { spa: { signOut(): Promise<void> } }).spa.signOut(); });
+      await page.waitForURL((u) => u.href.startsWith(`${issuer}/session/end`));
+      expect(await introspect(second.accessToken)).toBe(false);
+      expect(await introspect(second.refreshToken as string)).toBe(false);
     } finally {
       await page.close();
     }
-  });
+  }, 120_000);
 
   it('answers a revocation with 200, no body and no Content-Type (RFC 7009 section 2.2), for an unknown token too', async () => {
     const res = await fetch(`${issuer}/token/revocation`, { ...form({ token: 'not-a-token-it-issued', client_id: clientId }), headers: { 'content-type': 'application/x-www-form-urlencoded', origin: spa.origin } });
