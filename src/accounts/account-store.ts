@@ -233,6 +233,21 @@ export class AccountStore {
     );
   }
 
+  /**
+   * The loginTs (epoch seconds) of the account's sign-ins that went through this upstream identity
+   * since `since` (the oldest a live session can be): a session whose loginTs is one of them began
+   * with that identity (src/flows/login.ts records them on every sign-in).
+   */
+  async upstreamSignInTimes(accountId: string, identity: { issuer: string; subject: string }, since: Date, db: Queryable = this.pool): Promise<number[]> {
+    const { rows } = await db.query<{ login_ts: string }>(
+      `SELECT DISTINCT data->>'loginTs' AS login_ts FROM audit_events
+       WHERE account_id = $1 AND type = 'sign_in' AND created_at >= $2
+         AND data @> jsonb_build_object('upstream', jsonb_build_array(jsonb_build_object('issuer', $3::text, 'subject', $4::text)))`,
+      [accountId, since, identity.issuer, identity.subject],
+    );
+    return rows.map((r) => Number(r.login_ts)).filter((n) => Number.isInteger(n));
+  }
+
   async listAuditEvents(filter: { accountId?: string; type?: string; limit?: number }, db: Queryable = this.pool): Promise<StoredAuditEvent[]> {
     const { rows } = await db.query<{ id: string; account_id: string | null; type: string; client_id: string | null; ip: string | null; user_agent: string | null; data: Record<string, unknown>; created_at: Date }>(
       `SELECT id, account_id, type, client_id, ip, user_agent, data, created_at FROM audit_events

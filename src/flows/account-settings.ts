@@ -13,7 +13,7 @@ export type SettingsChange =
 
 /** What changed, for the audit log and the notification mail (message keys mail.notify.<kind>.*). */
 export type ChangeKind = 'email_added' | 'email_removed' | 'email_primary' | 'phone_added' | 'phone_removed' | 'passkey_added' | 'passkey_removed' | 'grant_revoked'
-  | 'upstream_linked' | 'upstream_unlinked' | 'signup';
+  | 'upstream_linked' | 'upstream_unlinked' | 'upstream_paused' | 'upstream_resumed' | 'signup';
 
 export interface PasskeyRemoval { remove(tx: pg.PoolClient, accountId: string, credentialId: string): Promise<boolean> }
 
