@@ -20,6 +20,8 @@ export interface PasskeyRemoval { remove(tx: pg.PoolClient, accountId: string, c
 /** Unlinking a Google/Apple identity; hands back what upstream needs to be told (Apple's refresh token). */
 export interface UpstreamUnlinking {
   unlink(tx: pg.PoolClient, accountId: string, identityId: string): Promise<{ provider: string; refreshToken: string | undefined } | undefined>;
+  /** Lifts a hijacking pause of the account's own identity (src/flows/google-risc.ts); false when there is none. */
+  resumeAfterHijacking(tx: pg.PoolClient, accountId: string, identityId: string): Promise<boolean>;
 }
 
 /**
@@ -59,6 +61,18 @@ export class AccountSettings {
       }
     }
     return outcome;
+  }
+
+  /**
+   * The person, signed in another way, turns sign-in with an identity Google reported hijacked back
+   * on (they took their Google account back). Only a hijacking pause: Google's own disable is
+   * lifted by Google's account-enabled.
+   */
+  async resumeUpstream(account: Account, identityId: string, facts: RequestFacts, locale: Locale): Promise<SettingsChange> {
+    const upstream = this.deps.upstream;
+    if (!upstream) return { ok: false, reason: 'not_found' };
+    return this.change(account, 'upstream_resumed', { identity: identityId, provider: 'google' }, facts, locale, async (tx) =>
+      (await upstream.resumeAfterHijacking(tx, account.id, identityId)) ? { ok: true } : { ok: false, reason: 'not_found' });
   }
 
   async addEmail(account: Account, binding: string, proof: Proof, facts: RequestFacts, locale: Locale): Promise<SettingsChange> {
