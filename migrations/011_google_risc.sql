@@ -1,18 +1,9 @@
 -- Google Cross-Account Protection (RISC): Security Event Tokens already handled, by their jti, so a
--- redelivered or replayed SET changes nothing twice. Same shape as apple_notifications (one store
--- serves both: src/accounts/handled-event-store.ts); event_time is the SET's iat.
-CREATE TABLE google_risc_events (
-  event_key     text PRIMARY KEY,
-  type          text NOT NULL,
-  subject       text NOT NULL,
-  event_time    timestamptz,
-  account_id    uuid REFERENCES accounts(id) ON DELETE SET NULL,
-  outcome       text NOT NULL,
-  received_at   timestamptz NOT NULL DEFAULT now(),
-  -- Set once the sessions begun with the identity were ended too; a retry finishes that step.
-  completed_at  timestamptz
-);
-CREATE INDEX google_risc_events_received ON google_risc_events (received_at);
+-- redelivered or replayed SET changes nothing twice. The same shape as apple_notifications (one
+-- store serves both: src/accounts/handled-event-store.ts); event_key is the jti, event_time the iat.
+CREATE TABLE google_risc_events (LIKE apple_notifications INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+-- LIKE copies no foreign key.
+ALTER TABLE google_risc_events ADD FOREIGN KEY (account_id) REFERENCES accounts(id) ON DELETE SET NULL;
 
 -- Sign-in with an upstream identity can be paused by its provider's security events without
 -- unlinking it: 'hijacking' (only the person lifts it, from the account page, after signing in

@@ -4,10 +4,10 @@ import type { RunningServer } from '../../src/server.js';
 import { FakeApple } from '../fakes/apple.js';
 import { FakeGoogle, type SecurityEventClaims } from '../fakes/google.js';
 import { SmtpSink } from '../fakes/smtp-sink.js';
-import type { IdTokenTamper } from '../fakes/upstream-emulator.js';
+import { readAutoPostForm, type IdTokenTamper } from '../fakes/upstream-emulator.js';
 import { Browser, csrfOf, formAction } from '../support/browserless.js';
 import { describeBackends, startTestServer } from '../support/harness.js';
-import { authorizationRequest, discover, signInWithEmail } from './support.js';
+import { authorizationRequest, discover, signInWithEmail, stillSignedIn as isStillSignedIn } from './support.js';
 
 const REDIRECT = 'http://127.0.0.1:9/cb';
 type Page = { res: Response; body: string; url: string };
@@ -42,9 +42,7 @@ describe(`Google Cross-Account Protection (RISC) receiver (${describeBackends()}
 
   afterAll(async () => {
     await server?.close();
-    await sink?.close();
-    await google?.close();
-    await apple?.close();
+    await Promise.all([sink?.close(), google?.close(), apple?.close()]);
   });
 
   const at = (page: Page, contains: string) => new URL(formAction(page.body, contains), issuer).href;
@@ -110,14 +108,7 @@ describe(`Google Cross-Account Protection (RISC) receiver (${describeBackends()}
   const userinfoWorks = async (accessToken: string, sub: string) => oidc.fetchUserInfo(client, accessToken, sub).then(() => true, () => false);
   const refreshWorks = async (refreshToken: string | undefined) => oidc.refreshTokenGrant(client, refreshToken as string).then(() => true, () => false);
 
-  /** Whether the browser is still signed in at Tsunagi: a new authorization request goes straight back. */
-  async function stillSignedIn(browser: Browser): Promise<boolean> {
-    const req = await authorizationRequest(client, REDIRECT, { scope: 'openid' });
-    const page = await browser.follow(req.url.href, {}, isCallback);
-    if (isCallback(page.url)) return true;
-    expect(page.body).toContain('/upstream/google"'); // the login page
-    return false;
-  }
+  const stillSignedIn = (browser: Browser) => isStillSignedIn(browser, client, REDIRECT);
 
   it('on account-disabled "hijacking" pauses Google, ends the sessions that began with it and their tokens, mails the person, and keeps an email session', async () => {
     const { sub, email, browser, tokens, accountId } = await googleAccount();
@@ -198,10 +189,8 @@ describe(`Google Cross-Account Protection (RISC) receiver (${describeBackends()}
       const req = await authorizationRequest(client, REDIRECT, { scope: 'openid email' });
       const login = await browser.follow(req.url.href);
       const toApple = await browser.follow(at(login, '/upstream/apple'), { form: { _csrf: csrfOf(login.body) } }, isCallback);
-      const action = /<form method="post" action="([^"]+)"/.exec(toApple.body)?.[1]?.replace(/&amp;/g, '&') as string;
-      const form = Object.fromEntries([...toApple.body.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)]
-        .map((m) => [m[1] as string, (m[2] as string).replace(/&quot;/g, '"').replace(/&amp;/g, '&')]));
-      const page = await browser.follow(action, { form }, isCallback);
+      const { action, fields } = readAutoPostForm(toApple.body); // Apple's cross-site form post back
+      const page = await browser.follow(action, { form: fields }, isCallback);
       expect(page.url).toMatch(/\/link$/);
       return { browser, page };
     };
