@@ -4,6 +4,7 @@ import type { HandledEvent, HandledEventStore } from '../accounts/handled-event-
 import { HIJACKING_PAUSE, type UpstreamIdentityStore } from '../accounts/upstream-identity-store.js';
 import type { GoogleSecurityEvent } from '../upstream/google-risc.js';
 import { handleEventOnce } from './provider-events.js';
+import { FEDERATED_AMR } from './upstream.js';
 
 /**
  * Google Cross-Account Protection (RISC), after the Security Event Token was verified
@@ -45,9 +46,20 @@ export interface GoogleRiscDeps {
   now?: () => Date;
 }
 
+/**
+ * Which stored sessions began with an identity: their latest sign-in (loginTs, as src/flows/login.ts
+ * records it with the identities it went through) is one of `signInTimes`, and, for an event about
+ * sessions up to a moment, not after `before`. A session signed in again another way since is kept.
+ */
+export function sessionsBegunWith(signInTimes: number[], before: Date | undefined): (session: { loginTs?: number; amr?: string[] }) => boolean {
+  const times = new Set(signInTimes);
+  const until = before ? Math.floor(before.getTime() / 1000) : Infinity;
+  return (s) => typeof s.loginTs === 'number' && times.has(s.loginTs) && s.loginTs <= until && (s.amr ?? []).includes(FEDERATED_AMR);
+}
+
 export type GoogleRiscOutcome =
   | 'paused_hijacking' | 'paused_disabled' | 'unlinked' | 'sessions_ended' | 'resumed'
-  | 'verified' | 'unknown_subject' | 'nothing_to_resume';
+  | 'verified' | 'unknown_subject' | 'nothing_to_resume' | 'already_paused';
 
 /** Outcomes that end sessions after the commit, and whether the grants of those sessions end too. */
 const ENDS_SESSIONS: Partial<Record<string, { withGrants: boolean; beforeEvent: boolean }>> = {
@@ -85,6 +97,9 @@ export async function handleGoogleSecurityEvent(deps: GoogleRiscDeps, event: Goo
       if (event.type === 'account-disabled' || event.type === 'account-purged') {
         const others = (await deps.accounts.countSignInMethods(accountId, tx)) - 1;
         if (event.type === 'account-disabled' && others === 0) {
+          if (identity.signInPaused?.reason === HIJACKING_PAUSE) {
+            return { outcome: 'already_paused', accountId, apply: () => audit('upstream_notification_ignored', { reason: 'already_paused' }) };
+          }
           const reason = event.reason ?? 'disabled';
           return { outcome: 'paused_disabled', accountId, apply: async (tx) => {
             await deps.identities.pauseSignIn(identity.id, reason, now(), tx);

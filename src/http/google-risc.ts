@@ -3,8 +3,7 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import { HandledEventStore } from '../accounts/handled-event-store.js';
 import { AccountSettings } from '../flows/account-settings.js';
-import { handleGoogleSecurityEvent, type GoogleRiscDeps } from '../flows/google-risc.js';
-import { FEDERATED_AMR } from '../flows/upstream.js';
+import { handleGoogleSecurityEvent, sessionsBegunWith, type GoogleRiscDeps } from '../flows/google-risc.js';
 import { DEFAULT_LOCALE } from '../i18n/index.js';
 import { endSessionsOfAccount } from '../oidc/session-ending.js';
 import type { Services } from '../services.js';
@@ -29,13 +28,10 @@ export function googleRiscRoutes(services: Services): Router {
   const deps = (): GoogleRiscDeps => ({
     pool: db.pool, accounts, identities, handled, googleIssuer: upstream.issuerOf('google'),
     endSessions: async (accountId, identity, opts) => {
-      // A session began with the identity when its sign-in (loginTs) went through it (src/flows/login.ts).
-      const since = new Date(Date.now() - config.ttl.session * 1000);
-      const began = new Set(await accounts.upstreamSignInTimes(accountId, identity, since));
-      const before = opts.before ? Math.floor(opts.before.getTime() / 1000) : Infinity;
+      const since = new Date(Date.now() - config.ttl.session * 1000); // the oldest a live session can be
+      const signInTimes = await accounts.upstreamSignInTimes(accountId, identity, since);
       await endSessionsOfAccount({ pool: db.pool, redis, redisKeyPrefix: config.redisKeyPrefix, provider: () => host.current }, accountId, {
-        sessions: (s) => typeof s.loginTs === 'number' && began.has(s.loginTs) && s.loginTs <= before && (s.amr ?? []).includes(FEDERATED_AMR),
-        grants: opts.withGrants ? 'of_ended_sessions' : 'none',
+        sessions: sessionsBegunWith(signInTimes, opts.before), grants: opts.withGrants ? 'of_ended_sessions' : 'none',
       });
     },
     notifyPaused: async (accountId) => {

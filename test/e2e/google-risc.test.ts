@@ -149,6 +149,7 @@ describe(`Google Cross-Account Protection (RISC) receiver (${describeBackends()}
     expect(resumed.url).toContain('notice=upstream_resumed');
     expect((await identityOf(sub))?.signInPaused).toBeUndefined();
     expect(await audit(accountId, 'upstream_resumed')).toHaveLength(1);
+    expect((await sink.nextMailTo(email)).subject).toBe('Google sign-in to your Tsunagi account is on again');
 
     const again = await googleSignIn(new Browser(), sub, email);
     expect(again.tokens?.claims()?.sub).toBe(accountId);
