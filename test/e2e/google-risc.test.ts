@@ -336,6 +336,8 @@ describe(`Google Cross-Account Protection (RISC) receiver (${describeBackends()}
       const { status, json } = await deliver(await made);
       expect({ name, status, err: json?.err, described: typeof json?.description === 'string' }).toEqual({ name, status: 400, err, described: true });
     }
+    const huge = await deliver(`${'a'.repeat(20_000)}.b.c`);
+    expect([huge.status, huge.json?.err]).toEqual([400, 'invalid_request']);
     const asJson = await deliver(JSON.stringify({ payload: await google.signSecurityEvent(hijack) }), 'application/json');
     expect([asJson.status, asJson.json?.err]).toEqual([400, 'invalid_request']);
 
