@@ -49,9 +49,18 @@ export class HandledEventStore {
     return rows[0] ? toHandled(rows[0]) : undefined;
   }
 
-  /** The follow-up outside the transaction (ending sessions) is done too. */
-  async markCompleted(eventKey: string, now: Date): Promise<void> {
-    await this.pool.query(`UPDATE ${this.table} SET completed_at = $2 WHERE event_key = $1 AND completed_at IS NULL`, [eventKey, now]);
+  /**
+   * Takes on the follow-up outside the transaction (ending sessions): true for exactly one caller,
+   * so a redelivery arriving while the first delivery is still ending sessions does not do it (and
+   * mail) twice. A follow-up that fails is released (`releaseFollowUp`) for a redelivery to finish.
+   */
+  async markCompleted(eventKey: string, now: Date): Promise<boolean> {
+    const r = await this.pool.query(`UPDATE ${this.table} SET completed_at = $2 WHERE event_key = $1 AND completed_at IS NULL`, [eventKey, now]);
+    return r.rowCount === 1;
+  }
+
+  async releaseFollowUp(eventKey: string): Promise<void> {
+    await this.pool.query(`UPDATE ${this.table} SET completed_at = NULL WHERE event_key = $1`, [eventKey]);
   }
 
   async sweep(now: Date): Promise<number> {

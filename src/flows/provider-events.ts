@@ -31,8 +31,10 @@ export interface EventFollowUp {
 
 /**
  * In one transaction: decide what the event leads to, record it by its key (the first delivery wins,
- * a duplicate changes nothing), then apply it. After the commit the follow-up runs and the record is
- * marked complete; a duplicate of an event whose follow-up did not complete finishes it.
+ * a duplicate changes nothing), then apply it. After the commit one delivery takes on the follow-up
+ * (completed_at marks it taken); when it fails it is released, and a redelivery finishes it. (A
+ * process that dies in the middle of the follow-up leaves it taken: the sessions it did not reach
+ * live on until they expire; the change itself is committed.)
  */
 export async function handleEventOnce<O extends string>(
   deps: HandledOnceDeps, event: EventIdentity, decide: (tx: pg.PoolClient) => Promise<EventDecision<O>>, followUp: EventFollowUp,
@@ -48,15 +50,22 @@ export async function handleEventOnce<O extends string>(
     return decision;
   });
 
+  // Taken on by exactly one delivery; released when it fails, so a redelivery finishes it.
+  const runFollowUp = async (handled: HandledEvent) => {
+    if (!(await deps.handled.markCompleted(event.key, now()))) return;
+    try {
+      await followUp.run(handled);
+    } catch (err) {
+      await deps.handled.releaseFollowUp(event.key);
+      throw err;
+    }
+  };
   const handled = await deps.handled.find(event.key);
   if (!applied) {
-    if (handled && !handled.completedAt && followUp.needed(handled.outcome)) {
-      await followUp.run(handled);
-      await deps.handled.markCompleted(event.key, now());
-    }
+    if (handled && !handled.completedAt && followUp.needed(handled.outcome)) await runFollowUp(handled);
     return { outcome: 'duplicate' };
   }
-  if (handled && followUp.needed(applied.outcome)) await followUp.run(handled);
-  await deps.handled.markCompleted(event.key, now());
+  if (handled && followUp.needed(applied.outcome)) await runFollowUp(handled);
+  else await deps.handled.markCompleted(event.key, now());
   return applied.accountId ? { outcome: applied.outcome, accountId: applied.accountId } : { outcome: applied.outcome };
 }
