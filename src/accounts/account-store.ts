@@ -134,13 +134,16 @@ export class AccountStore {
     return r.rowCount === 1;
   }
 
-  /** Every way this account can sign in: verified emails and phones, passkeys, linked Google/Apple identities. */
+  /**
+   * Every way this account can sign in now: verified emails and phones, passkeys, linked Google/Apple
+   * identities that are not paused (src/flows/google-risc.ts): the last of these cannot be removed.
+   */
   async countSignInMethods(accountId: string, db: Queryable = this.pool): Promise<number> {
     const { rows } = await db.query<{ n: number }>(
       `SELECT (SELECT count(*) FROM account_emails WHERE account_id = $1 AND verified_at IS NOT NULL)
             + (SELECT count(*) FROM account_phones WHERE account_id = $1 AND verified_at IS NOT NULL)
             + (SELECT count(*) FROM webauthn_credentials WHERE account_id = $1)
-            + (SELECT count(*) FROM upstream_identities WHERE account_id = $1) AS n`,
+            + (SELECT count(*) FROM upstream_identities WHERE account_id = $1 AND sign_in_paused_at IS NULL) AS n`,
       [accountId],
     );
     return Number(rows[0]?.n ?? 0);

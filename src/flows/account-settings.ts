@@ -7,6 +7,9 @@ import type { Logger } from '../logger.js';
 import type { Proof } from '../methods/proof.js';
 import type { RequestFacts } from './login.js';
 
+/** Thrown inside a removal's transaction (rolling it back) when nothing would be left to sign in with. */
+class LastWayIn extends Error {}
+
 export type SettingsChange =
   | { ok: true }
   | { ok: false; reason: 'last_method' | 'not_found' | 'already_registered' | 'wrong_proof' };
@@ -132,13 +135,19 @@ export class AccountSettings {
     account: Account, kind: ChangeKind, data: Record<string, unknown>, facts: RequestFacts, locale: Locale,
     remove: (tx: pg.PoolClient) => Promise<boolean>,
   ): Promise<SettingsChange> {
-    return this.change(account, kind, data, facts, locale, async (tx) => {
-      // The account row is locked: two removals cannot both see "one more method left".
-      if ((await this.deps.accounts.countSignInMethods(account.id, tx)) <= 1) return { ok: false, reason: 'last_method' };
-      if (!(await remove(tx))) return { ok: false, reason: 'not_found' };
-      if ((await this.deps.accounts.countSignInMethods(account.id, tx)) < 1) throw new Error('refusing to remove the last sign-in method');
-      return { ok: true };
-    });
+    try {
+      return await this.change(account, kind, data, facts, locale, async (tx) => {
+        // The account row is locked: two removals cannot both see "one more method left". Counted
+        // after the removal, which the throw rolls back: what is left must still sign in (an
+        // identity Google paused does not), whatever was removed (a paused identity may go).
+        if (!(await remove(tx))) return { ok: false, reason: 'not_found' };
+        if ((await this.deps.accounts.countSignInMethods(account.id, tx)) < 1) throw new LastWayIn();
+        return { ok: true };
+      });
+    } catch (err) {
+      if (err instanceof LastWayIn) return { ok: false, reason: 'last_method' };
+      throw err;
+    }
   }
 
   private async change(

@@ -95,7 +95,8 @@ export async function handleGoogleSecurityEvent(deps: GoogleRiscDeps, event: Goo
         } };
       }
       if (event.type === 'account-disabled' || event.type === 'account-purged') {
-        const others = (await deps.accounts.countSignInMethods(accountId, tx)) - 1;
+        // The ways in besides this identity (a paused identity is not counted as one).
+        const others = (await deps.accounts.countSignInMethods(accountId, tx)) - (identity.signInPaused ? 0 : 1);
         if (event.type === 'account-disabled' && others === 0) {
           if (identity.signInPaused?.reason === HIJACKING_PAUSE) {
             return { outcome: 'already_paused', accountId, apply: () => audit('upstream_notification_ignored', { reason: 'already_paused' }) };

@@ -166,6 +166,21 @@ describe(`Google Cross-Account Protection (RISC) receiver (${describeBackends()}
     expect(page.body).toContain('Google ログインを再開');
   });
 
+  it('does not count a paused Google as a way in: the email cannot be removed, the paused Google can be unlinked', async () => {
+    const { sub, email, identity } = await googleAccount();
+    await reportHijacked(sub, email);
+    const byEmail = await emailSession(email);
+    let page = await byEmail.follow(`${issuer}/account`);
+    expect(page.body).toContain('id="last-method"');
+    const kept = await byEmail.follow(at(page, '/emails/remove'), { form: { _csrf: csrfOf(page.body), email_key: email } });
+    expect(kept.url).toContain('notice=last_method');
+    expect((await server.services.accounts.findAccountById(identity.accountId))?.emails.map((e) => e.address)).toEqual([email]);
+    page = await byEmail.follow(`${issuer}/account`);
+    const unlinked = await byEmail.follow(at(page, `/providers/${identity.id}/unlink`), { form: { _csrf: csrfOf(page.body) } });
+    expect(unlinked.url).toContain('notice=upstream_unlinked');
+    expect(await identityOf(sub)).toBeUndefined();
+  });
+
   it('never lets account-enabled lift a hijacking pause, nor the ended Google session re-enable it', async () => {
     const { sub, browser, identity, accountId } = await googleAccount();
     expect(await send({ type: 'account-disabled', sub, reason: 'hijacking' })).toBe(202);
