@@ -7,6 +7,7 @@ import { localeMiddleware } from './http/locale.js';
 import { passkeyRoutes } from './http/passkey-routes.js';
 import { upstreamRoutes } from './http/upstream-routes.js';
 import { appleNotificationRoutes } from './http/apple-notifications.js';
+import { googleRiscRoutes } from './http/google-risc.js';
 import { routeLabel } from './http/metrics.js';
 import { securityHeaders } from './http/security-headers.js';
 import { systemRoutes } from './http/system-routes.js';
@@ -49,7 +50,7 @@ export function createApp(services: Services): Koa {
   app.use(localeMiddleware(services.secureCookies));
   app.use(assets());
   app.use(errorPages(services.views, log, metrics));
-  for (const router of [systemRoutes(services), interactionRoutes(services), accountRoutes(services), passkeyRoutes(services), upstreamRoutes(services), appleNotificationRoutes(services)]) {
+  for (const router of [systemRoutes(services), interactionRoutes(services), accountRoutes(services), passkeyRoutes(services), upstreamRoutes(services), appleNotificationRoutes(services), googleRiscRoutes(services)]) {
     app.use(router.routes());
     app.use(router.allowedMethods());
   }

@@ -59,7 +59,15 @@ export interface Config {
   };
 }
 
-export interface GoogleUpstreamConfig { clientId: string; clientSecret: string; issuer: string }
+export interface GoogleUpstreamConfig {
+  clientId: string;
+  clientSecret: string;
+  issuer: string;
+  /** Cross-Account Protection: where /.well-known/risc-configuration is read (GOOGLE_RISC_ISSUER). */
+  riscIssuer: string;
+  /** The `aud` a Security Event Token may carry: GOOGLE_CLIENT_ID and the GOOGLE_RISC_AUDIENCES. */
+  riscAudiences: string[];
+}
 export interface AppleUpstreamConfig {
   /** The Services ID. */
   clientId: string;
@@ -314,7 +322,10 @@ function googleConfig(str: ReadVariable, production: boolean, problems: string[]
   const missing = [['GOOGLE_CLIENT_ID', clientId], ['GOOGLE_CLIENT_SECRET', clientSecret]].filter(([, v]) => !v).map(([n]) => n);
   if (missing.length) problems.push(`Google sign-in is partly configured: ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing`);
   const issuer = upstreamIssuer('GOOGLE_ISSUER', rawIssuer, 'https://accounts.google.com', production, problems);
-  return clientId && clientSecret ? { clientId, clientSecret, issuer } : undefined;
+  const riscIssuer = upstreamIssuer('GOOGLE_RISC_ISSUER', str('GOOGLE_RISC_ISSUER'), 'https://accounts.google.com', production, problems);
+  // Other OAuth clients of the same Google project whose users' events Tsunagi receives too.
+  const extraAudiences = (str('GOOGLE_RISC_AUDIENCES') ?? '').split(',').map((a) => a.trim()).filter(Boolean);
+  return clientId && clientSecret ? { clientId, clientSecret, issuer, riscIssuer, riscAudiences: [...new Set([clientId, ...extraAudiences])] } : undefined;
 }
 
 function appleConfig(str: ReadVariable, production: boolean, problems: string[]): AppleUpstreamConfig | undefined {

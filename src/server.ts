@@ -6,6 +6,7 @@ import { createLogger, type Logger } from './logger.js';
 import { sweepExpiredPayloads } from './oidc/adapter/postgres-adapter.js';
 import { PostgresRateLimiter } from './limits/postgres-rate-limiter.js';
 import { AppleNotificationStore } from './accounts/apple-notification-store.js';
+import { HandledEventStore } from './accounts/handled-event-store.js';
 import { UpstreamLoginStore } from './accounts/upstream-login-store.js';
 import { createServices, type ServiceOverrides, type Services } from './services.js';
 
@@ -39,6 +40,7 @@ export async function startServer(config: Config, options: ServiceOverrides & { 
     limits: (now) => (services.redis ? Promise.resolve(0) : new PostgresRateLimiter(services.db.pool).sweep(now)),
     upstreamLogins: (now) => new UpstreamLoginStore(services.db.pool).sweep(now),
     appleNotifications: (now) => new AppleNotificationStore(services.db.pool).sweep(now),
+    googleRiscEvents: (now) => new HandledEventStore(services.db.pool, 'google_risc_events').sweep(now),
   };
   const sweep = async () => {
     const now = new Date();

@@ -48,6 +48,7 @@ export const AUDIT_EVENT_TYPES = [
   'sign_in', 'signup', 'consent_granted', 'email_added', 'email_removed', 'email_primary', 'phone_added', 'phone_removed',
   'passkey_added', 'passkey_removed', 'grant_revoked', 'upstream_linked', 'upstream_unlinked',
   'upstream_email_disabled', 'upstream_email_enabled', 'upstream_notification_ignored',
+  'upstream_paused', 'upstream_resumed', 'upstream_sessions_ended', 'upstream_sign_in_refused',
   'client_added', 'client_removed', 'client_secret_rotated',
 ] as const;
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
@@ -151,13 +152,16 @@ export class AccountStore {
     return r.rowCount === 1;
   }
 
-  /** Every way this account can sign in: verified emails and phones, passkeys, linked Google/Apple identities. */
+  /**
+   * Every way this account can sign in now: verified emails and phones, passkeys, linked Google/Apple
+   * identities that are not paused (src/flows/google-risc.ts): the last of these cannot be removed.
+   */
   async countSignInMethods(accountId: string, db: Queryable = this.pool): Promise<number> {
     const { rows } = await db.query<{ n: number }>(
       `SELECT (SELECT count(*) FROM account_emails WHERE account_id = $1 AND verified_at IS NOT NULL)
             + (SELECT count(*) FROM account_phones WHERE account_id = $1 AND verified_at IS NOT NULL)
             + (SELECT count(*) FROM webauthn_credentials WHERE account_id = $1)
-            + (SELECT count(*) FROM upstream_identities WHERE account_id = $1) AS n`,
+            + (SELECT count(*) FROM upstream_identities WHERE account_id = $1 AND sign_in_paused_at IS NULL) AS n`,
       [accountId],
     );
     return Number(rows[0]?.n ?? 0);
@@ -248,6 +252,21 @@ export class AccountStore {
       `INSERT INTO audit_events (account_id, type, client_id, ip, user_agent, data) VALUES ($1, $2, $3, $4, $5, $6)`,
       [event.accountId ?? null, event.type, event.clientId ?? null, event.ip ?? null, truncate(event.userAgent, 512), event.data ?? {}],
     );
+  }
+
+  /**
+   * The loginTs (epoch seconds) of the account's sign-ins that went through this upstream identity
+   * since `since` (the oldest a live session can be): a session whose loginTs is one of them began
+   * with that identity (src/flows/login.ts records them on every sign-in).
+   */
+  async upstreamSignInTimes(accountId: string, identity: { issuer: string; subject: string }, since: Date, db: Queryable = this.pool): Promise<number[]> {
+    const { rows } = await db.query<{ login_ts: string }>(
+      `SELECT DISTINCT data->>'loginTs' AS login_ts FROM audit_events
+       WHERE account_id = $1 AND type = 'sign_in' AND created_at >= $2
+         AND data @> jsonb_build_object('upstream', jsonb_build_array(jsonb_build_object('issuer', $3::text, 'subject', $4::text)))`,
+      [accountId, since, identity.issuer, identity.subject],
+    );
+    return rows.map((r) => Number(r.login_ts)).filter((n) => Number.isInteger(n));
   }
 
   async listAuditEvents(filter: { accountId?: string; type?: string; limit?: number }, db: Queryable = this.pool): Promise<StoredAuditEvent[]> {

@@ -22,7 +22,17 @@ export interface UpstreamIdentity {
   hasRefreshToken: boolean;
   createdAt: Date;
   lastLoginAt: Date;
+  /** Set while the provider's security events keep this identity from signing in or proving the account. */
+  signInPaused: SignInPause | undefined;
 }
+
+/**
+ * Why sign-in with an identity is paused: 'hijacking' (Google reported the account hijacked; only the
+ * person lifts it, from the account page, after signing in another way) or the reason Google gave
+ * for disabling the account otherwise ('disabled' when none), which Google's account-enabled lifts.
+ */
+export interface SignInPause { reason: string; since: Date }
+export const HIJACKING_PAUSE = 'hijacking';
 
 /** What upstream said at sign-in; everything but (issuer, subject) may change later. */
 export interface UpstreamIdentityAttributes {
@@ -61,12 +71,14 @@ interface Row {
   id: string; account_id: string; provider: UpstreamProviderName; issuer: string; subject: string; email: string | null;
   email_verified: boolean; is_private_email: boolean; email_deliverable: boolean; name: string | null;
   refresh_token_ciphertext: Buffer | null; created_at: Date; last_login_at: Date;
+  sign_in_paused_at: Date | null; sign_in_paused_reason: string | null;
 }
 
 const toIdentity = (r: Row): UpstreamIdentity => ({
   id: r.id, accountId: r.account_id, provider: r.provider, issuer: r.issuer, subject: r.subject, email: r.email,
   emailVerified: r.email_verified, isPrivateEmail: r.is_private_email, emailDeliverable: r.email_deliverable, name: r.name,
   hasRefreshToken: r.refresh_token_ciphertext !== null, createdAt: r.created_at, lastLoginAt: r.last_login_at,
+  signInPaused: r.sign_in_paused_at && r.sign_in_paused_reason ? { reason: r.sign_in_paused_reason, since: r.sign_in_paused_at } : undefined,
 });
 
 const SEALED_VERSION = 1;
@@ -192,6 +204,35 @@ export class UpstreamIdentityStore {
     const { rows } = await db.query<Row>(
       'UPDATE upstream_identities SET email_deliverable = $3 WHERE issuer = $1 AND subject = $2 RETURNING *', [issuer, subject, deliverable]);
     return rows[0] ? toIdentity(rows[0]) : undefined;
+  }
+
+  /**
+   * Pauses sign-in with the identity. A hijacking pause is never replaced by a milder one: only the
+   * person lifts it. undefined when the identity is not linked.
+   */
+  async pauseSignIn(id: string, reason: string, now: Date, db: Queryable = this.pool): Promise<UpstreamIdentity | undefined> {
+    const { rows } = await db.query<Row>(
+      `UPDATE upstream_identities SET
+         sign_in_paused_reason = CASE WHEN sign_in_paused_reason = $3 THEN sign_in_paused_reason ELSE $2 END,
+         sign_in_paused_at = CASE WHEN sign_in_paused_reason = $3 THEN sign_in_paused_at ELSE $4 END
+       WHERE id = $1 RETURNING *`,
+      [id, reason, HIJACKING_PAUSE, now],
+    );
+    return rows[0] ? toIdentity(rows[0]) : undefined;
+  }
+
+  /**
+   * Lifts the pause of the account's own identity: `hijacking` says which kind may be lifted (the
+   * person lifts a hijacking pause, Google's account-enabled any other). false when nothing was lifted.
+   */
+  async resumeSignIn(accountId: string, id: string, which: 'hijacking' | 'other', db: Queryable = this.pool): Promise<boolean> {
+    const r = await db.query(
+      `UPDATE upstream_identities SET sign_in_paused_at = NULL, sign_in_paused_reason = NULL
+       WHERE id = $1 AND account_id = $2 AND sign_in_paused_reason IS NOT NULL
+         AND (sign_in_paused_reason = $3) = $4`,
+      [id, accountId, HIJACKING_PAUSE, which === 'hijacking'],
+    );
+    return r.rowCount === 1;
   }
 
   // A token sealed under a lost or replaced key cannot be revoked any more; that must not block unlinking.

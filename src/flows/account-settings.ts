@@ -7,19 +7,24 @@ import type { Logger } from '../logger.js';
 import type { Proof } from '../methods/proof.js';
 import type { RequestFacts } from './login.js';
 
+/** Thrown inside a removal's transaction (rolling it back) when nothing would be left to sign in with. */
+class LastWayIn extends Error {}
+
 export type SettingsChange =
   | { ok: true }
   | { ok: false; reason: 'last_method' | 'not_found' | 'already_registered' | 'wrong_proof' };
 
 /** What changed, for the audit log and the notification mail (message keys mail.notify.<kind>.*). */
 export type ChangeKind = 'email_added' | 'email_removed' | 'email_primary' | 'phone_added' | 'phone_removed' | 'passkey_added' | 'passkey_removed' | 'grant_revoked'
-  | 'upstream_linked' | 'upstream_unlinked' | 'signup';
+  | 'upstream_linked' | 'upstream_unlinked' | 'upstream_paused' | 'upstream_resumed' | 'signup';
 
 export interface PasskeyRemoval { remove(tx: pg.PoolClient, accountId: string, credentialId: string): Promise<boolean> }
 
 /** Unlinking a Google/Apple identity; hands back what upstream needs to be told (Apple's refresh token). */
 export interface UpstreamUnlinking {
   unlink(tx: pg.PoolClient, accountId: string, identityId: string): Promise<{ provider: string; refreshToken: string | undefined } | undefined>;
+  /** Lifts a hijacking pause of the account's own identity (src/flows/google-risc.ts); false when there is none. */
+  resumeAfterHijacking(tx: pg.PoolClient, accountId: string, identityId: string): Promise<boolean>;
 }
 
 /**
@@ -59,6 +64,18 @@ export class AccountSettings {
       }
     }
     return outcome;
+  }
+
+  /**
+   * The person, signed in another way, turns sign-in with an identity Google reported hijacked back
+   * on (they took their Google account back). Only a hijacking pause: Google's own disable is
+   * lifted by Google's account-enabled.
+   */
+  async resumeUpstream(account: Account, identityId: string, facts: RequestFacts, locale: Locale): Promise<SettingsChange> {
+    const upstream = this.deps.upstream;
+    if (!upstream) return { ok: false, reason: 'not_found' };
+    return this.change(account, 'upstream_resumed', { identity: identityId, provider: 'google' }, facts, locale, async (tx) =>
+      (await upstream.resumeAfterHijacking(tx, account.id, identityId)) ? { ok: true } : { ok: false, reason: 'not_found' });
   }
 
   async addEmail(account: Account, binding: string, proof: Proof, facts: RequestFacts, locale: Locale): Promise<SettingsChange> {
@@ -118,13 +135,19 @@ export class AccountSettings {
     account: Account, kind: ChangeKind, data: Record<string, unknown>, facts: RequestFacts, locale: Locale,
     remove: (tx: pg.PoolClient) => Promise<boolean>,
   ): Promise<SettingsChange> {
-    return this.change(account, kind, data, facts, locale, async (tx) => {
-      // The account row is locked: two removals cannot both see "one more method left".
-      if ((await this.deps.accounts.countSignInMethods(account.id, tx)) <= 1) return { ok: false, reason: 'last_method' };
-      if (!(await remove(tx))) return { ok: false, reason: 'not_found' };
-      if ((await this.deps.accounts.countSignInMethods(account.id, tx)) < 1) throw new Error('refusing to remove the last sign-in method');
-      return { ok: true };
-    });
+    try {
+      return await this.change(account, kind, data, facts, locale, async (tx) => {
+        // The account row is locked: two removals cannot both see "one more method left". Counted
+        // after the removal, which the throw rolls back: what is left must still sign in (an
+        // identity Google paused does not), whatever was removed (a paused identity may go).
+        if (!(await remove(tx))) return { ok: false, reason: 'not_found' };
+        if ((await this.deps.accounts.countSignInMethods(account.id, tx)) < 1) throw new LastWayIn();
+        return { ok: true };
+      });
+    } catch (err) {
+      if (err instanceof LastWayIn) return { ok: false, reason: 'last_method' };
+      throw err;
+    }
   }
 
   private async change(

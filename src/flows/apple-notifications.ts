@@ -3,8 +3,8 @@ import type pg from 'pg';
 import type { AccountStore, AuditEventType } from '../accounts/account-store.js';
 import type { AppleNotificationStore } from '../accounts/apple-notification-store.js';
 import type { UpstreamIdentityStore } from '../accounts/upstream-identity-store.js';
-import { withTransaction } from '../db/database.js';
 import { claimBoolean, claimString } from '../upstream/oidc-client.js';
+import { handleEventOnce } from './provider-events.js';
 
 /**
  * Apple's server-to-server notifications (Sign in with Apple, "notification endpoint"), after the
@@ -87,57 +87,43 @@ export type AppleNotificationOutcome =
   | 'duplicate' | 'unknown_subject' | 'superseded' | 'ignored_type';
 
 /**
- * Handles one verified notification, exactly once. In one transaction: record it by its event key
- * (the first delivery wins, a duplicate changes nothing), then apply it and audit. After the commit,
- * a revocation ends the account's sessions; a retry of a notification whose commit went through but
- * whose sessions were not ended yet finishes that step.
+ * Handles one verified notification, exactly once (src/flows/provider-events.ts): recorded by its
+ * event key, applied and audited in the same transaction; after the commit, a revocation ends the
+ * account's sessions (a retry finishes that step if it was cut off).
  */
 export async function handleAppleNotification(deps: AppleNotificationDeps, event: AppleNotificationEvent): Promise<{ outcome: AppleNotificationOutcome; accountId?: string }> {
-  const now = deps.now?.() ?? new Date();
-  const eventKey = appleEventKey(event);
-  const applied = await withTransaction(deps.pool, async (tx) => {
-    const identity = await deps.identities.findByIssuerSubject(deps.appleIssuer, event.subject, tx);
-    const revocation = event.type === 'consent-revoked' || event.type === 'account-delete';
-    let outcome: AppleNotificationOutcome;
-    if (event.type === 'unknown') outcome = 'ignored_type';
-    else if (!identity) outcome = 'unknown_subject';
-    else if (revocation && event.eventTime && event.eventTime < identity.lastLoginAt) outcome = 'superseded';
-    else outcome = revocation ? 'unlinked' : event.type === 'email-disabled' ? 'email_disabled' : 'email_enabled';
+  return handleEventOnce<AppleNotificationOutcome>(
+    { pool: deps.pool, handled: deps.notifications, now: deps.now },
+    { key: appleEventKey(event), type: event.rawType, subject: event.subject, time: event.eventTime },
+    async (tx) => {
+      const identity = await deps.identities.findByIssuerSubject(deps.appleIssuer, event.subject, tx);
+      const revocation = event.type === 'consent-revoked' || event.type === 'account-delete';
+      let outcome: AppleNotificationOutcome;
+      if (event.type === 'unknown') outcome = 'ignored_type';
+      else if (!identity) outcome = 'unknown_subject';
+      else if (revocation && event.eventTime && event.eventTime < identity.lastLoginAt) outcome = 'superseded';
+      else outcome = revocation ? 'unlinked' : event.type === 'email-disabled' ? 'email_disabled' : 'email_enabled';
 
-    const first = await deps.notifications.recordFirst(tx, {
-      eventKey, type: event.rawType, subject: event.subject, eventTime: event.eventTime, accountId: identity?.accountId, outcome,
-    }, now);
-    if (!first) return { outcome: 'duplicate' as const };
-    if (!identity) return { outcome };
-    const audit = (type: AuditEventType, data: Record<string, unknown>) => deps.accounts.recordAuditEvent({
-      type, accountId: identity.accountId, data: { provider: 'apple', by: 'apple_notification', event: event.rawType, ...data },
-    }, tx);
-
-    if (outcome === 'email_disabled' || outcome === 'email_enabled') {
-      await deps.identities.setEmailDeliverable(deps.appleIssuer, event.subject, outcome === 'email_enabled', tx);
-      await audit(outcome === 'email_enabled' ? 'upstream_email_enabled' : 'upstream_email_disabled', {});
-    } else if (outcome === 'unlinked') {
-      // Serialised with the account page's own changes to sign-in methods.
-      await deps.accounts.lockAccount(tx, identity.accountId);
-      await deps.identities.unlink(identity.accountId, identity.id, tx);
-      const remaining = await deps.accounts.countSignInMethods(identity.accountId, tx);
-      await audit('upstream_unlinked', { identity: identity.id, lastMethod: remaining === 0 });
-    } else {
-      await audit('upstream_notification_ignored', { reason: outcome });
-    }
-    return { outcome, accountId: identity.accountId };
-  });
-
-  if (applied.outcome === 'duplicate') {
-    // A retry after a failure between the commit and the end of the sessions finishes that step.
-    const seen = await deps.notifications.find(eventKey);
-    if (seen && !seen.completedAt && seen.outcome === 'unlinked' && seen.accountId) {
-      await deps.endSessions(seen.accountId);
-      await deps.notifications.markCompleted(eventKey, deps.now?.() ?? new Date());
-    }
-    return { outcome: 'duplicate' };
-  }
-  if (applied.outcome === 'unlinked' && applied.accountId) await deps.endSessions(applied.accountId);
-  await deps.notifications.markCompleted(eventKey, deps.now?.() ?? new Date());
-  return applied;
+      const apply = async (tx: pg.PoolClient) => {
+        if (!identity) return;
+        const audit = (type: AuditEventType, data: Record<string, unknown>) => deps.accounts.recordAuditEvent({
+          type, accountId: identity.accountId, data: { provider: 'apple', by: 'apple_notification', event: event.rawType, ...data },
+        }, tx);
+        if (outcome === 'email_disabled' || outcome === 'email_enabled') {
+          await deps.identities.setEmailDeliverable(deps.appleIssuer, event.subject, outcome === 'email_enabled', tx);
+          await audit(outcome === 'email_enabled' ? 'upstream_email_enabled' : 'upstream_email_disabled', {});
+        } else if (outcome === 'unlinked') {
+          // Serialised with the account page's own changes to sign-in methods.
+          await deps.accounts.lockAccount(tx, identity.accountId);
+          await deps.identities.unlink(identity.accountId, identity.id, tx);
+          const remaining = await deps.accounts.countSignInMethods(identity.accountId, tx);
+          await audit('upstream_unlinked', { identity: identity.id, lastMethod: remaining === 0 });
+        } else {
+          await audit('upstream_notification_ignored', { reason: outcome });
+        }
+      };
+      return { outcome, accountId: identity?.accountId, apply };
+    },
+    { needed: (outcome) => outcome === 'unlinked', run: async (handled) => { if (handled.accountId) await deps.endSessions(handled.accountId); } },
+  );
 }

@@ -54,12 +54,16 @@ export async function completeSignIn(
   proof: Proof,
   facts: RequestFacts,
 ): Promise<LoginResult> {
+  const loginTs = Math.floor(proof.at.getTime() / 1000);
+  const via = proof.subject.kind === 'account' ? proof.subject.via : undefined;
   await deps.accounts.recordAuditEvent({
     type: 'sign_in', accountId: account.id, clientId: facts.clientId, ip: facts.ip, userAgent: facts.userAgent,
-    data: { method: proof.method, amr: proof.amr },
+    // The session's loginTs and the upstream identities it went through: how a provider's security
+    // event later finds the sessions that began with one identity (AccountStore.upstreamSignInTimes).
+    data: { method: proof.method, amr: proof.amr, ...(via?.length ? { upstream: via.map(({ issuer, subject }) => ({ issuer, subject })), loginTs } : {}) },
   });
   deps.onSignIn?.(proof.method);
   return {
-    login: { accountId: account.id, amr: proof.amr, acr: acrFor(proof.amr), remember: true, ts: Math.floor(proof.at.getTime() / 1000) },
+    login: { accountId: account.id, amr: proof.amr, acr: acrFor(proof.amr), remember: true, ts: loginTs },
   };
 }

@@ -5,10 +5,10 @@ import { maskEmail, parseEmailAddress } from '../accounts/email-address.js';
 import { maskPhone } from '../accounts/phone-number.js';
 import type { ProofStore } from '../accounts/proof-store.js';
 import {
-  IdentityAlreadyLinked, ProviderAlreadyLinkedToAccount, type UpstreamIdentity, type UpstreamIdentityStore, type UpstreamProviderName, type UpstreamTokenCipher,
+  HIJACKING_PAUSE, IdentityAlreadyLinked, ProviderAlreadyLinkedToAccount, type UpstreamIdentity, type UpstreamIdentityStore, type UpstreamProviderName, type UpstreamTokenCipher,
 } from '../accounts/upstream-identity-store.js';
 import { withTransaction } from '../db/database.js';
-import type { ParkedUpstreamIdentity, Proof } from '../methods/proof.js';
+import type { ParkedUpstreamIdentity, Proof, UpstreamIdentityRef } from '../methods/proof.js';
 import type { UpstreamIdentityClaims } from '../upstream/identity-claims.js';
 import type { RequestFacts } from './login.js';
 
@@ -32,7 +32,22 @@ export interface UpstreamDeps {
 export type AfterUpstreamLogin =
   | { next: 'sign_in'; account: Account; proof: Proof }
   | { next: 'offer_link'; account: Account; identity: ParkedUpstreamIdentity }
-  | { next: 'confirm_signup'; identity: ParkedUpstreamIdentity };
+  | { next: 'confirm_signup'; identity: ParkedUpstreamIdentity }
+  | { next: 'refused'; reason: PausedSignIn };
+
+/**
+ * Why a linked identity may not be used right now (views/locales upstream.error.<reason>):
+ * 'upstream_paused' — Google reported the account hijacked; the person signs in another way and turns
+ * it back on from the account page; 'upstream_disabled' — Google disabled the account; it works again
+ * once Google enables it (src/flows/google-risc.ts).
+ */
+export type PausedSignIn = 'upstream_paused' | 'upstream_disabled';
+
+/** undefined when the identity may sign in and prove its account; otherwise why not. */
+export function pausedSignIn(identity: Pick<UpstreamIdentity, 'signInPaused'>): PausedSignIn | undefined {
+  if (!identity.signInPaused) return undefined;
+  return identity.signInPaused.reason === HIJACKING_PAUSE ? 'upstream_paused' : 'upstream_disabled';
+}
 
 /**
  * The decision after Google or Apple said who this is, as the short list of steps it is:
@@ -46,6 +61,11 @@ export type AfterUpstreamLogin =
 export async function decideAfterUpstreamLogin(deps: UpstreamDeps, claims: UpstreamIdentityClaims, interactionUid: string): Promise<AfterUpstreamLogin> {
   const now = deps.now?.() ?? new Date();
   const linked = await deps.identities.findByIssuerSubject(claims.issuer, claims.subject);
+  const paused = linked && pausedSignIn(linked);
+  if (linked && paused) {
+    await deps.accounts.recordAuditEvent({ type: 'upstream_sign_in_refused', accountId: linked.accountId, data: { provider: linked.provider, reason: paused } });
+    return { next: 'refused', reason: paused };
+  }
   if (linked) {
     await deps.identities.refreshAttributes(linked.id, {
       email: claims.email ?? null, emailVerified: claims.emailVerified, isPrivateEmail: claims.isPrivateRelay,
@@ -53,7 +73,7 @@ export async function decideAfterUpstreamLogin(deps: UpstreamDeps, claims: Upstr
     }, now);
     const account = await deps.accounts.findAccountById(linked.accountId);
     if (!account) throw new Error('a linked identity without its account');
-    return { next: 'sign_in', account, proof: upstreamProof(interactionUid, account.id, now) };
+    return { next: 'sign_in', account, proof: upstreamProof(interactionUid, account.id, now, [refOf(claims)]) };
   }
 
   const identity = park(deps.cipher, claims, interactionUid);
@@ -104,8 +124,9 @@ export async function linkOptionsFor(
     emails: account.emails.filter((e) => e.verifiedAt).map((e) => ({ key: e.key, masked: maskEmail(e.address) })),
     phones: available.sms ? account.phones.filter((p) => p.verifiedAt).map((p) => ({ phone: p.phone, masked: maskPhone(p.phone) })) : [],
     passkey: (await deps.passkeyCount(account.id)) > 0,
+    // A paused identity (Google reported a problem with it) proves nothing.
     upstream: linked
-      .filter((i) => i.provider !== comingFrom && available.providers.includes(i.provider))
+      .filter((i) => i.provider !== comingFrom && available.providers.includes(i.provider) && !pausedSignIn(i))
       .map((i) => ({ provider: i.provider, subject: i.subject, loginHint: loginHintFor(i) })),
   };
 }
@@ -153,7 +174,8 @@ export async function completeLink(deps: UpstreamDeps, interactionUid: string, o
     const account = await deps.accounts.findAccountById(accountId, tx);
     if (!account) throw new Error('account vanished inside its own transaction');
     const amr = [...new Set([FEDERATED_AMR, ...ownership.amr])];
-    return { ok: true, account, identity, proof: { interactionUid, method: 'upstream', amr, subject: { kind: 'account', accountId }, at: now } } as const;
+    const via = [refOf(identity), ...(ownership.subject.kind === 'account' ? ownership.subject.via ?? [] : [])];
+    return { ok: true, account, identity, proof: { interactionUid, method: 'upstream', amr, subject: { kind: 'account', accountId, via }, at: now } } as const;
   });
 }
 
@@ -199,7 +221,7 @@ export async function confirmUpstreamSignup(deps: UpstreamDeps, interactionUid: 
       type: 'signup', accountId: account.id, clientId: facts.clientId, ip: facts.ip, userAgent: facts.userAgent,
       data: { method: 'upstream', provider: identity.provider, emailRegistered: Boolean(email) },
     }, tx);
-    return { ok: true, account, identity, proof: upstreamProof(interactionUid, account.id, now) } as const;
+    return { ok: true, account, identity, proof: upstreamProof(interactionUid, account.id, now, [refOf(identity)]) } as const;
   });
 }
 
@@ -230,12 +252,12 @@ export async function linkFromAccountPage(deps: UpstreamDeps, binding: string, a
 
 /** Parks a checked upstream answer for the browser of `binding` (an interaction, or an account-page session) to pick up. */
 export async function parkUpstreamReturn(deps: Pick<UpstreamDeps, 'proofs' | 'cipher' | 'now'>, binding: string, answer:
-  | { kind: 'account'; accountId: string }
+  | { kind: 'account'; accountId: string; via: UpstreamIdentityRef }
   | { kind: 'link_to_account'; claims: UpstreamIdentityClaims; accountId: string }): Promise<void> {
   const now = deps.now?.() ?? new Date();
   await deps.proofs.discard(binding, 'upstream_return', now);
   const proof: Proof = answer.kind === 'account'
-    ? upstreamProof(binding, answer.accountId, now)
+    ? upstreamProof(binding, answer.accountId, now, [refOf(answer.via)])
     : parkedProof(binding, park(deps.cipher, answer.claims, binding), now, answer.accountId);
   await deps.proofs.park('upstream_return', proof, UPSTREAM_RETURN_TTL_SECONDS);
 }
@@ -247,8 +269,13 @@ export async function pendingUpstream(deps: Pick<UpstreamDeps, 'proofs' | 'now'>
   return subject?.kind === 'upstream' ? subject : undefined;
 }
 
-export function upstreamProof(interactionUid: string, accountId: string, at: Date): Proof {
-  return { interactionUid, method: 'upstream', amr: [FEDERATED_AMR], subject: { kind: 'account', accountId }, at };
+export function upstreamProof(interactionUid: string, accountId: string, at: Date, via: UpstreamIdentityRef[]): Proof {
+  return { interactionUid, method: 'upstream', amr: [FEDERATED_AMR], subject: { kind: 'account', accountId, via }, at };
+}
+
+/** The key of an upstream identity, as a sign-in records it. */
+export function refOf(identity: UpstreamIdentityRef): UpstreamIdentityRef {
+  return { provider: identity.provider, issuer: identity.issuer, subject: identity.subject };
 }
 
 function parkedProof(interactionUid: string, identity: ParkedUpstreamIdentity, at: Date, linkToAccountId?: string): Proof {

@@ -7,7 +7,7 @@ import { PasskeyStore } from '../accounts/passkey-store.js';
 import { maskPhone, parsePhoneNumber } from '../accounts/phone-number.js';
 import { isAuditEventType, isUuid } from '../accounts/account-store.js';
 import { AccountSettings, type SettingsChange } from '../flows/account-settings.js';
-import { linkFromAccountPage, type UpstreamDeps } from '../flows/upstream.js';
+import { linkFromAccountPage, pausedSignIn, type UpstreamDeps } from '../flows/upstream.js';
 import { isUpstreamProviderName, UpstreamError } from '../upstream/index.js';
 import { PROVIDER_NAMES, upstreamRedirectUri } from './upstream-routes.js';
 import type { RequestFacts } from '../flows/login.js';
@@ -28,7 +28,7 @@ import { upstreamBrowserCookies } from './upstream-browser-cookies.js';
 export const NOTICES = new Set([
   'email_added', 'email_removed', 'email_primary', 'phone_added', 'phone_removed', 'passkey_added', 'passkey_removed',
   'passkey_renamed', 'grant_revoked', 'last_method', 'not_found', 'already_registered', 'wrong_proof',
-  'upstream_linked', 'upstream_unlinked', 'already_linked', 'provider_already_linked',
+  'upstream_linked', 'upstream_unlinked', 'upstream_resumed', 'already_linked', 'provider_already_linked',
 ]);
 
 interface Signed { session: AccountSession; account: Account }
@@ -61,6 +61,7 @@ export function accountRoutes(services: Services): Router {
         const removed = isUuid(id) ? await identities.unlink(accountId, id, tx) : undefined;
         return removed && { provider: removed.identity.provider, refreshToken: removed.refreshToken };
       },
+      resumeAfterHijacking: async (tx, accountId, id) => isUuid(id) && identities.resumeSignIn(accountId, id, 'hijacking', tx),
     },
   });
   const upstreamDeps: UpstreamDeps = { pool: db.pool, accounts, identities, proofs, cipher: upstreamCipher };
@@ -143,7 +144,9 @@ export function accountRoutes(services: Services): Router {
       emails: account.emails.filter((e) => e.verifiedAt).map((e) => ({ address: e.address, key: e.key, isPrimary: e.isPrimary })),
       phones: account.phones.filter((p) => p.verifiedAt).map((p) => ({ phone: p.phone, masked: maskPhone(p.phone) })),
       passkeys: keys,
-      identities: linked.map((i) => ({ id: i.id, providerName: PROVIDER_NAMES[i.provider], email: i.isPrivateEmail ? '' : i.email, createdAt: i.createdAt })),
+      identities: linked.map((i) => ({
+        id: i.id, providerName: PROVIDER_NAMES[i.provider], email: i.isPrivateEmail ? '' : i.email, createdAt: i.createdAt, paused: pausedSignIn(i),
+      })),
       linkable: upstream.enabledProviders().filter((p) => !linked.some((i) => i.provider === p)).map((p) => ({ id: p, name: PROVIDER_NAMES[p] })),
       grants: grants.filter((g) => g.clientId !== ACCOUNT_APP_CLIENT_ID).map((g) => ({ ...g, clientName: clientNames.get(g.clientId) ?? g.clientId })),
       events: events.map((e) => ({ labelKey: eventLabelKey(e.type, services.log), at: e.createdAt.toISOString().replace('T', ' ').slice(0, 16), ip: e.ip ?? '' })),
@@ -182,6 +185,13 @@ export function accountRoutes(services: Services): Router {
     if (!outcome.ok) return seeOther(ctx, `/account?notice=${outcome.reason}`);
     await settings.announce(me.account, 'upstream_linked', { provider: outcome.identity.provider }, facts(ctx), ctx.state.locale);
     seeOther(ctx, '/account?notice=upstream_linked');
+  });
+
+  // Google reported the account hijacked and the person got it back: turn Google sign-in on again.
+  router.post('/providers/:id/resume', async (ctx) => {
+    const me = await signedIn(ctx, { recent: true });
+    if (!me) return;
+    after(ctx, await settings.resumeUpstream(me.account, ctx.params.id as string, facts(ctx), ctx.state.locale), 'upstream_resumed');
   });
 
   router.post('/providers/:id/unlink', async (ctx) => {

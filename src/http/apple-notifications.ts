@@ -3,8 +3,7 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import { AppleNotificationStore } from '../accounts/apple-notification-store.js';
 import { handleAppleNotification, parseAppleEvents, type AppleNotificationDeps } from '../flows/apple-notifications.js';
-import { deleteSessionsOfAccount } from '../oidc/adapter/account-sessions.js';
-import { listGrantsOfAccount } from '../oidc/adapter/grant-lookup.js';
+import { endSessionsOfAccount } from '../oidc/session-ending.js';
 import type { Services } from '../services.js';
 import { UpstreamError } from '../upstream/index.js';
 
@@ -23,18 +22,9 @@ export function appleNotificationRoutes(services: Services): Router {
   const router = new Router();
   const notifications = new AppleNotificationStore(db.pool);
 
-  /** Every grant of the account and everything issued under it, then its browser sessions. */
+  /** Every grant of the account and everything issued under it, and its browser sessions. */
   const endSessions = async (accountId: string) => {
-    const provider = host.current;
-    for (const { grantId } of await listGrantsOfAccount(db.pool, accountId)) {
-      await Promise.all([
-        provider.AccessToken.adapter.revokeByGrantId(grantId),
-        provider.RefreshToken.adapter.revokeByGrantId(grantId),
-        provider.AuthorizationCode.adapter.revokeByGrantId(grantId),
-      ]);
-      await provider.Grant.adapter.destroy(grantId);
-    }
-    await deleteSessionsOfAccount(db.pool, accountId);
+    await endSessionsOfAccount({ pool: db.pool, provider: () => host.current }, accountId, { grants: 'all' });
   };
 
   const answer = (ctx: Context, status: number) => {

@@ -9,7 +9,7 @@ import { withTransaction } from '../db/database.js';
 import { AccountSettings } from '../flows/account-settings.js';
 import { completeSignIn } from '../flows/login.js';
 import {
-  completeLink, confirmUpstreamSignup, decideAfterUpstreamLogin, linkOptionsFor, parkUpstreamReturn, pendingUpstream, vouchedEmail,
+  completeLink, confirmUpstreamSignup, decideAfterUpstreamLogin, linkOptionsFor, parkUpstreamReturn, pausedSignIn, pendingUpstream, vouchedEmail,
   type UpstreamDeps,
 } from '../flows/upstream.js';
 import type { CodeStart, CodeVerification } from '../methods/one-time-code-method.js';
@@ -149,8 +149,9 @@ export function upstreamRoutes(services: Services): Router {
     const uid = pending.interactionUid;
     if (pending.purpose === 'login') {
       const decision = await decideAfterUpstreamLogin(deps, identity, uid);
+      if (decision.next === 'refused') return failure(ctx, provider, decision.reason, uid);
       if (decision.next === 'sign_in') {
-        await parkUpstreamReturn(deps, uid, { kind: 'account', accountId: decision.account.id });
+        await parkUpstreamReturn(deps, uid, { kind: 'account', accountId: decision.account.id, via: identity });
         return seeOther(ctx, '/upstream/continue', uid);
       }
       return seeOther(ctx, decision.next === 'offer_link' ? '/link' : '/upstream-signup', uid);
@@ -161,10 +162,12 @@ export function upstreamRoutes(services: Services): Router {
       if (!linked || linked.accountId !== pending.expectedAccountId || identity.subject !== pending.expectedSubject) {
         return failure(ctx, provider, 'not_the_linked_account', uid);
       }
+      const paused = pausedSignIn(linked);
+      if (paused) return failure(ctx, provider, paused, uid);
       await identities.refreshAttributes(linked.id, {
         email: identity.email ?? null, emailVerified: identity.emailVerified, isPrivateEmail: identity.isPrivateRelay, name: identity.name, refreshToken: identity.refreshToken,
       });
-      await parkUpstreamReturn(deps, uid, { kind: 'account', accountId: linked.accountId });
+      await parkUpstreamReturn(deps, uid, { kind: 'account', accountId: linked.accountId, via: identity });
       return seeOther(ctx, '/upstream/continue', uid);
     }
     // Linking from the account page: the account-page session picks it up on /account.
@@ -357,6 +360,8 @@ export function upstreamRoutes(services: Services): Router {
     if (!target || !provider) return seeOther(ctx, '/link');
     const linked = (await identities.listForAccount(target.account.id)).find((i) => i.provider === provider);
     if (!linked || provider === target.identity.provider) return seeOther(ctx, '/link');
+    const paused = pausedSignIn(linked);
+    if (paused) return failure(ctx, provider, paused, details.uid);
     if (await refuseUpstreamInAppBrowser(ctx, services, details, provider)) return;
     try {
       const { authorizationUrl } = await upstream.begin({
@@ -508,5 +513,6 @@ function messageFor(reason: string): UpstreamMessage | 'untrusted_answer' | 'gen
 const UPSTREAM_MESSAGES = [
   'access_denied', 'timeout', 'unavailable', 'bad_state', 'replayed', 'other_browser', 'state_expired', 'not_configured', 'not_the_linked_account',
   'wrong_account', 'already_linked', 'provider_already_linked', 'email_taken', 'no_pending_link', 'code_rate_limited', 'code_not_sent',
+  'upstream_paused', 'upstream_disabled',
 ] as const;
 type UpstreamMessage = (typeof UPSTREAM_MESSAGES)[number];

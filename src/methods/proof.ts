@@ -6,9 +6,13 @@ export type MethodName = 'email_otp' | 'sms_otp' | 'passkey' | 'upstream';
 export type ProofSubject =
   | { kind: 'email'; address: string; key: string }
   | { kind: 'phone'; phone: string }
-  | { kind: 'account'; accountId: string }
+  /** `via`: the upstream identities this sign-in went through (to find its sessions again, e.g. Google RISC). */
+  | { kind: 'account'; accountId: string; via?: UpstreamIdentityRef[] }
   /** A Google/Apple sign-in not (yet) linked to an account: what it said, waiting for link or signup. */
   | { kind: 'upstream'; identity: ParkedUpstreamIdentity; linkToAccountId?: string };
+
+/** An upstream identity by its key, as a sign-in records which one it went through. */
+export interface UpstreamIdentityRef { provider: 'google' | 'apple'; issuer: string; subject: string }
 
 /**
  * An upstream identity as parked between requests of one interaction (JSON). The Apple refresh token

@@ -43,6 +43,7 @@ import { AppleUpstream, type AppleClientSecretTiming } from './apple.js';
 import { browserBindingCookieName, type BrowserCookies } from './browser-binding.js';
 import { UpstreamError } from './errors.js';
 import { GoogleUpstream } from './google.js';
+import { GoogleRiscVerifier, type GoogleSecurityEvent } from './google-risc.js';
 import type { UpstreamIdentityClaims } from './identity-claims.js';
 import { randomToken } from './oidc-client.js';
 import type { CallbackParams, UpstreamProviderClient } from './provider-client.js';
@@ -50,6 +51,7 @@ import type { CallbackParams, UpstreamProviderClient } from './provider-client.j
 export { AppleUpstream, AppleClientSecret, isAppleRelayAddress, parseAppleUser } from './apple.js';
 export { UpstreamError, UPSTREAM_ERROR_REASONS, type UpstreamErrorReason } from './errors.js';
 export { GoogleUpstream, REAL_GOOGLE_ISSUER } from './google.js';
+export { GOOGLE_RISC_EVENT_TYPES, SetRefused, type GoogleRiscEventType, type GoogleSecurityEvent, type SetErrorCode } from './google-risc.js';
 export type { UpstreamIdentityClaims } from './identity-claims.js';
 export type { CallbackParams, UpstreamProviderClient } from './provider-client.js';
 export { browserBindingCookieName, type BrowserCookies } from './browser-binding.js';
@@ -102,11 +104,16 @@ export interface UpstreamProvidersOptions {
 export class UpstreamProviders {
   private readonly clients = new Map<UpstreamProviderName, UpstreamProviderClient>();
   private readonly clock: () => Date;
+  private readonly googleRisc: GoogleRiscVerifier | undefined;
 
   constructor(private readonly options: UpstreamProvidersOptions) {
     this.clock = options.clock ?? (() => new Date());
     const common = { timeoutMs: options.config.timeoutMs, clock: this.clock, jwksCooldownMs: options.jwksCooldownMs };
-    if (options.config.google) this.clients.set('google', new GoogleUpstream(options.config.google, common));
+    if (options.config.google) {
+      const google = new GoogleUpstream(options.config.google, common);
+      this.clients.set('google', google);
+      this.googleRisc = new GoogleRiscVerifier(options.config.google, google.oidc, common);
+    }
     if (options.config.apple) {
       this.clients.set('apple', new AppleUpstream(options.config.apple, { ...common, clientSecretTiming: options.appleClientSecretTiming }));
     }
@@ -229,6 +236,12 @@ export class UpstreamProviders {
     const apple = this.get('apple');
     if (!(apple instanceof AppleUpstream)) throw new UpstreamError('not_configured', 'apple', 'no Apple client');
     return apple.verifyNotification(jws);
+  }
+
+  /** Checks a Google RISC Security Event Token; SetRefused, or UpstreamError when Google's keys cannot be read. */
+  async verifyGoogleSecurityEvent(set: string): Promise<GoogleSecurityEvent> {
+    if (!this.googleRisc) throw new UpstreamError('not_configured', 'google', 'Google is not configured');
+    return this.googleRisc.verify(set);
   }
 
   /** Revokes an Apple refresh token (unlink, account deletion). */

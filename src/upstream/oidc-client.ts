@@ -246,23 +246,7 @@ export class OidcUpstreamClient {
   }
 
   private failFromJose(err: unknown): UpstreamError {
-    if (err instanceof UpstreamError) return err;
-    if (err instanceof joseErrors.JWTExpired) return this.fail('expired', 'the ID token has expired', err);
-    if (err instanceof joseErrors.JWTClaimValidationFailed) {
-      if (err.claim === 'aud') return this.fail('wrong_audience', 'the ID token is for another client', err);
-      if (err.claim === 'iss') return this.fail('wrong_issuer', 'the ID token is from another issuer', err);
-      return this.fail('invalid_id_token', `claim ${err.claim}: ${err.message}`, err);
-    }
-    if (err instanceof joseErrors.JWKSTimeout) return this.fail('timeout', 'the key set did not arrive in time', err);
-    if (err instanceof joseErrors.JWSSignatureVerificationFailed || err instanceof joseErrors.JOSEAlgNotAllowed
-      || err instanceof joseErrors.JWKSNoMatchingKey || err instanceof joseErrors.JWKSMultipleMatchingKeys || err instanceof joseErrors.JOSENotSupported) {
-      return this.fail('bad_signature', err.message, err);
-    }
-    if (err instanceof joseErrors.JWSInvalid || err instanceof joseErrors.JWTInvalid) return this.fail('invalid_id_token', err.message, err);
-    if (err instanceof joseErrors.JWKSInvalid || err instanceof joseErrors.JWKInvalid) return this.fail('unavailable', 'the key set is unusable', err);
-    if (err instanceof joseErrors.JOSEError) return this.fail('unavailable', `the key set could not be read: ${err.message}`, err);
-    if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) return this.fail('timeout', 'the key set did not arrive in time', err);
-    return this.fail('unavailable', `the key set could not be read: ${err instanceof Error ? err.message : String(err)}`, err);
+    return upstreamErrorFromJose(this.options.provider, err);
   }
 
   /** One HTTP request with the deadline; network failures become 'unavailable', the deadline 'timeout'. */
@@ -280,7 +264,29 @@ export class OidcUpstreamClient {
   }
 }
 
-function parseJsonObject(text: string): Record<string, unknown> | undefined {
+/** What a jose failure (a JWT check, a key set download) means for an upstream provider. */
+export function upstreamErrorFromJose(provider: UpstreamProviderName, err: unknown): UpstreamError {
+  const fail = (reason: UpstreamErrorReason, detail: string, cause?: unknown) => new UpstreamError(reason, provider, detail, cause === undefined ? undefined : { cause });
+  if (err instanceof UpstreamError) return err;
+  if (err instanceof joseErrors.JWTExpired) return fail('expired', 'the ID token has expired', err);
+  if (err instanceof joseErrors.JWTClaimValidationFailed) {
+    if (err.claim === 'aud') return fail('wrong_audience', 'the ID token is for another client', err);
+    if (err.claim === 'iss') return fail('wrong_issuer', 'the ID token is from another issuer', err);
+    return fail('invalid_id_token', `claim ${err.claim}: ${err.message}`, err);
+  }
+  if (err instanceof joseErrors.JWKSTimeout) return fail('timeout', 'the key set did not arrive in time', err);
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed || err instanceof joseErrors.JOSEAlgNotAllowed
+    || err instanceof joseErrors.JWKSNoMatchingKey || err instanceof joseErrors.JWKSMultipleMatchingKeys || err instanceof joseErrors.JOSENotSupported) {
+    return fail('bad_signature', err.message, err);
+  }
+  if (err instanceof joseErrors.JWSInvalid || err instanceof joseErrors.JWTInvalid) return fail('invalid_id_token', err.message, err);
+  if (err instanceof joseErrors.JWKSInvalid || err instanceof joseErrors.JWKInvalid) return fail('unavailable', 'the key set is unusable', err);
+  if (err instanceof joseErrors.JOSEError) return fail('unavailable', `the key set could not be read: ${err.message}`, err);
+  if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) return fail('timeout', 'the key set did not arrive in time', err);
+  return fail('unavailable', `the key set could not be read: ${err instanceof Error ? err.message : String(err)}`, err);
+}
+
+export function parseJsonObject(text: string): Record<string, unknown> | undefined {
   try {
     const v: unknown = JSON.parse(text);
     return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;

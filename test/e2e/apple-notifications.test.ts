@@ -6,7 +6,7 @@ import { FakeApple, type AppleNotificationEventClaims } from '../fakes/apple.js'
 import type { IdTokenTamper } from '../fakes/upstream-emulator.js';
 import { Browser, csrfOf, formAction } from '../support/browserless.js';
 import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
-import { authorizationRequest, discover } from './support.js';
+import { authorizationRequest, discover, stillSignedIn as isStillSignedIn } from './support.js';
 
 const REDIRECT = 'http://127.0.0.1:9/cb';
 type Page = { res: Response; body: string; url: string };
@@ -82,14 +82,7 @@ describe(`Apple server-to-server notifications (${describeBackends()})`, () => {
   const audit = (accountId: string, type?: string) => server.services.accounts.listAuditEvents({ accountId, ...(type ? { type } : {}) });
   const userinfoWorks = async (accessToken: string, sub: string) => oidc.fetchUserInfo(client, accessToken, sub).then(() => true, () => false);
 
-  /** Whether the browser is still signed in at Tsunagi: a new authorization request goes straight back. */
-  async function stillSignedIn(browser: Browser): Promise<boolean> {
-    const req = await authorizationRequest(client, REDIRECT, { scope: 'openid' });
-    const page = await browser.follow(req.url.href, {}, isCallback);
-    if (isCallback(page.url)) return true;
-    expect(page.body).toContain('/upstream/apple"'); // the login page
-    return false;
-  }
+  const stillSignedIn = (browser: Browser) => isStillSignedIn(browser, client, REDIRECT);
 
   it('marks a relay address undeliverable on email-disabled and deliverable again on email-enabled, audited', async () => {
     const relay = `${Date.now()}x@privaterelay.appleid.com`;

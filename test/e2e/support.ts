@@ -105,3 +105,15 @@ export async function signInWithEmail(
   }
   throw new Error('sign-in did not finish');
 }
+
+/**
+ * Whether the browser is still signed in at Tsunagi: a new authorization request goes straight back
+ * to the client; otherwise it shows the login page (anything else is an error, not a "no").
+ */
+export async function stillSignedIn(browser: Browser, config: oidc.Configuration, redirectUri: string): Promise<boolean> {
+  const req = await authorizationRequest(config, redirectUri, { scope: 'openid' });
+  const page = await browser.follow(req.url.href, {}, (u) => u.startsWith(redirectUri));
+  if (page.url.startsWith(redirectUri)) return true;
+  if (!page.body.includes('name="email" type="email"')) throw new Error(`neither signed in nor at the login page: ${page.res.status} ${page.url}`);
+  return false;
+}

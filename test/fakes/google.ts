@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type http from 'node:http';
-import { UpstreamEmulator, escapeHtml, type EmulatedUser, type RecordedRequest } from './upstream-emulator.js';
+import { UpstreamEmulator, escapeHtml, type EmulatedUser, type IdTokenTamper, type RecordedRequest } from './upstream-emulator.js';
 
 export type { EmulatedUser } from './upstream-emulator.js';
 
@@ -13,6 +13,10 @@ export type { EmulatedUser } from './upstream-emulator.js';
  *   google.nextUser({ sub: '1001', email: 'a@gmail.com', email_verified: true });
  *   google.failNextAuthorize.push('access_denied'); google.failNextToken.push({ status: 503 }, 'hang');
  *   google.tamperNextIdToken.push({ aud: 'someone-else' });
+ *
+ * And Cross-Account Protection (RISC): /.well-known/risc-configuration (issuer with a trailing slash,
+ * as Google's), the same JWKS, and Security Event Tokens signed as Google signs them:
+ *   await google.signSecurityEvent({ type: 'account-disabled', sub: '1001', reason: 'hijacking' });
  */
 export class FakeGoogle extends UpstreamEmulator {
   readonly clientId = `${randomBytes(6).toString('hex')}.apps.googleusercontent.com`;
@@ -22,7 +26,25 @@ export class FakeGoogle extends UpstreamEmulator {
 
   /** The variables that point Tsunagi at this emulator. */
   env(): Record<string, string> {
-    return { GOOGLE_CLIENT_ID: this.clientId, GOOGLE_CLIENT_SECRET: this.clientSecret, GOOGLE_ISSUER: this.issuer };
+    return { GOOGLE_CLIENT_ID: this.clientId, GOOGLE_CLIENT_SECRET: this.clientSecret, GOOGLE_ISSUER: this.issuer, GOOGLE_RISC_ISSUER: this.issuer };
+  }
+
+  /** Google's RISC issuer is its sign-in issuer with a trailing slash ("https://accounts.google.com/"). */
+  get riscIssuer(): string { return `${this.url}/`; }
+
+  /**
+   * A Security Event Token as Google pushes it: RS256 with a key of the JWKS, iss the RISC issuer,
+   * aud the client, iat, a fresh jti, no exp, one event whose subject is iss-sub (except verification).
+   */
+  async signSecurityEvent(event: SecurityEventClaims, tamper: IdTokenTamper = {}): Promise<string> {
+    const uri = event.type === 'tokens-revoked' || event.type === 'token-revoked'
+      ? `https://schemas.openid.net/secevent/oauth/event-type/${event.type}` : `https://schemas.openid.net/secevent/risc/event-type/${event.type}`;
+    const body: Record<string, unknown> = event.type === 'verification' && event.sub === undefined
+      ? {} : { subject: { subject_type: 'iss-sub', iss: this.riscIssuer, sub: event.sub } };
+    if (event.reason) body.reason = event.reason;
+    if (event.state) body.state = event.state;
+    const claims = { iss: this.riscIssuer, aud: this.clientId, jti: event.jti ?? randomBytes(16).toString('hex'), events: { [uri]: body } };
+    return this.signIdToken(claims, { ...tamper, claims: { exp: undefined, ...tamper.claims } });
   }
 
   protected discoveryExtras(): Record<string, unknown> {
@@ -82,7 +104,27 @@ export class FakeGoogle extends UpstreamEmulator {
     return { scope: 'openid https://www.googleapis.com/auth/userinfo.email https://www.googleapis.com/auth/userinfo.profile' };
   }
 
-  protected async handleOther(_path: string, _req: RecordedRequest, _res: http.ServerResponse): Promise<boolean> {
-    return false;
+  protected async handleOther(path: string, _req: RecordedRequest, res: http.ServerResponse): Promise<boolean> {
+    if (path !== '/.well-known/risc-configuration') return false;
+    // The shape of https://accounts.google.com/.well-known/risc-configuration.
+    this.sendJson(res, 200, {
+      issuer: this.riscIssuer,
+      jwks_uri: `${this.url}${this.paths.jwks}`,
+      delivery_methods_supported: ['https://schemas.openid.net/secevent/risc/delivery-method/push'],
+      configuration_endpoint: `${this.url}/v1beta/stream:update`,
+      status_endpoint: `${this.url}/v1beta/stream/status`,
+      verification_endpoint: `${this.url}/v1beta/stream:verify`,
+    });
+    return true;
   }
+}
+
+/** One event of a SET: the short type name (an unknown one is sent as given), its Google subject and fields. */
+export interface SecurityEventClaims {
+  type: string;
+  sub?: string;
+  reason?: string;
+  state?: string;
+  /** Reuse a jti (a replay signed again). */
+  jti?: string;
 }

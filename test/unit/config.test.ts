@@ -176,8 +176,18 @@ describe('loadConfig upstream providers', () => {
 
   it('turns Google on with id and secret, defaulting to the real issuer', () => {
     const { upstream } = loadConfig({ GOOGLE_CLIENT_ID: 'id.apps.googleusercontent.com', GOOGLE_CLIENT_SECRET: 's', UPSTREAM_TIMEOUT_MS: '3000' });
-    expect(upstream.google).toEqual({ clientId: 'id.apps.googleusercontent.com', clientSecret: 's', issuer: 'https://accounts.google.com' });
+    expect(upstream.google).toEqual({
+      clientId: 'id.apps.googleusercontent.com', clientSecret: 's', issuer: 'https://accounts.google.com',
+      riscIssuer: 'https://accounts.google.com', riscAudiences: ['id.apps.googleusercontent.com'],
+    });
     expect(upstream.timeoutMs).toBe(3000);
+  });
+
+  it('reads the Cross-Account Protection issuer and extra audiences, and refuses a RISC issuer that is not a URL', () => {
+    const google = { GOOGLE_CLIENT_ID: 'id.apps.googleusercontent.com', GOOGLE_CLIENT_SECRET: 's' };
+    const { upstream } = loadConfig({ ...google, GOOGLE_RISC_ISSUER: 'http://127.0.0.1:4001/', GOOGLE_RISC_AUDIENCES: ' other.apps.googleusercontent.com, id.apps.googleusercontent.com ' });
+    expect(upstream.google).toMatchObject({ riscIssuer: 'http://127.0.0.1:4001', riscAudiences: ['id.apps.googleusercontent.com', 'other.apps.googleusercontent.com'] });
+    expect(problemsOf({ ...google, GOOGLE_RISC_ISSUER: 'accounts.google.com' })).toEqual(['GOOGLE_RISC_ISSUER is not a valid URL (got "accounts.google.com")']);
   });
 
   it('reports a half-configured Google or Apple instead of turning it off', () => {
