@@ -41,7 +41,8 @@ export type AfterUpstreamLogin =
  * it back on from the account page; 'upstream_disabled' — Google disabled the account; it works again
  * once Google enables it (src/flows/google-risc.ts).
  */
-export type PausedSignIn = 'upstream_paused' | 'upstream_disabled';
+export const PAUSED_SIGN_IN = ['upstream_paused', 'upstream_disabled'] as const;
+export type PausedSignIn = (typeof PAUSED_SIGN_IN)[number];
 
 /** undefined when the identity may sign in and prove its account; otherwise why not. */
 export function pausedSignIn(identity: Pick<UpstreamIdentity, 'signInPaused'>): PausedSignIn | undefined {

@@ -111,12 +111,12 @@ describe(`Apple server-to-server notifications (${describeBackends()})`, () => {
     expect(english.res.status).toBe(200);
     expect(english.body).toContain('Apple stopped forwarding mail from your private relay address');
     expect(english.body).toContain('Apple resumed forwarding mail from your private relay address');
-    expect(english.body).toContain('A notice from Apple was ignored');
+    expect(english.body).toContain('A notice from a sign-in provider was received (nothing to change)');
     const japanese = await browser.follow(`${issuer}/account?lang=ja`);
     expect(japanese.res.status).toBe(200);
     expect(japanese.body).toContain('Apple がプライベートリレーアドレスからのメール転送を停止');
     expect(japanese.body).toContain('Apple がプライベートリレーアドレスからのメール転送を再開');
-    expect(japanese.body).toContain('Apple からの通知を無視');
+    expect(japanese.body).toContain('ログイン方法の提供元から通知を受信（変更なし）');
   });
 
   it('still shows the account page when an event has a type this version has no text for, with a neutral label and a warning', async () => {

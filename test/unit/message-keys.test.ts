@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import ts from 'typescript';
 import { AUDIT_EVENT_TYPES } from '../../src/accounts/account-store.js';
+import { PAUSED_SIGN_IN } from '../../src/flows/upstream.js';
 import { NOTICES } from '../../src/http/account-routes.js';
 import { catalogueKeys, LOCALES } from '../../src/i18n/index.js';
 import { SCOPES } from '../../src/oidc/configuration.js';
@@ -99,7 +100,11 @@ function keysOfSources(): SourceKeys {
 const TEMPLATE_SITES: Record<string, { prefix: string; values: readonly string[] }[]> = {
   // describeConsent (src/flows/consent.ts) lists the scopes asked for, except openid.
   'views/consent.eta': [{ prefix: 'scope.', values: SCOPES.filter((s) => s !== 'openid') }],
-  'views/account.eta': [{ prefix: 'account.notice.', values: [...NOTICES] }],
+  'views/account.eta': [
+    { prefix: 'account.notice.', values: [...NOTICES] },
+    // A paused Google/Apple sign-in (src/flows/upstream.ts pausedSignIn).
+    { prefix: 'account.providers_', values: PAUSED_SIGN_IN },
+  ],
   'views/login.eta': [{ prefix: 'login.continue_with_', values: UPSTREAM_PROVIDERS }],
 };
 
