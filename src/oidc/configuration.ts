@@ -8,6 +8,7 @@ import { negotiateLocale } from '../i18n/index.js';
 import type { Views } from '../http/views.js';
 import { assertClientRules, EXTRA_CLIENT_METADATA, validateExtraClientMetadata, type ClientPolicy, type TsunagiClientMetadata } from './client-metadata.js';
 import type { Adapter } from './adapter/types.js';
+import { isHashedSecret, secretIsKeyMaterial } from './client-secrets.js';
 import type { LoadedKeys } from './keys.js';
 import { cspNonce as newNonce } from '../http/security-headers.js';
 import { ACCOUNT_APP_CLIENT_ID, accountAppClient } from '../http/account-session.js';
@@ -117,7 +118,12 @@ export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
         // request. Stored clients are loaded as they are; `clients lint` reports those breaking a rule.
         const route = ctx?.oidc?.route;
         if (key === EXTRA_CLIENT_METADATA[0] && (route === 'registration' || route === 'client_update')) {
-          assertClientRules(metadata as unknown as Record<string, unknown>, clientPolicyOf(config));
+          const fields = metadata as unknown as Record<string, unknown>;
+          assertClientRules(fields, clientPolicyOf(config));
+          // Only an HMAC of this client's secret is kept: it cannot become a signing key afterwards.
+          if (isHashedSecret(fields.client_secret) && secretIsKeyMaterial(fields)) {
+            throw new errors.InvalidClientMetadata('this client\'s secret is stored hashed and cannot become an HMAC key (client_secret_jwt, HS* algorithms): register a new client for that');
+          }
         }
       },
     },

@@ -37,7 +37,7 @@ describe(`client registration rules (${describeBackends()})`, () => {
     server = await startTestServer({ ...store.env, INITIAL_ACCESS_TOKEN });
     issuer = server.services.config.issuer;
     env = { ...store.env, ISSUER: issuer, REDIS_URL: process.env.REDIS_URL };
-  });
+  }, 180_000);
   afterAll(async () => {
     await server?.close();
     await store?.close();
@@ -102,7 +102,18 @@ describe(`client registration rules (${describeBackends()})`, () => {
       body: JSON.stringify({ client_id: created.client_id, client_name: 'Renamed', redirect_uris: ['https://rp.example.test/cb'], grant_types: ['authorization_code', 'refresh_token'] }),
     });
     expect(renamed.status).toBe(200);
-    expect(JSON.stringify(await renamed.json())).not.toContain('hmac-sha256:');
+    const renamedBody = (await renamed.json()) as { registration_access_token: string };
+    expect(JSON.stringify(renamedBody)).not.toContain('hmac-sha256:');
+    expect(await refresh(created.client_secret)).toBe('invalid_grant');
+
+    // Its secret is kept only as an HMAC, so it cannot turn into a client_secret_jwt key later.
+    const toJwt = await fetch(created.registration_client_uri, {
+      // The update rotated the registration access token.
+      method: 'PUT', headers: { authorization: `Bearer ${renamedBody.registration_access_token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ client_id: created.client_id, redirect_uris: ['https://rp.example.test/cb'], token_endpoint_auth_method: 'client_secret_jwt' }),
+    });
+    expect(toJwt.status).toBe(400);
+    expect(await toJwt.json()).toMatchObject({ error: 'invalid_client_metadata', error_description: expect.stringMatching(/stored hashed/) });
     expect(await refresh(created.client_secret)).toBe('invalid_grant');
   });
 
@@ -124,5 +135,5 @@ describe(`client registration rules (${describeBackends()})`, () => {
       client_id: 'old-machine', client_name: 'Old machine', violations: [expect.objectContaining({ rule: 'public-client-credentials' })],
     })]);
     expect(dirty.stderr).toMatch(/1 client\(s\) break a registration rule/);
-  }, 120_000);
+  }, 240_000);
 });

@@ -87,7 +87,8 @@ describe(`secrets at rest after a full sign-in (${describeBackends()})`, () => {
       await db.close();
     }
     server = await startTestServer({ ...store.env, SMTP_URL: await sink.start() });
-  });
+    // Two starts of a database on disk (the embedded one is WebAssembly): slow on a busy machine.
+  }, 180_000);
 
   afterAll(async () => {
     await server?.close();
@@ -192,7 +193,7 @@ describe(`master key rotation (${describeBackends()})`, () => {
       const db = await openDatabase({ databaseUrl: store.env.DATABASE_URL, dataDir: store.dataDir, poolMax: 1 });
       try { await migrate(db.pool); } finally { await db.close(); }
     }
-  });
+  }, 120_000);
   afterAll(async () => { await store?.close(); });
 
   const configWith = (current: string, previous?: string) =>
@@ -242,5 +243,5 @@ describe(`master key rotation (${describeBackends()})`, () => {
 
     // And the old key is no longer enough: nothing is left sealed with it.
     await expect(withServices(keyA, undefined, async () => undefined)).rejects.toBeInstanceOf(UnknownMasterKey);
-  }, 120_000);
+  }, 300_000);
 });
