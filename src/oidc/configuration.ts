@@ -13,6 +13,7 @@ import { cspNonce as newNonce } from '../http/security-headers.js';
 import { accountAppClient } from '../http/account-session.js';
 import { carryDeviceCodeNonce, deviceFlowFeature } from './device-flow.js';
 import type { RateLimiter } from '../limits/rate-limiter.js';
+import { outboundFetch } from './outbound-fetch.js';
 
 export interface ProviderDeps {
   config: Config;
@@ -230,8 +231,9 @@ export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
     async renderError(ctx, out, error) {
       const locale = localeOf(ctx as unknown as KoaContextWithOIDC);
       ctx.type = 'html';
+      const unavailable = out.error === 'temporarily_unavailable';
       ctx.body = views.render('error', { locale, nonce: newNonce(ctx) }, {
-        messageKey: 'error.oauth',
+        messageKey: unavailable ? 'error.unavailable' : 'error.oauth',
         error: out.error,
         description: out.error_description,
         status: (error as { status?: number }).status ?? 400,
@@ -245,6 +247,8 @@ export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
       const authTime = entities?.AuthorizationCode?.authTime ?? entities?.RefreshToken?.authTime ?? entities?.DeviceCode?.authTime;
       return typeof authTime === 'number' ? { auth_time: authTime } : undefined;
     },
+    // Back-channel logout, sector_identifier_uri, jwks_uri: private addresses only where the operator allows them.
+    fetch: outboundFetch(config.outboundAllowPrivate),
     clockTolerance: 5,
     discovery: { ui_locales_supported: ['en', 'ja'] },
   };
