@@ -155,3 +155,79 @@ export async function timed<T>(work: () => Promise<T>): Promise<{ value: T; ms: 
   const value = await work();
   return { value, ms: performance.now() - started };
 }
+
+export interface LogLine { level: number; msg: string; [field: string]: unknown }
+
+/**
+ * Tsunagi as its own process (`node --import tsx src/main.ts`), the way it runs in production: real
+ * signal handling, real outbound fetch. Its JSON log lines are kept for the test to wait on.
+ */
+export class TsunagiProcess {
+  readonly logs: LogLine[] = [];
+  private readonly waiters: Array<{ match: (l: LogLine) => boolean; resolve: (l: LogLine) => void }> = [];
+  private child!: ChildProcess;
+  private stderr = '';
+  exited!: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
+  port = 0;
+
+  get url(): string { return `http://127.0.0.1:${this.port}`; }
+  get pid(): number { return this.child.pid as number; }
+
+  async start(env: Record<string, string | undefined>): Promise<this> {
+    this.port = await freePort();
+    const { NODE_OPTIONS: _jestOnly, ...inherited } = process.env;
+    const fullEnv = {
+      ...inherited,
+      NODE_ENV: 'test', LOG_LEVEL: 'info', HOST: '127.0.0.1', PORT: String(this.port), ISSUER: `http://127.0.0.1:${this.port}`,
+      DATA_DIR: 'memory://', REDIS_KEY_PREFIX: `tsunagi-proc-${process.pid}-${Math.random().toString(36).slice(2, 8)}:`,
+      ...env,
+    };
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+      cwd: new URL('../..', import.meta.url).pathname,
+      env: Object.fromEntries(Object.entries(fullEnv).filter((e): e is [string, string] => e[1] !== undefined)),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child = child;
+    this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal, at: performance.now() })));
+    let pending = '';
+    child.stdout?.on('data', (chunk: Buffer) => {
+      pending += chunk.toString();
+      const lines = pending.split('\n');
+      pending = lines.pop() ?? '';
+      for (const text of lines) {
+        let line: LogLine;
+        try { line = JSON.parse(text) as LogLine; } catch { continue; }
+        this.logs.push(line);
+        for (const w of [...this.waiters]) {
+          if (w.match(line)) { this.waiters.splice(this.waiters.indexOf(w), 1); w.resolve(line); }
+        }
+      }
+    });
+    child.stderr?.on('data', (chunk: Buffer) => { this.stderr += chunk.toString(); });
+    const started = this.waitForLog((l) => l.msg.startsWith('Tsunagi is listening'), 60_000);
+    const failed = this.exited.then(({ code }) => { throw new Error(`Tsunagi exited (${code}) before listening: ${this.stderr.slice(-2000)}`); });
+    await Promise.race([started, failed]);
+    return this;
+  }
+
+  waitForLog(match: (l: LogLine) => boolean, withinMs: number): Promise<LogLine> {
+    const seen = this.logs.find(match);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no such log line within ${withinMs} ms; stderr: ${this.stderr.slice(-1000)}`)), withinMs);
+      this.waiters.push({ match, resolve: (l) => { clearTimeout(timer); resolve(l); } });
+    });
+  }
+
+  signal(signal: NodeJS.Signals): void {
+    this.child.kill(signal);
+  }
+
+  /** Ends the process if a test left it running. */
+  async stop(): Promise<void> {
+    if (this.child && this.child.exitCode === null && this.child.signalCode === null) {
+      this.child.kill('SIGKILL');
+      await this.exited;
+    }
+  }
+}
