@@ -14,6 +14,8 @@ import { authorizationRequest, discover } from './support.js';
 
 const REDIRECT = 'http://127.0.0.1:9/cb';
 const READYZ_BOUND_MS = 3000; // /readyz promises about 1 s
+// Starting a test server on the embedded database (migrations) takes long on a busy 2-core machine.
+const SETUP_MS = 120_000;
 
 interface Answer { status: number; headers: Headers; body: string }
 
@@ -83,7 +85,7 @@ describe(`Redis killed, then restarted empty (its own redis-server; ${describeBa
     await redis.start();
     server = await startTestServer({ REDIS_URL: redis.url, REDIS_COMMAND_TIMEOUT_MS: '1000', REDIS_CONNECT_TIMEOUT_MS: '1000' });
     clients = await clientsOf(server);
-  });
+  }, SETUP_MS);
   afterAll(async () => {
     await server?.close(0);
     await redis.kill();
@@ -133,7 +135,7 @@ describeWithPostgres('Postgres stopped or frozen (a TCP proxy in front of the re
     // Without Redis every OIDC artifact (interactions, tokens) is in Postgres.
     server = await startTestServer({ DATABASE_URL: proxied.href, REDIS_URL: undefined, DB_POOL_MAX: '4', DB_QUERY_TIMEOUT_MS: '1000', DB_CONNECT_TIMEOUT_MS: '1000' });
     clients = await clientsOf(server);
-  });
+  }, SETUP_MS);
   afterAll(async () => {
     proxy?.setMode('pass');
     await server?.close(0);
@@ -175,7 +177,7 @@ describe(`a mail server that never greets (${describeBackends()})`, () => {
     const { port } = stalled.address() as net.AddressInfo;
     server = await startTestServer({ SMTP_URL: `smtp://127.0.0.1:${port}`, SMTP_TIMEOUT_MS: '1000' });
     clients = await clientsOf(server);
-  });
+  }, SETUP_MS);
   afterAll(async () => {
     await server?.close(0);
     for (const socket of held) socket.destroy();
@@ -203,7 +205,7 @@ describe(`a Google that never answers (${describeBackends()})`, () => {
     await google.start();
     server = await startTestServer({ ...google.env(), UPSTREAM_TIMEOUT_MS: '1000' });
     clients = await clientsOf(server);
-  });
+  }, SETUP_MS);
   afterAll(async () => {
     await server?.close(0);
     await google.close();

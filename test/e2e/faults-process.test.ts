@@ -16,6 +16,8 @@ import { signInWithEmail } from './support.js';
 // and kill -9 in the middle of signups followed by SQL consistency checks.
 
 const DATABASE_URL = process.env.DATABASE_URL;
+// A process of its own starts in 5-40 s (tsx, and the embedded database migrating) on a busy 2-core machine.
+const PROCESS_TEST_MS = 180_000;
 
 async function migrated(): Promise<void> {
   if (!DATABASE_URL) return;
@@ -79,7 +81,7 @@ describe(`SIGTERM under keep-alive load (its own process; ${describeBackends()})
 
   it('turns /readyz 503 at once, closes keep-alive and idle connections, finishes in-flight requests and exits within the drain time', async () => {
     await migrated();
-    await tsunagi.start({ DATABASE_URL, REDIS_URL: process.env.REDIS_URL, SHUTDOWN_DRAIN_SECONDS: '3' });
+    await tsunagi.start({ DATABASE_URL, REDIS_URL: process.env.REDIS_URL, SHUTDOWN_DRAIN_SECONDS: '2' });
 
     // Keep-alive load: four clients, one connection each, one request after the other.
     const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
@@ -142,13 +144,15 @@ describe(`SIGTERM under keep-alive load (its own process; ${describeBackends()})
     const exit = await tsunagi.exited;
     await stuck.closed;
     expect(exit.code).toBe(0);
-    expect((exit.at - sentAt) / 1000).toBeLessThan(3 + 4); // SHUTDOWN_DRAIN_SECONDS=3, generous for a busy machine
+    // SHUTDOWN_DRAIN_SECONDS=2, then the pools close; the bound is generous for a busy machine (main.ts ends a
+    // process that still hangs 5 s after the drain with exit code 1, which the code check above would catch).
+    expect((exit.at - sentAt) / 1000).toBeLessThan(2 + 6);
     loading = false;
     await Promise.all(loops);
     agent.destroy();
     // Every keep-alive request sent once the process was draining got an answer that closes its connection.
     expect(afterTerm.every((r) => r.connection === 'close')).toBe(true);
-  });
+  }, PROCESS_TEST_MS);
 });
 
 /** A relying party on a loopback address, receiving back-channel logout tokens. */
@@ -259,7 +263,7 @@ describe(`back-channel logout to relying parties on private addresses (its own p
     expect(String(warning.reason)).toContain('127.0.0.2');
     expect(String(warning.reason)).toContain('OUTBOUND_ALLOW_PRIVATE');
     expect(tsunagi.logs.some((l) => l.msg === 'back-channel logout not delivered' && l.clientId === rpAllowed.id)).toBe(false);
-  });
+  }, PROCESS_TEST_MS);
 });
 
 const describeWithPostgres = DATABASE_URL ? describe : describe.skip;
@@ -336,5 +340,5 @@ describeWithPostgres('kill -9 in the middle of signups (its own process, real Po
     } finally {
       await db.end();
     }
-  });
+  }, PROCESS_TEST_MS);
 });

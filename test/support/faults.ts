@@ -204,7 +204,7 @@ export class TsunagiProcess {
       }
     });
     child.stderr?.on('data', (chunk: Buffer) => { this.stderr += chunk.toString(); });
-    const started = this.waitForLog((l) => l.msg.startsWith('Tsunagi is listening'), 60_000);
+    const started = this.waitForLog((l) => l.msg.startsWith('Tsunagi is listening'), 150_000);
     const failed = this.exited.then(({ code }) => { throw new Error(`Tsunagi exited (${code}) before listening: ${this.stderr.slice(-2000)}`); });
     await Promise.race([started, failed]);
     return this;
