@@ -9,6 +9,7 @@ import { getOrCreateSecret } from './db/app-secrets.js';
 import { openDatabase, type Database } from './db/database.js';
 import { migrate } from './db/migrate.js';
 import { openRedis, type RedisConnection } from './db/redis.js';
+import { withDeadline } from './db/dependency.js';
 import { DevOutbox, OutboxMailer, SmtpMailer, type Mailer } from './delivery/mailer.js';
 import { Metrics } from './http/metrics.js';
 import { Readiness } from './http/readiness.js';
@@ -140,7 +141,8 @@ export async function createServices(config: Config, log: Logger, overrides: Ser
       async close() {
         host.stop();
         if (mailer instanceof SmtpMailer) mailer.close();
-        if (r) await r.quit().catch(() => undefined);
+        // quit() needs a Redis that answers; otherwise stop at once (a process must be able to exit).
+        if (r) await withDeadline(r.quit(), config.timeouts.redisCommandMs, 'redis QUIT').catch(() => { r.destroy(); });
         await db.close();
       },
     };

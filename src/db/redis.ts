@@ -45,7 +45,9 @@ function withCommandDeadlines<T extends object>(target: T, ms: number): T {
   const proxy: T = new Proxy(target, {
     get(obj, prop) {
       const value: unknown = Reflect.get(obj, prop, obj);
-      if (typeof value !== 'function' || NOT_COMMANDS.has(prop)) return value;
+      if (typeof value !== 'function') return value;
+      // node-redis methods read private fields: they run on the client itself, never on the proxy.
+      if (NOT_COMMANDS.has(prop)) return (value as (...a: unknown[]) => unknown).bind(obj);
       return (...args: unknown[]) => {
         const result: unknown = (value as (...a: unknown[]) => unknown).apply(obj, args);
         if (result === obj) return proxy; // chained calls (multi().incr().pExpire()) keep the deadline
