@@ -76,22 +76,48 @@ async function readyAgain(server: RunningServer, withinMs: number): Promise<void
   await eventually(async () => ((await get(`${server.url}/readyz`)).status === 200 ? true : undefined), withinMs, '/readyz 200 after recovery');
 }
 
-describe(`Redis killed, then restarted empty (its own redis-server; ${describeBackends()})`, () => {
+describe(`Redis frozen, then killed and restarted empty (its own redis-server behind a proxy; ${describeBackends()})`, () => {
   const redis = new OwnRedis();
+  let proxy: FaultProxy;
   let server: RunningServer;
   let clients: Awaited<ReturnType<typeof clientsOf>>;
 
   beforeAll(async () => {
     await redis.start();
-    server = await startTestServer({ REDIS_URL: redis.url, REDIS_COMMAND_TIMEOUT_MS: '1000', REDIS_CONNECT_TIMEOUT_MS: '1000' });
+    proxy = new FaultProxy('127.0.0.1', redis.port);
+    await proxy.start();
+    server = await startTestServer({ REDIS_URL: `redis://127.0.0.1:${proxy.port}`, REDIS_COMMAND_TIMEOUT_MS: '1000', REDIS_CONNECT_TIMEOUT_MS: '1000' });
     clients = await clientsOf(server);
   }, SETUP_MS);
   afterAll(async () => {
+    proxy?.setMode('pass');
     await server?.close(0);
+    await proxy?.close();
     await redis.kill();
   });
 
-  it('answers 503 + Retry-After at once, replays nothing into the new Redis, and recovers without a restart', async () => {
+  it('frozen: a command already sent fails at its deadline with 503 + Retry-After, and traffic resumes when Redis answers again', async () => {
+    expect((await clientCredentials(server, clients.backend.id, clients.backend.secret)).status).toBe(200);
+    const { browser, page } = await loginPage(server, clients.web);
+
+    proxy.setMode('blackhole');
+    try {
+      await readyzWhenDown(server, 'redis');
+      expect(JSON.parse((await get(`${server.url}/readyz`)).body).checks).toMatchObject({ redis: 'timeout' });
+      const token = await timed(() => clientCredentials(server, clients.backend.id, clients.backend.secret));
+      expect(token.ms).toBeLessThan(4000); // REDIS_COMMAND_TIMEOUT_MS=1000
+      expectTemporarilyUnavailable(token.value);
+      const again = await timed(() => browser.request(page.url));
+      expect(again.ms).toBeLessThan(4000);
+      expectReadableUnavailablePage(again.value);
+    } finally {
+      proxy.setMode('pass');
+    }
+    await readyAgain(server, 15_000);
+    expect((await clientCredentials(server, clients.backend.id, clients.backend.secret)).status).toBe(200);
+  });
+
+  it('killed: answers 503 + Retry-After at once, replays nothing into the new Redis, and recovers without a restart', async () => {
     expect((await clientCredentials(server, clients.backend.id, clients.backend.secret)).status).toBe(200);
     const { browser, page } = await loginPage(server, clients.web);
     expect(Number((await redis.command('DBSIZE')).slice(1))).toBeGreaterThan(0); // what was issued lives in this Redis
