@@ -105,10 +105,10 @@ describe(`Redis frozen, then killed and restarted empty (its own redis-server be
       await readyzWhenDown(server, 'redis');
       expect(JSON.parse((await get(`${server.url}/readyz`)).body).checks).toMatchObject({ redis: 'timeout' });
       const token = await timed(() => clientCredentials(server, clients.backend.id, clients.backend.secret));
-      expect(token.ms).toBeLessThan(4000); // REDIS_COMMAND_TIMEOUT_MS=1000
+      expect(token.ms).toBeLessThan(5000); // REDIS_COMMAND_TIMEOUT_MS=1000, generous for a busy machine
       expectTemporarilyUnavailable(token.value);
       const again = await timed(() => browser.request(page.url));
-      expect(again.ms).toBeLessThan(4000);
+      expect(again.ms).toBeLessThan(5000);
       expectReadableUnavailablePage(again.value);
     } finally {
       proxy.setMode('pass');
@@ -126,11 +126,11 @@ describe(`Redis frozen, then killed and restarted empty (its own redis-server be
     await readyzWhenDown(server, 'redis');
     // The relying party: OAuth temporarily_unavailable, not a 500 and not a wait.
     const token = await timed(() => clientCredentials(server, clients.backend.id, clients.backend.secret));
-    expect(token.ms).toBeLessThan(4000);
+    expect(token.ms).toBeLessThan(5000);
     expectTemporarilyUnavailable(token.value);
     // The person, on the sign-in page they already had open: a readable page.
     const again = await timed(() => browser.request(page.url));
-    expect(again.ms).toBeLessThan(4000);
+    expect(again.ms).toBeLessThan(5000);
     expectReadableUnavailablePage(again.value);
 
     await redis.start(); // same port, empty
@@ -177,10 +177,10 @@ describeWithPostgres('Postgres stopped or frozen (a TCP proxy in front of the re
       try {
         await readyzWhenDown(server, 'database');
         const token = await timed(() => clientCredentials(server, clients.backend.id, clients.backend.secret));
-        expect(token.ms).toBeLessThan(6000); // a 1 s query deadline and a 1 s connect deadline
+        expect(token.ms).toBeLessThan(8000); // 1 s query and connect deadlines (a request makes a few queries; the first failure ends it)
         expectTemporarilyUnavailable(token.value);
         const again = await timed(() => browser.request(page.url));
-        expect(again.ms).toBeLessThan(6000);
+        expect(again.ms).toBeLessThan(8000);
         expectReadableUnavailablePage(again.value);
       } finally {
         proxy.setMode('pass');
