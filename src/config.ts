@@ -1,4 +1,5 @@
 import { createPrivateKey } from 'node:crypto';
+import net from 'node:net';
 import { DEVELOPMENT_MASTER_KEY, parseMasterKey } from './db/master-key.js';
 
 // One typed Config from the environment, validated once. Every problem is reported, one line each,
@@ -47,6 +48,18 @@ export interface Config {
   defaultPhoneRegion: string;
   /** Upstream OpenID providers; each is on only when all its variables are set. */
   upstream: UpstreamConfig;
+  /** Deadlines for dependencies (README "Operating it: failures"). */
+  timeouts: {
+    dbConnectMs: number;
+    dbQueryMs: number;
+    redisConnectMs: number;
+    redisCommandMs: number;
+    smtpMs: number;
+  };
+  /** On SIGTERM: how long in-flight requests may take before the process exits anyway. */
+  shutdownDrainSeconds: number;
+  /** Private hosts and networks oidc-provider's outbound requests (back-channel logout, sector_identifier_uri) may reach. */
+  outboundAllowPrivate: OutboundAllowList;
   ttl: {
     accessToken: number;
     idToken: number;
@@ -82,6 +95,33 @@ export interface UpstreamConfig {
   apple: AppleUpstreamConfig | undefined;
   /** Deadline of each request Tsunagi makes to an upstream provider (discovery, keys, token, revoke). */
   timeoutMs: number;
+}
+
+/** Host names (exact, lower case) and IP networks that outbound requests may reach although private. */
+export interface OutboundAllowList {
+  hosts: string[];
+  networks: Array<{ address: string; prefix: number; family: 'ipv4' | 'ipv6' }>;
+}
+
+function outboundAllowList(raw: string | undefined, problems: string[]): OutboundAllowList {
+  const list: OutboundAllowList = { hosts: [], networks: [] };
+  for (const entry of (raw ?? '').split(',').map((s) => s.trim().toLowerCase()).filter(Boolean)) {
+    const [address = '', prefixText, extra] = entry.split('/');
+    const family = net.isIP(address);
+    if (family !== 0 && extra === undefined) {
+      const max = family === 4 ? 32 : 128;
+      const prefix = prefixText === undefined ? max : Number(prefixText);
+      if (Number.isInteger(prefix) && prefix >= 0 && prefix <= max && (prefixText === undefined || /^\d+$/.test(prefixText))) {
+        list.networks.push({ address, prefix, family: family === 4 ? 'ipv4' : 'ipv6' });
+        continue;
+      }
+    } else if (prefixText === undefined && HOST_NAME.test(entry)) {
+      list.hosts.push(entry);
+      continue;
+    }
+    problems.push(`OUTBOUND_ALLOW_PRIVATE: "${entry}" is not an IP address, a network (10.0.0.0/8) or a host name`);
+  }
+  return list;
 }
 
 export class ConfigError extends Error {
@@ -230,6 +270,15 @@ export function loadConfig(env: Env = process.env): Config {
     twilio,
     defaultPhoneRegion,
     upstream,
+    timeouts: {
+      dbConnectMs: int('DB_CONNECT_TIMEOUT_MS', 3000, 100, 120_000),
+      dbQueryMs: int('DB_QUERY_TIMEOUT_MS', 5000, 100, 600_000),
+      redisConnectMs: int('REDIS_CONNECT_TIMEOUT_MS', 2000, 100, 120_000),
+      redisCommandMs: int('REDIS_COMMAND_TIMEOUT_MS', 2000, 50, 120_000),
+      smtpMs: int('SMTP_TIMEOUT_MS', 5000, 100, 120_000),
+    },
+    shutdownDrainSeconds: int('SHUTDOWN_DRAIN_SECONDS', 10, 0, 3600),
+    outboundAllowPrivate: outboundAllowList(str('OUTBOUND_ALLOW_PRIVATE'), problems),
     ttl: {
       accessToken: int('ACCESS_TOKEN_TTL', 3600, 60, 86400),
       idToken: int('ID_TOKEN_TTL', 3600, 60, 86400),

@@ -20,8 +20,9 @@ async function main(): Promise<void> {
   if (running.services.outbox) log.info(`development outbox: ${config.issuer}/dev/outbox`);
 
   const shutdown = (signal: string) => {
-    log.info({ signal }, 'shutting down');
-    const force = setTimeout(() => process.exit(1), 25_000);
+    log.info({ signal, drainSeconds: config.shutdownDrainSeconds }, 'shutting down');
+    // Pools closing after the drain get a few seconds more; a process that still hangs is ended.
+    const force = setTimeout(() => process.exit(1), (config.shutdownDrainSeconds + 5) * 1000);
     force.unref();
     running.close().then(() => process.exit(0), (err: unknown) => {
       log.error({ err }, 'shutdown failed');

@@ -14,7 +14,8 @@ export interface RunningServer {
   url: string;
   services: Services;
   server: http.Server;
-  close(): Promise<void>;
+  /** Drains (SHUTDOWN_DRAIN_SECONDS unless given) and closes everything; the same promise on every call. */
+  close(drainSeconds?: number): Promise<void>;
 }
 
 const SWEEP_INTERVAL_MS = 10 * 60 * 1000;
@@ -24,7 +25,16 @@ export async function startServer(config: Config, options: ServiceOverrides & { 
   const log = options.log ?? createLogger(config.logLevel);
   const services = await createServices(config, log, options);
   const app = createApp(services);
-  const server = http.createServer(app.callback());
+  const { readiness } = services;
+  // Draining: every response whose head is written from then on closes its connection (requests in
+  // flight when SIGTERM came included), so keep-alive clients reconnect elsewhere.
+  class DrainAwareResponse extends http.ServerResponse {
+    override writeHead(...args: unknown[]): this {
+      if (readiness.draining && !this.headersSent) this.setHeader('Connection', 'close');
+      return (super.writeHead as (...a: unknown[]) => this)(...args);
+    }
+  }
+  const server = http.createServer({ ServerResponse: DrainAwareResponse }, app.callback());
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -63,14 +73,23 @@ export async function startServer(config: Config, options: ServiceOverrides & { 
     url: `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`,
     services,
     server,
-    close() {
-      // Graceful: stop accepting, let in-flight requests finish, then close pools.
+    close(drainSeconds = config.shutdownDrainSeconds) {
+      // Graceful: /readyz says 503 at once, no new connections, idle keep-alive connections closed,
+      // in-flight requests finish (their responses close their connections) for up to drainSeconds;
+      // what is still open then is cut. Then the pools close.
       closing ??= (async () => {
+        services.readiness.startDraining();
         clearInterval(sweeper);
+        let deadline: NodeJS.Timeout | undefined;
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeIdleConnections();
+          deadline = setTimeout(() => {
+            log.warn({ drainSeconds }, 'drain time over: closing the connections still open');
+            server.closeAllConnections();
+          }, drainSeconds * 1000);
         });
+        clearTimeout(deadline);
         await services.close();
       })();
       return closing;

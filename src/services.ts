@@ -10,8 +10,10 @@ import { loadMasterKeyring, type MasterKeyring } from './db/master-key.js';
 import { openDatabase, type Database } from './db/database.js';
 import { migrate } from './db/migrate.js';
 import { openRedis, type RedisConnection } from './db/redis.js';
+import { withDeadline } from './db/dependency.js';
 import { DevOutbox, OutboxMailer, SmtpMailer, type Mailer } from './delivery/mailer.js';
 import { Metrics } from './http/metrics.js';
+import { Readiness } from './http/readiness.js';
 import { Views } from './http/views.js';
 import { PostgresRateLimiter } from './limits/postgres-rate-limiter.js';
 import type { RateLimiter } from './limits/rate-limiter.js';
@@ -64,6 +66,8 @@ export interface Services {
   host: ProviderHost;
   views: Views;
   metrics: Metrics;
+  /** /readyz: dependencies reachable in time, and not draining for shutdown. */
+  readiness: Readiness;
   cookieKeys: string[];
   secureCookies: boolean;
   close(): Promise<void>;
@@ -80,7 +84,10 @@ export interface ServiceOverrides {
 
 export async function createServices(config: Config, log: Logger, overrides: ServiceOverrides = {}): Promise<Services> {
   const keyring = loadMasterKeyring(config);
-  const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolMax: config.dbPoolMax });
+  const db = await openDatabase({
+    databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolMax: config.dbPoolMax,
+    timeouts: { connectTimeoutMs: config.timeouts.dbConnectMs, queryTimeoutMs: config.timeouts.dbQueryMs },
+  });
   let redis: RedisConnection | undefined;
   try {
     // Embedded mode migrates on start; with a real database `npm run migrate` (or the container's entrypoint) does it.
@@ -92,7 +99,7 @@ export async function createServices(config: Config, log: Logger, overrides: Ser
         `SELECT count(*) AS n FROM information_schema.tables WHERE table_name = 'schema_migrations'`);
       if (rows[0]?.n === '0') throw new Error('the database has no schema yet: run `npm run migrate` first');
     }
-    redis = config.redisUrl ? await openRedis(config.redisUrl) : undefined;
+    redis = config.redisUrl ? await openRedis(config.redisUrl, { commandTimeoutMs: config.timeouts.redisCommandMs, connectTimeoutMs: config.timeouts.redisConnectMs }) : undefined;
 
     const accounts = new AccountStore(db.pool);
     const otpChallenges = new OtpChallengeStore(db.pool);
@@ -103,7 +110,7 @@ export async function createServices(config: Config, log: Logger, overrides: Ser
     // Outside production, whatever has no real channel configured (mail without SMTP_URL, SMS without Twilio) goes here.
     const outbox = config.nodeEnv === 'production' ? undefined : new DevOutbox(log);
     if (!config.smtpUrl && config.nodeEnv === 'production' && !overrides.mailer) throw new Error('SMTP_URL is required in production');
-    const mailer = overrides.mailer ?? (config.smtpUrl ? new SmtpMailer(config.smtpUrl, config.mailFrom) : new OutboxMailer(outbox as DevOutbox));
+    const mailer = overrides.mailer ?? (config.smtpUrl ? new SmtpMailer(config.smtpUrl, config.mailFrom, config.timeouts.smtpMs) : new OutboxMailer(outbox as DevOutbox));
     const pepper = await getOrCreateSecret(db.pool, keyring, 'otp-pepper');
     const emailOtp = new EmailOtpMethod({ challenges: otpChallenges, limiter, mailer, pepper });
     const verifyEmail = new EmailOtpMethod({ challenges: otpChallenges, limiter, mailer, pepper }, 'add-email');
@@ -138,14 +145,19 @@ export async function createServices(config: Config, log: Logger, overrides: Ser
     await host.start(config.keysReloadSeconds);
 
     const r = redis;
+    const readiness = new Readiness({
+      database: () => db.pool.query('SELECT 1'),
+      ...(r ? { redis: () => r.ping() } : {}),
+    });
     return {
-      config, log, db, redis, accounts, otpChallenges, proofs, passkeyStore, passkeys, limiter, mailer, outbox, emailOtp, smsOtp, verifyEmail, verifyPhone, identities, upstreamCipher, upstream, keys, clients, keyring, host, views, metrics,
+      config, log, db, redis, accounts, otpChallenges, proofs, passkeyStore, passkeys, limiter, mailer, outbox, emailOtp, smsOtp, verifyEmail, verifyPhone, identities, upstreamCipher, upstream, keys, clients, keyring, host, views, metrics, readiness,
       cookieKeys,
       secureCookies: new URL(config.issuer).protocol === 'https:',
       async close() {
         host.stop();
         if (mailer instanceof SmtpMailer) mailer.close();
-        if (r) await r.quit().catch(() => undefined);
+        // quit() needs a Redis that answers; otherwise stop at once (a process must be able to exit).
+        if (r) await withDeadline(r.quit(), config.timeouts.redisCommandMs, 'redis QUIT').catch(() => { r.destroy(); });
         await db.close();
       },
     };

@@ -4,6 +4,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import { DependencyUnavailable, isDatabaseUnavailable } from './dependency.js';
 
 export type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
 
@@ -19,12 +20,37 @@ export interface DatabaseOptions {
   /** Folder for the embedded database; 'memory://' keeps it in memory (tests). */
   dataDir: string;
   poolMax: number;
+  /**
+   * Deadlines for a real Postgres (the embedded one runs in this process and cannot hang on its own).
+   * Unset (migrations, the CLI): no deadline.
+   */
+  timeouts?: DatabaseTimeouts | undefined;
+}
+
+export interface DatabaseTimeouts {
+  /** Waiting for a pooled connection, or opening a new one. */
+  connectTimeoutMs: number;
+  /** One query: enforced by the client (a frozen server) and by the server (statement_timeout). */
+  queryTimeoutMs: number;
 }
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   if (options.databaseUrl) {
-    const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolMax });
+    const t = options.timeouts;
+    const pool = new pg.Pool({
+      connectionString: options.databaseUrl,
+      max: options.poolMax,
+      keepAlive: true,
+      ...(t ? {
+        connectionTimeoutMillis: t.connectTimeoutMs,
+        query_timeout: t.queryTimeoutMs,
+        statement_timeout: t.queryTimeoutMs,
+        // A transaction left open by a client that vanished does not hold its locks for long.
+        idle_in_transaction_session_timeout: Math.max(10_000, t.queryTimeoutMs * 2),
+      } : {}),
+    });
     pool.on('error', () => { /* idle client errors surface on the next query */ });
+    if (t) reportUnavailability(pool);
     return { pool, embedded: false, close: () => pool.end() };
   }
   return openEmbeddedDatabase(options.dataDir);
@@ -87,20 +113,57 @@ function socketAnswers(socketPath: string): Promise<boolean> {
   });
 }
 
+type AnyCall = (...args: unknown[]) => unknown;
+const guardedClients = new WeakSet<object>();
+
+function asUnavailable(err: unknown): unknown {
+  return isDatabaseUnavailable(err) ? new DependencyUnavailable('database', err instanceof Error ? err.message : String(err), { cause: err }) : err;
+}
+
+// Only the promise forms are translated: pg-pool itself calls connect(callback) and client.query(text, values, callback).
+function translateRejections(target: object, method: 'query' | 'connect', onResolved?: (value: unknown) => unknown): void {
+  const original = (target as Record<string, AnyCall>)[method]?.bind(target) as AnyCall;
+  (target as Record<string, AnyCall>)[method] = (...args: unknown[]) => {
+    const result = original(...args);
+    if (!(result instanceof Promise)) return result;
+    return result.then(onResolved, (err: unknown) => { throw asUnavailable(err); });
+  };
+}
+
+/**
+ * Turns a database that is down or too slow (refused, timed out, connection lost) into
+ * DependencyUnavailable('database') on every path Tsunagi uses: pool.query and the clients of
+ * pool.connect() (transactions). Query errors (constraint violations, syntax) pass through.
+ */
+function reportUnavailability(pool: pg.Pool): void {
+  translateRejections(pool, 'query');
+  translateRejections(pool, 'connect', (client) => {
+    if (typeof client === 'object' && client !== null && !guardedClients.has(client)) {
+      guardedClients.add(client);
+      translateRejections(client, 'query');
+    }
+    return client;
+  });
+}
+
 /** Runs fn in one transaction on one connection; rolls back on any error. */
 export async function withTransaction<T>(pool: pg.Pool, fn: (tx: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  let result: T;
   try {
     await client.query('BEGIN');
-    const result = await fn(client);
+    result = await fn(client);
     await client.query('COMMIT');
-    return result;
   } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
+    // A connection that was lost or timed out is dropped, not rolled back (on a frozen server ROLLBACK
+    // would wait out a second deadline; Postgres rolls back a transaction whose connection closes).
+    // One whose ROLLBACK fails is not given back to the pool either.
+    const broken = err instanceof DependencyUnavailable || await client.query('ROLLBACK').then(() => false, () => true);
+    client.release(broken);
     throw err;
-  } finally {
-    client.release();
   }
+  client.release();
+  return result;
 }
 
 /** Postgres error code for a unique-constraint violation. */

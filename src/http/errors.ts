@@ -4,6 +4,7 @@ import type { Logger } from '../logger.js';
 import type { Metrics } from './metrics.js';
 import type { Views } from './views.js';
 import { cspNonce } from './security-headers.js';
+import { RETRY_AFTER_SECONDS, unavailableDependency } from '../db/dependency.js';
 
 /** Errors on Tsunagi's own pages become a readable page (or JSON for API callers); 5xx are logged. */
 export function errorPages(views: Views, log: Logger, metrics: Metrics) {
@@ -13,7 +14,12 @@ export function errorPages(views: Views, log: Logger, metrics: Metrics) {
     } catch (err) {
       let status = 500;
       let key = 'error.server';
-      if (err instanceof errors.SessionNotFound) { status = 400; key = 'error.session_expired'; }
+      const unavailable = unavailableDependency(err);
+      if (unavailable) {
+        status = 503; key = 'error.unavailable';
+        ctx.set('Retry-After', String(RETRY_AFTER_SECONDS));
+        log.warn({ dependency: unavailable.dependency, reason: unavailable.reason, path: ctx.path }, 'dependency unavailable');
+      } else if (err instanceof errors.SessionNotFound) { status = 400; key = 'error.session_expired'; }
       else if (err instanceof errors.OIDCProviderError) { status = err.status; key = 'error.bad_request'; }
       else if (typeof err === 'object' && err && (err as { name?: string }).name === 'CsrfFailure') { status = 403; key = 'error.csrf'; }
       else if (typeof err === 'object' && err && (err as { name?: string }).name === 'StaleInteraction') { status = 400; key = 'error.stale_interaction'; }
@@ -21,12 +27,14 @@ export function errorPages(views: Views, log: Logger, metrics: Metrics) {
       else if (typeof err === 'object' && err && typeof (err as { status?: number }).status === 'number' && (err as { status: number }).status < 500) {
         status = (err as { status: number }).status; key = 'error.bad_request';
       }
-      if (status >= 500) log.error({ err, path: ctx.path }, 'request failed');
+      if (status >= 500 && !unavailable) log.error({ err, path: ctx.path }, 'request failed');
       metrics.errors.inc({ kind: key });
       ctx.status = status;
       ctx.set('Cache-Control', 'no-store');
       if (ctx.accepts('html', 'json') === 'json') {
-        ctx.body = { error: status >= 500 ? 'server_error' : 'invalid_request', error_description: key };
+        ctx.body = unavailable
+          ? { error: unavailable.error, error_description: unavailable.error_description }
+          : { error: status >= 500 ? 'server_error' : 'invalid_request', error_description: key };
       } else {
         ctx.type = 'html';
         ctx.body = views.render('error', { locale: ctx.state.locale ?? 'en', nonce: cspNonce(ctx) }, { messageKey: key, status });

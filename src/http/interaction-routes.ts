@@ -14,6 +14,7 @@ import { requireCsrf } from './csrf.js';
 import { interactionSession, StaleInteraction, type Interaction } from './interaction-session.js';
 import { formBody, page, type PageState } from './page.js';
 import { inAppBrowserGuidance } from './in-app-browser-guidance.js';
+import { RETRY_AFTER_SECONDS } from '../db/dependency.js';
 
 /**
  * Tsunagi's screens inside an oidc-provider interaction: login by email code, signup confirmation,
@@ -65,7 +66,7 @@ export function interactionRoutes(services: Services): Router {
     metrics.otpSends.inc({ channel: 'email', result: started.ok ? 'sent' : started.reason });
     if (!started.ok) {
       ctx.status = started.reason === 'rate_limited' ? 429 : 503;
-      if (started.reason === 'rate_limited') ctx.set('Retry-After', String(started.retryAfterSeconds));
+      ctx.set('Retry-After', String(started.reason === 'rate_limited' ? started.retryAfterSeconds : RETRY_AFTER_SECONDS));
       return renderLogin(ctx, details, {
         email: email.address,
         error: started.reason === 'rate_limited' ? 'login.error.rate_limited' : 'login.error.delivery_failed',
@@ -138,7 +139,7 @@ export function interactionRoutes(services: Services): Router {
     metrics.otpSends.inc({ channel: 'sms', result: started.ok ? (account ? 'sent' : 'unknown_number') : started.reason });
     if (!started.ok) {
       ctx.status = started.reason === 'rate_limited' ? 429 : 503;
-      if (started.reason === 'rate_limited') ctx.set('Retry-After', String(started.retryAfterSeconds));
+      ctx.set('Retry-After', String(started.reason === 'rate_limited' ? started.retryAfterSeconds : RETRY_AFTER_SECONDS));
       return page(ctx, services, 'phone', phonePage(details.uid, {
         phone: typeof raw === 'string' ? raw : '',
         error: started.reason === 'rate_limited' ? 'phone.error.rate_limited' : `phone.error.${started.problem}`,

@@ -1,6 +1,7 @@
 import Router from '@koa/router';
 import type { Services } from '../services.js';
 import { page } from './page.js';
+import { RETRY_AFTER_SECONDS } from '../db/dependency.js';
 
 /** Liveness, readiness, metrics and (outside production) the development outbox. */
 export function systemRoutes(services: Services): Router {
@@ -11,24 +12,11 @@ export function systemRoutes(services: Services): Router {
   });
   router.get('/readyz', async (ctx) => {
     ctx.set('Cache-Control', 'no-store');
-    const checks: Record<string, string> = {};
-    try {
-      await services.db.pool.query('SELECT 1');
-      checks.database = 'ok';
-    } catch {
-      checks.database = 'unreachable';
-    }
-    if (services.redis) {
-      try {
-        await services.redis.ping();
-        checks.redis = 'ok';
-      } catch {
-        checks.redis = 'unreachable';
-      }
-    }
-    const ready = Object.values(checks).every((v) => v === 'ok');
-    ctx.status = ready ? 200 : 503;
-    ctx.body = { status: ready ? 'ready' : 'not_ready', checks };
+    const report = await services.readiness.report();
+    ctx.status = report.ready ? 200 : 503;
+    if (!report.ready) ctx.set('Retry-After', String(RETRY_AFTER_SECONDS));
+    const unavailable = Object.entries(report.checks).filter(([, result]) => result !== 'ok').map(([name]) => name);
+    ctx.body = { status: report.status, checks: report.checks, ...(unavailable.length ? { unavailable } : {}) };
   });
   router.get('/metrics', async (ctx) => {
     ctx.set('Content-Type', services.metrics.registry.contentType);

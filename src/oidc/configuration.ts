@@ -14,6 +14,7 @@ import { cspNonce as newNonce } from '../http/security-headers.js';
 import { ACCOUNT_APP_CLIENT_ID, accountAppClient } from '../http/account-session.js';
 import { carryDeviceCodeNonce, deviceFlowFeature } from './device-flow.js';
 import type { RateLimiter } from '../limits/rate-limiter.js';
+import { outboundFetch } from './outbound-fetch.js';
 
 export interface ProviderDeps {
   config: Config;
@@ -254,8 +255,9 @@ export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
         messageKey = late?.isExpired ? 'error.interaction_expired' : 'error.session_expired';
       }
       ctx.type = 'html';
+      const unavailable = out.error === 'temporarily_unavailable';
       ctx.body = views.render('error', { locale, nonce: newNonce(ctx) }, {
-        messageKey,
+        messageKey: out.error === 'temporarily_unavailable' ? 'error.unavailable' : messageKey,
         error: out.error,
         description: out.error_description,
         status: (error as { status?: number }).status ?? 400,
@@ -269,6 +271,8 @@ export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
       const authTime = entities?.AuthorizationCode?.authTime ?? entities?.RefreshToken?.authTime ?? entities?.DeviceCode?.authTime;
       return typeof authTime === 'number' ? { auth_time: authTime } : undefined;
     },
+    // Back-channel logout, sector_identifier_uri, jwks_uri: private addresses only where the operator allows them.
+    fetch: outboundFetch(config.outboundAllowPrivate),
     clockTolerance: 5,
     discovery: { ui_locales_supported: ['en', 'ja'] },
   };

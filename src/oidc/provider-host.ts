@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Provider } from 'oidc-provider';
+import { Provider, type KoaContextWithOIDC } from 'oidc-provider';
+import { RETRY_AFTER_SECONDS, unavailableDependency } from '../db/dependency.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../http/metrics.js';
 import { buildProviderConfiguration, type ProviderDeps } from './configuration.js';
@@ -9,6 +10,13 @@ import { revocationWithoutBody } from './revocation-response.js';
 import { isHashedSecret, type ClientSecretVault } from './client-secrets.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+
+// oidc-provider renders a DependencyUnavailable thrown by an adapter as 503 temporarily_unavailable;
+// this adds when to try again (its error handler has no hook for headers).
+async function retryAfterWhenUnavailable(ctx: KoaContextWithOIDC, next: () => Promise<void>): Promise<void> {
+  await next();
+  if (ctx.status === 503) ctx.set('Retry-After', String(RETRY_AFTER_SECONDS));
+}
 
 /**
  * Holds the running oidc-provider. oidc-provider reads its keys once, at construction, so when the
@@ -57,16 +65,30 @@ export class ProviderHost {
     const keys = await this.keyStore.load();
     const provider = new Provider(this.deps.config.issuer, buildProviderConfiguration({ ...this.deps, keys }));
     provider.proxy = this.deps.config.trustProxy;
+    provider.use(retryAfterWhenUnavailable);
     provider.use(devicePolling(this.deps.limiter));
     provider.use(revocationWithoutBody);
     compareClientSecretsThrough(provider, this.clientSecrets);
+    const emitter = provider as unknown as NodeJS.EventEmitter;
     for (const event of ['server_error', 'authorization.error', 'grant.error', 'introspection.error', 'revocation.error', 'userinfo.error', 'end_session.error', 'registration_create.error', 'backchannel.error']) {
-      (provider as unknown as NodeJS.EventEmitter).on(event, (ctxOrErr: unknown, maybeErr?: unknown) => {
+      emitter.on(event, (ctxOrErr: unknown, maybeErr?: unknown) => {
         const err = (maybeErr ?? ctxOrErr) as { error?: string; message?: string; status?: number };
         this.metrics.errors.inc({ kind: `${event}:${err?.error ?? 'unknown'}` });
-        if (event === 'server_error' || (err?.status ?? 400) >= 500) this.log.error({ event, err }, 'oidc-provider error');
+        const unavailable = unavailableDependency(err);
+        if (unavailable) this.log.warn({ event, dependency: unavailable.dependency, reason: unavailable.reason }, 'dependency unavailable');
+        else if (event === 'server_error' || (err?.status ?? 400) >= 500) this.log.error({ event, err }, 'oidc-provider error');
       });
     }
+    // A relying party that did not get its logout token keeps a session the person ended: say so.
+    emitter.on('backchannel.error', (_ctx: unknown, err: unknown, client: { clientId?: string; backchannelLogoutUri?: string } | undefined) => {
+      const cause = (err as { cause?: unknown })?.cause;
+      this.log.warn({
+        clientId: client?.clientId,
+        uri: client?.backchannelLogoutUri,
+        reason: err instanceof Error ? err.message : String(err),
+        ...(cause instanceof Error ? { cause: cause.message } : {}),
+      }, 'back-channel logout not delivered');
+    });
     this.provider = provider;
     this.handler = provider.callback() as unknown as Handler;
     if (this.fingerprint) this.log.info({ keys: keys.fingerprint }, 'signing keys changed; provider reloaded');

@@ -23,7 +23,8 @@ describe(`openid-client as a relying party (${describeBackends()})`, () => {
     rp = new RelyingPartyServer();
     const origin = await rp.start();
     redirectUri = `${origin}/cb`;
-    server = await startTestServer({ SMTP_URL: smtpUrl, MAIL_FROM: 'Tsunagi <login@tsunagi.test>' });
+    // The relying party listens on 127.0.0.1: back-channel logout may reach it only because it is allowed.
+    server = await startTestServer({ SMTP_URL: smtpUrl, MAIL_FROM: 'Tsunagi <login@tsunagi.test>', OUTBOUND_ALLOW_PRIVATE: '127.0.0.1' });
     issuer = server.services.config.issuer;
     const added = await server.services.clients.add({
       client_name: 'Example Shop',
