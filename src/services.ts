@@ -19,7 +19,9 @@ import type { Logger } from './logger.js';
 import { EmailOtpMethod } from './methods/email-otp.js';
 import { PasskeyMethod } from './methods/passkey.js';
 import { SmsOtpMethod } from './methods/sms-otp.js';
-import { outboxSmsSender, twilioSender } from './delivery/sms.js';
+import { outboxSmsSender, outboxTextSender, twilioSender, twilioTextSender } from './delivery/sms.js';
+import { CibaApprovalStore } from './accounts/ciba-approval-store.js';
+import { CibaBackchannel, type CibaSendLimits } from './oidc/ciba.js';
 import { createAdapterFactory } from './oidc/adapter/index.js';
 import { findLatestGrantId } from './oidc/adapter/grant-lookup.js';
 import { ClientStore, type ClientMetadata } from './oidc/client-store.js';
@@ -55,6 +57,9 @@ export interface Services {
   upstream: UpstreamProviders;
   keys: SigningKeyStore;
   clients: ClientStore;
+  /** LINE mini-app method 2: CIBA requests and their approval links. */
+  ciba: CibaBackchannel;
+  cibaApprovals: CibaApprovalStore;
   host: ProviderHost;
   views: Views;
   metrics: Metrics;
@@ -68,6 +73,8 @@ export interface ServiceOverrides {
   /** Tests: upstream providers with a fake clock or short key-refresh cooldowns. */
   upstream?: UpstreamProviders;
   metrics?: Metrics;
+  /** Tests: CIBA send limits small enough to reach. */
+  cibaLimits?: CibaSendLimits;
 }
 
 export async function createServices(config: Config, log: Logger, overrides: ServiceOverrides = {}): Promise<Services> {
@@ -113,9 +120,15 @@ export async function createServices(config: Config, log: Logger, overrides: Ser
     const pairwiseSalt = await getOrCreateSecret(db.pool, 'pairwise-salt');
     const views = new Views(config.nodeEnv === 'production');
     const metrics = overrides.metrics ?? new Metrics();
+    const cibaApprovals = new CibaApprovalStore(db.pool);
+    const ciba = new CibaBackchannel({
+      issuer: config.issuer, defaultPhoneRegion: config.defaultPhoneRegion, accounts, approvals: cibaApprovals, limiter, mailer, log,
+      textSender: config.twilio ? twilioTextSender(config.twilio, log) : outbox ? outboxTextSender(outbox) : undefined,
+      ...(overrides.cibaLimits ? { limits: overrides.cibaLimits } : {}),
+    });
     const adapterFactory = createAdapterFactory(db.pool, redis, `${config.redisKeyPrefix}oidc:`);
     const host = new ProviderHost({
-      config, accounts, adapterFactory, cookieKeys, pairwiseSalt, views, limiter,
+      config, accounts, adapterFactory, cookieKeys, pairwiseSalt, views, limiter, ciba,
       findLatestGrantId: (accountId, clientId) => findLatestGrantId(db.pool, accountId, clientId),
     }, keys, log, metrics);
     await host.start(config.keysReloadSeconds);
@@ -124,11 +137,12 @@ export async function createServices(config: Config, log: Logger, overrides: Ser
 
     const r = redis;
     return {
-      config, log, db, redis, accounts, otpChallenges, proofs, passkeyStore, passkeys, limiter, mailer, outbox, emailOtp, smsOtp, verifyEmail, verifyPhone, identities, upstreamCipher, upstream, keys, clients, host, views, metrics,
+      config, log, db, redis, accounts, otpChallenges, proofs, passkeyStore, passkeys, limiter, mailer, outbox, emailOtp, smsOtp, verifyEmail, verifyPhone, identities, upstreamCipher, upstream, keys, clients, host, views, metrics, ciba, cibaApprovals,
       cookieKeys,
       secureCookies: new URL(config.issuer).protocol === 'https:',
       async close() {
         host.stop();
+        await ciba.idle();
         if (mailer instanceof SmtpMailer) mailer.close();
         if (r) await r.quit().catch(() => undefined);
         await db.close();

@@ -13,6 +13,7 @@ import { cspNonce as newNonce } from '../http/security-headers.js';
 import { accountAppClient } from '../http/account-session.js';
 import { carryDeviceCodeNonce, deviceFlowFeature } from './device-flow.js';
 import type { RateLimiter } from '../limits/rate-limiter.js';
+import { CibaBackchannel } from './ciba.js';
 
 export interface ProviderDeps {
   config: Config;
@@ -25,6 +26,8 @@ export interface ProviderDeps {
   findLatestGrantId: (accountId: string, clientId: string) => Promise<string | undefined>;
   /** Counts device-code polls for slow_down (src/oidc/device-flow.ts). */
   limiter: RateLimiter;
+  /** OpenID CIBA, poll mode: LINE mini-app method 2 (src/oidc/ciba.ts). */
+  ciba: CibaBackchannel;
 }
 
 export const SCOPES = ['openid', 'offline_access', 'email', 'phone', 'profile'];
@@ -75,7 +78,9 @@ export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
     async pairwiseIdentifier(_ctx, accountId, client) {
       return createHash('sha256').update(`${client.sectorIdentifier}\0${accountId}\0${deps.pairwiseSalt}`).digest('base64url');
     },
-    async findAccount(_ctx, sub) {
+    async findAccount(ctx, sub) {
+      const unreachable = deps.ciba.unreachableAccount(ctx, sub);
+      if (unreachable) return unreachable;
       const account = await accounts.findAccountById(sub);
       if (!account) return undefined;
       return {
@@ -164,6 +169,7 @@ export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
       registrationManagement: { enabled: Boolean(config.initialAccessToken), rotateRegistrationAccessToken: true },
       // RFC 8628, with Tsunagi's pages at /device: Google sign-in from inside LINE and other webviews.
       deviceFlow: deviceFlowFeature(views),
+      ciba: deps.ciba.feature(),
       rpInitiatedLogout: {
         enabled: true,
         async logoutSource(ctx, form) {
@@ -225,7 +231,7 @@ export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
         return client.clientAuthMethod === 'none' ? Math.min(config.ttl.refreshToken, 7 * 86400) : config.ttl.refreshToken;
       },
       DeviceCode: 600,
-      BackchannelAuthenticationRequest: 600,
+      BackchannelAuthenticationRequest: CibaBackchannel.requestTtl,
     },
     async renderError(ctx, out, error) {
       const locale = localeOf(ctx as unknown as KoaContextWithOIDC);

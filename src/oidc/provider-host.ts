@@ -55,6 +55,7 @@ export class ProviderHost {
     const provider = new Provider(this.deps.config.issuer, buildProviderConfiguration({ ...this.deps, keys }));
     provider.proxy = this.deps.config.trustProxy;
     provider.use(devicePolling(this.deps.limiter));
+    provider.use(this.deps.ciba.polling(this.deps.limiter));
     for (const event of ['server_error', 'authorization.error', 'grant.error', 'introspection.error', 'revocation.error', 'userinfo.error', 'end_session.error', 'registration_create.error', 'backchannel.error']) {
       (provider as unknown as NodeJS.EventEmitter).on(event, (ctxOrErr: unknown, maybeErr?: unknown) => {
         const err = (maybeErr ?? ctxOrErr) as { error?: string; message?: string; status?: number };
