@@ -1,12 +1,10 @@
 import { decodeJwt } from 'jose';
-import type { Account } from '../../src/accounts/account-store.js';
-import { parseEmailAddress } from '../../src/accounts/email-address.js';
-import { withTransaction } from '../../src/db/database.js';
 import { CIBA_GRANT, CIBA_POLL_INTERVAL_SECONDS } from '../../src/oidc/ciba.js';
 import type { RunningServer } from '../../src/server.js';
 import { FakeTwilio } from '../fakes/twilio.js';
-import { SmtpSink, codeFrom, type ReceivedMail } from '../fakes/smtp-sink.js';
-import { Browser, csrfOf, formAction } from '../support/browserless.js';
+import { SmtpSink, type ReceivedMail } from '../fakes/smtp-sink.js';
+import { Browser, csrfOf } from '../support/browserless.js';
+import { createAccount, decide, linkIn, openApproval } from '../support/ciba-approval.js';
 import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
 
 type Answer = { status: number; json: Record<string, unknown>; headers: Headers };
@@ -14,17 +12,6 @@ interface Backend { id: string; secret: string }
 
 let phoneCounter = 0;
 const newPhone = () => `+8190${String((Date.now() % 100_000_000) + phoneCounter++).padStart(8, '0').slice(-8)}`;
-
-async function createAccount(server: RunningServer, opts: { email?: string; phone?: string } = {}): Promise<Account> {
-  const { accounts, db } = server.services;
-  return withTransaction(db.pool, async (tx) => {
-    const email = parseEmailAddress(opts.email ?? uniqueEmail('ciba'));
-    if (!email) throw new Error('bad test email');
-    const account = await accounts.createAccountWithVerifiedEmail(tx, email);
-    if (opts.phone) await accounts.addVerifiedPhone(tx, account.id, opts.phone);
-    return account;
-  });
-}
 
 async function addBackend(server: RunningServer, metadata: Record<string, unknown> = {}): Promise<Backend> {
   const added = await server.services.clients.add({
@@ -50,33 +37,6 @@ const backchannel = (server: RunningServer, client: Backend, form: Record<string
   post(server, '/backchannel', client, { scope: 'openid', binding_message: 'SHOP-4821', ...form });
 const poll = (server: RunningServer, client: Backend, authReqId: string) =>
   post(server, '/token', client, { grant_type: CIBA_GRANT, auth_req_id: authReqId });
-
-/** The approval link in a mail or SMS. */
-function linkIn(text: string): string {
-  const m = /(http:\/\/\S+\/account\/ciba\/[A-Za-z0-9_-]{43})/.exec(text);
-  if (!m?.[1]) throw new Error(`no approval link in: ${text}`);
-  return m[1];
-}
-
-/** Opens the approval link and signs in with an email code when asked; returns the approval page. */
-async function openApproval(server: RunningServer, sink: SmtpSink, browser: Browser, link: string, email: string) {
-  const issuer = server.services.config.issuer;
-  let page = await browser.follow(link);
-  for (let i = 0; i < 6 && !page.url.includes('/account/ciba/'); i++) {
-    if (page.body.includes('name="email" type="email"')) {
-      page = await browser.follow(new URL(formAction(page.body, '/email'), issuer).href, { form: { _csrf: csrfOf(page.body), email } });
-    } else if (page.body.includes('autocomplete="one-time-code"')) {
-      const code = codeFrom(await sink.nextMailTo(email));
-      page = await browser.follow(new URL(formAction(page.body, '/code'), issuer).href, { form: { _csrf: csrfOf(page.body), code } });
-    } else {
-      throw new Error(`unexpected page ${page.url}: ${page.body.slice(0, 300)}`);
-    }
-  }
-  return page;
-}
-
-const decide = (browser: Browser, link: string, page: { body: string }, decision: 'approve' | 'refuse') =>
-  browser.follow(link, { form: { _csrf: csrfOf(page.body), decision } });
 
 // LINE mini-app method 2: OpenID CIBA in poll mode against a real Tsunagi, with the approval link
 // sent by mail (SMTP sink) or SMS (fake Twilio) and approved in a browser after signing in.

@@ -13,6 +13,8 @@ export interface LinkAppConfig {
   tsunagiClientId: string;
   /** This backend's resource indicator; set it to accept JWT access tokens instead of ID tokens. */
   tsunagiResource: string | undefined;
+  /** Method 2 (OpenID CIBA): this backend's own confidential client at Tsunagi; undefined disables /ciba/*. */
+  tsunagiCiba: { clientId: string; clientSecret: string } | undefined;
   databaseUrl: string | undefined;
   /** Shared secret the caller of POST /notify sends in the x-notify-secret header. */
   notifySecret: string | undefined;
@@ -65,6 +67,9 @@ export function loadLinkAppConfig(env: Record<string, string | undefined> = proc
   // The resource is compared with the token's aud as is, so it is kept exactly as configured.
   const tsunagiResource = str('TSUNAGI_RESOURCE');
   if (tsunagiResource !== undefined) url('TSUNAGI_RESOURCE', tsunagiResource);
+  const cibaClientId = str('TSUNAGI_CIBA_CLIENT_ID');
+  const cibaClientSecret = str('TSUNAGI_CIBA_CLIENT_SECRET');
+  if (Boolean(cibaClientId) !== Boolean(cibaClientSecret)) problems.push('TSUNAGI_CIBA_CLIENT_ID and TSUNAGI_CIBA_CLIENT_SECRET go together (method 2)');
   const notifySecret = str('NOTIFY_SECRET');
   if (notifySecret !== undefined && notifySecret.length < 32) problems.push('NOTIFY_SECRET must be at least 32 characters');
   const databaseUrl = str('DATABASE_URL');
@@ -79,6 +84,7 @@ export function loadLinkAppConfig(env: Record<string, string | undefined> = proc
     tsunagiIssuer,
     tsunagiClientId,
     tsunagiResource,
+    tsunagiCiba: cibaClientId && cibaClientSecret ? { clientId: cibaClientId, clientSecret: cibaClientSecret } : undefined,
     databaseUrl,
     notifySecret,
     nonceTtlSeconds: int('LINK_NONCE_TTL_SECONDS', 300, 30, 3600),
