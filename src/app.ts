@@ -3,6 +3,7 @@ import { assets } from './http/assets.js';
 import { errorPages } from './http/errors.js';
 import { accountRoutes } from './http/account-routes.js';
 import { cibaRoutes } from './http/ciba-routes.js';
+import { exportRoutes } from './http/export-routes.js';
 import { interactionRoutes } from './http/interaction-routes.js';
 import { localeMiddleware } from './http/locale.js';
 import { passkeyRoutes } from './http/passkey-routes.js';
@@ -50,7 +51,7 @@ export function createApp(services: Services): Koa {
   app.use(localeMiddleware(services.secureCookies));
   app.use(assets());
   app.use(errorPages(services.views, log, metrics));
-  for (const router of [systemRoutes(services), interactionRoutes(services), accountRoutes(services), cibaRoutes(services), passkeyRoutes(services), upstreamRoutes(services), appleNotificationRoutes(services)]) {
+  for (const router of [systemRoutes(services), interactionRoutes(services), accountRoutes(services), cibaRoutes(services), exportRoutes(services), passkeyRoutes(services), upstreamRoutes(services), appleNotificationRoutes(services)]) {
     app.use(router.routes());
     app.use(router.allowedMethods());
   }

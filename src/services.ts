@@ -22,6 +22,9 @@ import { SmsOtpMethod } from './methods/sms-otp.js';
 import { outboxSmsSender, outboxTextSender, twilioSender, twilioTextSender } from './delivery/sms.js';
 import { CibaApprovalStore } from './accounts/ciba-approval-store.js';
 import { CibaBackchannel, type CibaSendLimits } from './oidc/ciba.js';
+import { ClientExportStore } from './accounts/client-export-store.js';
+import { ClientExporter } from './flows/client-export.js';
+import { pairwiseSubject } from './oidc/subject.js';
 import { createAdapterFactory } from './oidc/adapter/index.js';
 import { findLatestGrantId } from './oidc/adapter/grant-lookup.js';
 import { ClientStore, type ClientMetadata } from './oidc/client-store.js';
@@ -60,6 +63,9 @@ export interface Services {
   /** LINE mini-app method 2: CIBA requests and their approval links. */
   ciba: CibaBackchannel;
   cibaApprovals: CibaApprovalStore;
+  /** LINE mini-app method 3: incremental export per client, and link codes. */
+  exporter: ClientExporter;
+  exportStore: ClientExportStore;
   host: ProviderHost;
   views: Views;
   metrics: Metrics;
@@ -135,9 +141,18 @@ export async function createServices(config: Config, log: Logger, overrides: Ser
     const clientModel = () => host.current.Client as unknown as { validate(m: ClientMetadata): Promise<void>; needsSecret(m: ClientMetadata): boolean };
     const clients = new ClientStore(db.pool, (m) => clientModel().validate(m), (m) => clientModel().needsSecret(m), accounts);
 
+    const exportStore = new ClientExportStore(db.pool);
+    const exporter = new ClientExporter({
+      store: exportStore, secret: await getOrCreateSecret(db.pool, 'export-key'),
+      async subjectFor(accountId, clientId) {
+        const client = await host.current.Client.find(clientId);
+        return client?.subjectType === 'pairwise' ? pairwiseSubject(client.sectorIdentifier as string | undefined, accountId, pairwiseSalt) : accountId;
+      },
+    });
+
     const r = redis;
     return {
-      config, log, db, redis, accounts, otpChallenges, proofs, passkeyStore, passkeys, limiter, mailer, outbox, emailOtp, smsOtp, verifyEmail, verifyPhone, identities, upstreamCipher, upstream, keys, clients, host, views, metrics, ciba, cibaApprovals,
+      config, log, db, redis, accounts, otpChallenges, proofs, passkeyStore, passkeys, limiter, mailer, outbox, emailOtp, smsOtp, verifyEmail, verifyPhone, identities, upstreamCipher, upstream, keys, clients, host, views, metrics, ciba, cibaApprovals, exporter, exportStore,
       cookieKeys,
       secureCookies: new URL(config.issuer).protocol === 'https:',
       async close() {

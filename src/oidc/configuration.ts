@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { Configuration, KoaContextWithOIDC, UnknownObject } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import type { AccountStore } from '../accounts/account-store.js';
@@ -14,6 +13,7 @@ import { accountAppClient } from '../http/account-session.js';
 import { carryDeviceCodeNonce, deviceFlowFeature } from './device-flow.js';
 import type { RateLimiter } from '../limits/rate-limiter.js';
 import { CibaBackchannel } from './ciba.js';
+import { pairwiseSubject } from './subject.js';
 
 export interface ProviderDeps {
   config: Config;
@@ -30,7 +30,10 @@ export interface ProviderDeps {
   ciba: CibaBackchannel;
 }
 
-export const SCOPES = ['openid', 'offline_access', 'email', 'phone', 'profile'];
+/** Client credentials only: pull the client's incremental export (LINE method 3, src/http/export-routes.ts). */
+export const EXPORT_SCOPE = 'tsunagi:export';
+
+export const SCOPES = ['openid', 'offline_access', 'email', 'phone', 'profile', EXPORT_SCOPE];
 
 export const CLAIMS = {
   // acr and amr are released in every ID token: relying parties need to know how the person signed in.
@@ -76,7 +79,7 @@ export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
     conformIdTokenClaims: false,
     subjectTypes: ['public', 'pairwise'],
     async pairwiseIdentifier(_ctx, accountId, client) {
-      return createHash('sha256').update(`${client.sectorIdentifier}\0${accountId}\0${deps.pairwiseSalt}`).digest('base64url');
+      return pairwiseSubject(client.sectorIdentifier as string | undefined, accountId, deps.pairwiseSalt);
     },
     async findAccount(ctx, sub) {
       const unreachable = deps.ciba.unreachableAccount(ctx, sub);

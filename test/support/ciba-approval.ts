@@ -27,10 +27,10 @@ export function linkIn(text: string): string {
 }
 
 /** Opens the approval link and signs in with an email code when asked; returns the approval page. */
-export async function openApproval(server: RunningServer, sink: SmtpSink, browser: Browser, link: string, email: string) {
+export async function openApproval(server: RunningServer, sink: SmtpSink, browser: Browser, link: string, email: string, until = '/account/ciba/') {
   const issuer = server.services.config.issuer;
   let page = await browser.follow(link);
-  for (let i = 0; i < 6 && !page.url.includes('/account/ciba/'); i++) {
+  for (let i = 0; i < 6 && !page.url.includes(until); i++) {
     if (page.body.includes('name="email" type="email"')) {
       page = await browser.follow(new URL(formAction(page.body, '/email'), issuer).href, { form: { _csrf: csrfOf(page.body), email } });
     } else if (page.body.includes('autocomplete="one-time-code"')) {
