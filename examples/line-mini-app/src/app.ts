@@ -6,6 +6,7 @@ import Koa from 'koa';
 import type { LinkAppConfig } from './config.js';
 import { ApiError } from './errors.js';
 import type { CibaLinkService } from './ciba-link-service.js';
+import type { ExportLinkService } from './export-link-service.js';
 import type { LinkService, TsunagiProof } from './link-service.js';
 
 const PUBLIC_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../public');
@@ -17,7 +18,7 @@ const PUBLIC_FILES: Record<string, { file: string; type: string }> = {
 };
 const MAX_BODY_BYTES = 16 * 1024;
 
-export function createLinkApp(config: LinkAppConfig, links: LinkService, cibaLinks: CibaLinkService): Koa {
+export function createLinkApp(config: LinkAppConfig, links: LinkService, cibaLinks: CibaLinkService, exportLinks: ExportLinkService): Koa {
   const app = new Koa();
   const router = new Router();
 
@@ -75,6 +76,16 @@ export function createLinkApp(config: LinkAppConfig, links: LinkService, cibaLin
       ctx.status = polled.created ? 201 : 200;
       ctx.body = { linked: true, created: polled.created, sub: polled.sub };
     }
+  });
+
+  // Method 3: the person types the link code from Tsunagi's account page.
+  router.post('/link/code', async (ctx) => {
+    const token = lineToken(ctx.get('authorization'));
+    const code = field(await readJson(ctx.req, ctx.get('content-type')), 'code');
+    if (!code || code.length > 32) throw new ApiError(400, 'invalid_code', 'Enter the 8-digit link code from your account page.');
+    const { created, sub } = await exportLinks.linkByCode(token, code);
+    ctx.status = created ? 201 : 200;
+    ctx.body = { linked: true, created, sub };
   });
 
   router.post('/notify', async (ctx) => {

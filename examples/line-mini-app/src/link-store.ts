@@ -22,6 +22,18 @@ CREATE TABLE IF NOT EXISTS line_mini_app_ciba_requests (
   next_poll_at     timestamptz NOT NULL,
   expires_at       timestamptz NOT NULL
 );
+CREATE TABLE IF NOT EXISTS line_mini_app_export_accounts (
+  sub                   text PRIMARY KEY,
+  email_hashes          text[] NOT NULL,
+  phone_hashes          text[] NOT NULL,
+  link_code_hash        text,
+  link_code_expires_at  timestamptz
+);
+CREATE TABLE IF NOT EXISTS line_mini_app_export_state (
+  id        integer PRIMARY KEY CHECK (id = 1),
+  cursor    text NOT NULL,
+  hash_key  text NOT NULL
+);
 CREATE TABLE IF NOT EXISTS line_mini_app_used_tokens (
   jti        text PRIMARY KEY,
   expires_at timestamptz NOT NULL
@@ -29,6 +41,11 @@ CREATE TABLE IF NOT EXISTS line_mini_app_used_tokens (
 `;
 
 export type LinkResult = 'linked' | 'already_linked';
+
+/** One line of Tsunagi's export (method 3), parsed. */
+export type ExportEntry =
+  | { type: 'account'; sub: string; emailHashes: string[]; phoneHashes: string[]; linkCodeHash: string | null; linkCodeExpiresAt: Date | null }
+  | { type: 'tombstone'; sub: string };
 
 export type LinkRefusal = 'unknown_ciba_request' | 'unknown_nonce' | 'nonce_of_other_line_user' | 'token_replayed' | 'line_user_linked_elsewhere' | 'account_linked_elsewhere';
 
@@ -132,6 +149,53 @@ export class LinkStore {
       const consumed = await tx.query('DELETE FROM line_mini_app_ciba_requests WHERE request_id_hash = $1 AND line_user_id = $2 RETURNING 1',
         [hashOf(input.requestId), input.lineUserId]);
       if (consumed.length === 0) throw new LinkRefused('unknown_ciba_request');
+      return insertLink(tx, input.lineUserId, input.sub);
+    });
+  }
+
+  /** Method 3: where the last export pull stopped, and the client's hash key. */
+  async exportState(): Promise<{ cursor: string; hashKey: string } | undefined> {
+    const rows = await this.sql.query<{ cursor: string; hash_key: string }>('SELECT cursor, hash_key FROM line_mini_app_export_state WHERE id = 1');
+    return rows[0] && { cursor: rows[0].cursor, hashKey: rows[0].hash_key };
+  }
+
+  /**
+   * Applies one page of the export and moves the cursor, in one transaction: a crash never leaves the
+   * cursor ahead of the data. A tombstone removes the account's entry and its link.
+   */
+  async applyExport(page: { records: ExportEntry[]; nextCursor: string; hashKey: string }): Promise<void> {
+    await this.sql.transaction(async (tx) => {
+      for (const r of page.records) {
+        if (r.type === 'tombstone') {
+          await tx.query('DELETE FROM line_mini_app_export_accounts WHERE sub = $1', [r.sub]);
+          await tx.query('DELETE FROM line_mini_app_links WHERE tsunagi_sub = $1', [r.sub]);
+        } else {
+          await tx.query(
+            `INSERT INTO line_mini_app_export_accounts (sub, email_hashes, phone_hashes, link_code_hash, link_code_expires_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (sub) DO UPDATE SET email_hashes = EXCLUDED.email_hashes, phone_hashes = EXCLUDED.phone_hashes,
+               link_code_hash = EXCLUDED.link_code_hash, link_code_expires_at = EXCLUDED.link_code_expires_at`,
+            [r.sub, r.emailHashes, r.phoneHashes, r.linkCodeHash, r.linkCodeExpiresAt]);
+        }
+      }
+      await tx.query(
+        `INSERT INTO line_mini_app_export_state (id, cursor, hash_key) VALUES (1, $1, $2)
+         ON CONFLICT (id) DO UPDATE SET cursor = EXCLUDED.cursor, hash_key = EXCLUDED.hash_key`, [page.nextCursor, page.hashKey]);
+    });
+  }
+
+  /** The account whose current link code has this keyed hash, with the code's expiry. */
+  async findLinkCode(codeHash: string): Promise<{ sub: string; expiresAt: Date } | undefined> {
+    const rows = await this.sql.query<{ sub: string; link_code_expires_at: Date }>(
+      'SELECT sub, link_code_expires_at FROM line_mini_app_export_accounts WHERE link_code_hash = $1', [codeHash]);
+    return rows[0] && { sub: rows[0].sub, expiresAt: new Date(rows[0].link_code_expires_at) };
+  }
+
+  /** Links by code: the code is spent (single use here too) in the same transaction as the link. */
+  async linkByCode(input: { codeHash: string; lineUserId: string; sub: string }): Promise<LinkResult> {
+    return this.sql.transaction(async (tx) => {
+      const spent = await tx.query('UPDATE line_mini_app_export_accounts SET link_code_hash = NULL WHERE sub = $1 AND link_code_hash = $2 RETURNING 1',
+        [input.sub, input.codeHash]);
+      if (spent.length === 0) throw new LinkRefused('unknown_ciba_request');
       return insertLink(tx, input.lineUserId, input.sub);
     });
   }
