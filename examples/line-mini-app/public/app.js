@@ -3,7 +3,7 @@
 // in to Tsunagi with code + PKCE as a public client, and hand Tsunagi's ID token to the backend.
 // Plain ES module, no build step. `liff` is the global the LIFF SDK defines.
 
-/** @typedef {{ liffId: string | null, issuer: string, clientId: string, emailOrPhone: boolean }} PageConfig */
+/** @typedef {{ liffId: string | null, issuer: string, clientId: string, emailOrPhone: boolean, linkCode: boolean }} PageConfig */
 
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const status = (/** @type {string} */ text) => { $('status').textContent = text; };
@@ -196,6 +196,18 @@ async function main() {
         $('link-with-code').hidden = false;
       });
   });
+  $('code-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    $('error').hidden = true;
+    const input = /** @type {HTMLInputElement} */ ($('link-code'));
+    backend('POST', '/link/code', { code: input.value })
+      .then((linked) => {
+        status(linked.created ? 'Linked! You will get updates on LINE.' : 'Already linked. You will get updates on LINE.');
+        $('code-form').hidden = true;
+        $('unlink').hidden = false;
+      })
+      .catch((/** @type {Error} */ err) => showError(err.message));
+  });
   $('unlink').addEventListener('click', () => {
     backend('DELETE', '/link').then(() => { status('Unlinked.'); $('unlink').hidden = true; })
       .catch((/** @type {Error} */ err) => showError(err.message));
@@ -210,6 +222,7 @@ async function main() {
     $('link').hidden = false;
     $('link-with-code').hidden = false;
     $('ciba-form').hidden = !config.emailOrPhone;
+    $('code-form').hidden = !config.linkCode;
   }
 }
 

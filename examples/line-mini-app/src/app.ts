@@ -102,6 +102,7 @@ export function createLinkApp(config: LinkAppConfig, links: LinkService, cibaLin
     ctx.body = {
       liffId: config.liffId ?? null, issuer: config.tsunagiIssuer, clientId: config.tsunagiClientId, resource: config.tsunagiResource ?? null,
       emailOrPhone: Boolean(config.tsunagiCiba),
+      linkCode: Boolean(config.tsunagiExport),
     };
   });
 

@@ -40,7 +40,7 @@ export class ExportLinkService {
     if (!token) throw new ApiError(502, 'tsunagi_unavailable', 'Could not get an export token from Tsunagi.');
     let applied = 0;
     for (let page = 0; page < 100; page++) {
-      const state = await this.store.exportState();
+      const state = await this.store.exportState(client.clientId);
       const url = new URL(`${this.config.tsunagiIssuer}/export/changes`);
       if (state) url.searchParams.set('since', state.cursor);
       const res = await fetch(url, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(TIMEOUT_MS) }).catch(() => undefined);
@@ -52,7 +52,7 @@ export class ExportLinkService {
         throw new ApiError(502, 'tsunagi_unavailable', "Tsunagi's export is not in the expected format.");
       }
       const records = lines.slice(1, -1).map(toEntry);
-      await this.store.applyExport({ records, nextCursor: end.next_cursor, hashKey: header.hash_key });
+      await this.store.applyExport(client.clientId, { records, nextCursor: end.next_cursor, hashKey: header.hash_key });
       applied += records.length;
       if (end.more !== true) return applied;
     }
@@ -65,7 +65,7 @@ export class ExportLinkService {
     if (!/^\d{8}$/.test(digits)) throw new ApiError(400, 'invalid_code', 'Enter the 8-digit link code from your account page.');
     // The code was probably made a moment ago: take in the latest changes first.
     await this.sync();
-    const state = await this.store.exportState();
+    const state = await this.store.exportState(this.config.tsunagiExport?.clientId ?? '');
     const codeHash = state ? keyedHash(state.hashKey, 'code', digits) : '';
     const found = state ? await this.store.findLinkCode(codeHash) : undefined;
     if (!found) {

@@ -30,9 +30,9 @@ CREATE TABLE IF NOT EXISTS line_mini_app_export_accounts (
   link_code_expires_at  timestamptz
 );
 CREATE TABLE IF NOT EXISTS line_mini_app_export_state (
-  id        integer PRIMARY KEY CHECK (id = 1),
-  cursor    text NOT NULL,
-  hash_key  text NOT NULL
+  client_id  text PRIMARY KEY,
+  cursor     text NOT NULL,
+  hash_key   text NOT NULL
 );
 CREATE TABLE IF NOT EXISTS line_mini_app_used_tokens (
   jti        text PRIMARY KEY,
@@ -154,8 +154,8 @@ export class LinkStore {
   }
 
   /** Method 3: where the last export pull stopped, and the client's hash key. */
-  async exportState(): Promise<{ cursor: string; hashKey: string } | undefined> {
-    const rows = await this.sql.query<{ cursor: string; hash_key: string }>('SELECT cursor, hash_key FROM line_mini_app_export_state WHERE id = 1');
+  async exportState(clientId: string): Promise<{ cursor: string; hashKey: string } | undefined> {
+    const rows = await this.sql.query<{ cursor: string; hash_key: string }>('SELECT cursor, hash_key FROM line_mini_app_export_state WHERE client_id = $1', [clientId]);
     return rows[0] && { cursor: rows[0].cursor, hashKey: rows[0].hash_key };
   }
 
@@ -163,7 +163,7 @@ export class LinkStore {
    * Applies one page of the export and moves the cursor, in one transaction: a crash never leaves the
    * cursor ahead of the data. A tombstone removes the account's entry and its link.
    */
-  async applyExport(page: { records: ExportEntry[]; nextCursor: string; hashKey: string }): Promise<void> {
+  async applyExport(clientId: string, page: { records: ExportEntry[]; nextCursor: string; hashKey: string }): Promise<void> {
     await this.sql.transaction(async (tx) => {
       for (const r of page.records) {
         if (r.type === 'tombstone') {
@@ -178,8 +178,8 @@ export class LinkStore {
         }
       }
       await tx.query(
-        `INSERT INTO line_mini_app_export_state (id, cursor, hash_key) VALUES (1, $1, $2)
-         ON CONFLICT (id) DO UPDATE SET cursor = EXCLUDED.cursor, hash_key = EXCLUDED.hash_key`, [page.nextCursor, page.hashKey]);
+        `INSERT INTO line_mini_app_export_state (client_id, cursor, hash_key) VALUES ($1, $2, $3)
+         ON CONFLICT (client_id) DO UPDATE SET cursor = EXCLUDED.cursor, hash_key = EXCLUDED.hash_key`, [clientId, page.nextCursor, page.hashKey]);
     });
   }
 

@@ -24,6 +24,7 @@ describe(`LIFF page, method 2 (CIBA), and Tsunagi's approval page in Chromium ($
   let world: World;
   let app: RunningLinkApp;
   let browser: Browser;
+  let exportClientId: string;
 
   beforeAll(async () => {
     fs.mkdirSync(SHOTS, { recursive: true });
@@ -37,8 +38,14 @@ describe(`LIFF page, method 2 (CIBA), and Tsunagi's approval page in Chromium ($
       client_name: 'Example Shop mini app', grant_types: [CIBA_GRANT], response_types: [], redirect_uris: [],
       token_endpoint_auth_method: 'client_secret_basic', backchannel_token_delivery_mode: 'poll',
     });
+    const exporter = await world.tsunagi.services.clients.add({
+      client_name: 'Example Shop mini app', grant_types: ['client_credentials'], response_types: [], redirect_uris: [],
+      token_endpoint_auth_method: 'client_secret_basic', scope: 'tsunagi:export',
+    });
+    exportClientId = exporter.client_id as string;
     app = await startExample(exampleConfig(world, spa.client_id as string, {
       PORT: String(port), LIFF_ID, TSUNAGI_CIBA_CLIENT_ID: backend.client_id as string, TSUNAGI_CIBA_CLIENT_SECRET: backend.client_secret as string,
+      TSUNAGI_EXPORT_CLIENT_ID: exportClientId, TSUNAGI_EXPORT_CLIENT_SECRET: exporter.client_secret as string,
     }));
     browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -142,6 +149,35 @@ describe(`LIFF page, method 2 (CIBA), and Tsunagi's approval page in Chromium ($
     await page.getByRole('alert').getByText('refused').waitFor({ timeout: 20_000 });
     await shot(page, '7-refused');
     expect(await app.store.subOf(userId)).toBeUndefined();
+    await phone.context().close();
+    await context.close();
+  });
+
+  it('method 3: the person makes a link code on Tsunagi (ja) and types it in the mini-app', async () => {
+    const email = uniqueEmail('liff-code');
+    const account = await createAccount(world.tsunagi, { email });
+    const phone = await phoneBrowser('ja-JP');
+    await phone.goto(`${world.tsunagi.services.config.issuer}/account/link-code/${exportClientId}`);
+    await phone.locator('input[type="email"]').fill(email);
+    await phone.locator('form[action$="/email"] button[type="submit"]').click();
+    await phone.locator('input[autocomplete="one-time-code"]').fill(codeFrom(await world.sink.nextMailTo(email)));
+    await phone.locator('form[action$="/code"] button[type="submit"]').click();
+    await phone.getByRole('button', { name: '連携コードを作成' }).click();
+    const code = (await phone.locator('[data-link-code]').textContent()) ?? '';
+    expect(code).toMatch(/^\d{4}-\d{4}$/);
+    await shot(phone, '8-link-code-ja');
+
+    const userId = FakeLinePlatform.newUserId();
+    const { context, page } = await liffPage(world.line.issueAccessToken({ userId, channelId: CHANNEL_ID }));
+    await page.goto(`${app.url}/`);
+    await page.getByLabel('Or type the link code from your account page').fill('0000-0000' === code ? '1111-1111' : '0000-0000');
+    await page.getByRole('button', { name: 'Link with the code' }).click();
+    await page.getByRole('alert').getByText('not right').waitFor();
+    await page.getByLabel('Or type the link code from your account page').fill(code);
+    await page.getByRole('button', { name: 'Link with the code' }).click();
+    await page.getByText('Linked! You will get updates on LINE.').waitFor();
+    await shot(page, '9-linked-by-code');
+    expect(await app.store.subOf(userId)).toBe(account.id);
     await phone.context().close();
     await context.close();
   });
