@@ -6,6 +6,8 @@ import { LinkRefused, type ExportEntry, type LinkStore } from './link-store.js';
 import type { TsunagiTokenVerifier } from './tsunagi-tokens.js';
 
 const TIMEOUT_MS = 10_000;
+// A link code has 10^8 values and lives 10 minutes: a few tries per LINE user make guessing hopeless.
+export const CODE_ATTEMPTS = { limit: 5, windowSeconds: 15 * 60 };
 
 /** The same keyed hash Tsunagi puts in the export: HMAC-SHA256(hash key, "code:<8 digits>"), base64url. */
 export function keyedHash(hashKey: string, kind: 'email' | 'phone' | 'code', value: string): string {
@@ -63,6 +65,9 @@ export class ExportLinkService {
     const lineUser = await this.line.authenticate(lineAccessToken);
     const digits = typedCode.normalize('NFKC').replace(/[\s-]/g, '');
     if (!/^\d{8}$/.test(digits)) throw new ApiError(400, 'invalid_code', 'Enter the 8-digit link code from your account page.');
+    if ((await this.store.countCodeAttempt(lineUser.userId, CODE_ATTEMPTS.windowSeconds, this.config.now())) > CODE_ATTEMPTS.limit) {
+      throw new ApiError(429, 'too_many_attempts', 'Too many link code attempts. Wait 15 minutes, make a new code on your account page and try again.');
+    }
     // The code was probably made a moment ago: take in the latest changes first.
     await this.sync();
     const state = await this.store.exportState(this.config.tsunagiExport?.clientId ?? '');

@@ -34,6 +34,12 @@ CREATE TABLE IF NOT EXISTS line_mini_app_export_state (
   cursor     text NOT NULL,
   hash_key   text NOT NULL
 );
+CREATE TABLE IF NOT EXISTS line_mini_app_code_attempts (
+  line_user_id  text NOT NULL,
+  window_start  timestamptz NOT NULL,
+  attempts      integer NOT NULL,
+  PRIMARY KEY (line_user_id, window_start)
+);
 CREATE TABLE IF NOT EXISTS line_mini_app_used_tokens (
   jti        text PRIMARY KEY,
   expires_at timestamptz NOT NULL
@@ -181,6 +187,17 @@ export class LinkStore {
         `INSERT INTO line_mini_app_export_state (client_id, cursor, hash_key) VALUES ($1, $2, $3)
          ON CONFLICT (client_id) DO UPDATE SET cursor = EXCLUDED.cursor, hash_key = EXCLUDED.hash_key`, [clientId, page.nextCursor, page.hashKey]);
     });
+  }
+
+  /** Counts one link-code attempt of this LINE user in the current fixed window; returns the count so far. */
+  async countCodeAttempt(lineUserId: string, windowSeconds: number, now: Date): Promise<number> {
+    const windowStart = new Date(Math.floor(now.getTime() / (windowSeconds * 1000)) * windowSeconds * 1000);
+    await this.sql.query('DELETE FROM line_mini_app_code_attempts WHERE window_start < $1', [new Date(windowStart.getTime() - windowSeconds * 1000)]);
+    const rows = await this.sql.query<{ attempts: number }>(
+      `INSERT INTO line_mini_app_code_attempts (line_user_id, window_start, attempts) VALUES ($1, $2, 1)
+       ON CONFLICT (line_user_id, window_start) DO UPDATE SET attempts = line_mini_app_code_attempts.attempts + 1 RETURNING attempts`,
+      [lineUserId, windowStart]);
+    return Number(rows[0]?.attempts ?? 0);
   }
 
   /** The account whose current link code has this keyed hash, with the code's expiry. */

@@ -98,4 +98,17 @@ describe(`LINE mini-app backend, method 3: export import and link codes (${descr
       await later.close();
     }
   });
+
+  it('limits link code attempts per LINE user, even for the right code afterwards', async () => {
+    const email = uniqueEmail('m3-guess');
+    await createAccount(world.tsunagi, { email });
+    const { code } = await makeCode(email);
+    const guesser = newLineUser();
+    const wrong = code === '0000-0000' ? '0000-0001' : '0000-0000';
+    for (let i = 0; i < 5; i++) expect((await linkByCode(guesser.token, wrong)).status).toBe(400);
+    expect(await linkByCode(guesser.token, code)).toMatchObject({ status: 429, body: { error: 'too_many_attempts' } });
+    expect(await app.store.subOf(guesser.userId)).toBeUndefined();
+    // Another LINE user is not affected.
+    expect((await linkByCode(newLineUser().token, code)).status).toBe(201);
+  });
 });
