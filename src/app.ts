@@ -2,6 +2,8 @@ import Koa from 'koa';
 import { assets } from './http/assets.js';
 import { errorPages } from './http/errors.js';
 import { accountRoutes } from './http/account-routes.js';
+import { cibaRoutes } from './http/ciba-routes.js';
+import { exportRoutes } from './http/export-routes.js';
 import { interactionRoutes } from './http/interaction-routes.js';
 import { localeMiddleware } from './http/locale.js';
 import { passkeyRoutes } from './http/passkey-routes.js';
@@ -50,7 +52,7 @@ export function createApp(services: Services): Koa {
   app.use(localeMiddleware(services.secureCookies));
   app.use(assets());
   app.use(errorPages(services.views, log, metrics));
-  for (const router of [systemRoutes(services), interactionRoutes(services), accountRoutes(services), passkeyRoutes(services), upstreamRoutes(services), appleNotificationRoutes(services), googleRiscRoutes(services)]) {
+  for (const router of [systemRoutes(services), interactionRoutes(services), accountRoutes(services), cibaRoutes(services), exportRoutes(services), passkeyRoutes(services), upstreamRoutes(services), appleNotificationRoutes(services), googleRiscRoutes(services)]) {
     app.use(router.routes());
     app.use(router.allowedMethods());
   }

@@ -22,7 +22,12 @@ import type { Logger } from './logger.js';
 import { EmailOtpMethod } from './methods/email-otp.js';
 import { PasskeyMethod } from './methods/passkey.js';
 import { SmsOtpMethod } from './methods/sms-otp.js';
-import { outboxSmsSender, twilioSender } from './delivery/sms.js';
+import { outboxSmsSender, outboxTextSender, twilioSender, twilioTextSender } from './delivery/sms.js';
+import { CibaApprovalStore } from './accounts/ciba-approval-store.js';
+import { CibaBackchannel, type CibaSendLimits } from './oidc/ciba.js';
+import { ClientExportStore } from './accounts/client-export-store.js';
+import { ClientExporter } from './flows/client-export.js';
+import { pairwiseSubject } from './oidc/subject.js';
 import { createAdapterFactory } from './oidc/adapter/index.js';
 import { findLatestGrantId } from './oidc/adapter/grant-lookup.js';
 import { ClientStore, type ClientMetadata } from './oidc/client-store.js';
@@ -63,6 +68,12 @@ export interface Services {
   clients: ClientStore;
   /** Seals secrets at rest (src/db/master-key.ts); never in the database. */
   keyring: MasterKeyring;
+  /** LINE mini-app method 2: CIBA requests and their approval links. */
+  ciba: CibaBackchannel;
+  cibaApprovals: CibaApprovalStore;
+  /** LINE mini-app method 3: incremental export per client, and link codes. */
+  exporter: ClientExporter;
+  exportStore: ClientExportStore;
   host: ProviderHost;
   views: Views;
   metrics: Metrics;
@@ -80,6 +91,8 @@ export interface ServiceOverrides {
   metrics?: Metrics;
   /** Tests: the clock of the refresh-token reuse interval. */
   refreshTokenClock?: () => Date;
+  /** Tests: CIBA send limits small enough to reach. */
+  cibaLimits?: CibaSendLimits;
 }
 
 export async function createServices(config: Config, log: Logger, overrides: ServiceOverrides = {}): Promise<Services> {
@@ -130,11 +143,17 @@ export async function createServices(config: Config, log: Logger, overrides: Ser
     const clientSecrets = await ClientSecretVault.open(db.pool, keyring);
     const views = new Views(config.nodeEnv === 'production');
     const metrics = overrides.metrics ?? new Metrics();
-    const adapterFactory = withClientSecretVault(createAdapterFactory(db.pool, redis, `${config.redisKeyPrefix}oidc:`, {
+    const cibaApprovals = new CibaApprovalStore(db.pool);
+    const ciba = new CibaBackchannel({
+      issuer: config.issuer, defaultPhoneRegion: config.defaultPhoneRegion, accounts, approvals: cibaApprovals, limiter, mailer, log,
+      textSender: config.twilio ? twilioTextSender(config.twilio, log) : outbox ? outboxTextSender(outbox) : undefined,
+      ...(overrides.cibaLimits ? { limits: overrides.cibaLimits } : {}),
+    });
+        const adapterFactory = withClientSecretVault(createAdapterFactory(db.pool, redis, `${config.redisKeyPrefix}oidc:`, {
       refreshTokenReuseSeconds: config.ttl.refreshTokenReuse, now: overrides.refreshTokenClock,
     }), clientSecrets);
     const host = new ProviderHost({
-      config, accounts, adapterFactory, cookieKeys, pairwiseSalt, views, limiter,
+      config, accounts, adapterFactory, cookieKeys, pairwiseSalt, views, limiter, ciba,
       findLatestGrantId: (accountId, clientId) => findLatestGrantId(db.pool, accountId, clientId),
     }, keys, log, metrics, clientSecrets);
     const clientModel = () => host.current.Client as unknown as { validate(m: ClientMetadata): Promise<void>; needsSecret(m: ClientMetadata): boolean };
@@ -144,17 +163,27 @@ export async function createServices(config: Config, log: Logger, overrides: Ser
     if (sealed.appSecrets + sealed.signingKeys + sealed.clientSecrets > 0) log.info({ sealed }, 'secrets at rest sealed with the master key');
     await host.start(config.keysReloadSeconds);
 
+    const exportStore = new ClientExportStore(db.pool);
+    const exporter = new ClientExporter({
+      store: exportStore, secret: await getOrCreateSecret(db.pool, keyring, 'export-key'),
+      async subjectFor(accountId, clientId) {
+        const client = await host.current.Client.find(clientId);
+        return client?.subjectType === 'pairwise' ? pairwiseSubject(client.sectorIdentifier as string | undefined, accountId, pairwiseSalt) : accountId;
+      },
+    });
+
     const r = redis;
     const readiness = new Readiness({
       database: () => db.pool.query('SELECT 1'),
       ...(r ? { redis: () => r.ping() } : {}),
     });
     return {
-      config, log, db, redis, accounts, otpChallenges, proofs, passkeyStore, passkeys, limiter, mailer, outbox, emailOtp, smsOtp, verifyEmail, verifyPhone, identities, upstreamCipher, upstream, keys, clients, keyring, host, views, metrics, readiness,
+      config, log, db, redis, accounts, otpChallenges, proofs, passkeyStore, passkeys, limiter, mailer, outbox, emailOtp, smsOtp, verifyEmail, verifyPhone, identities, upstreamCipher, upstream, keys, clients, keyring, host, views, metrics, readiness, ciba, cibaApprovals, exporter, exportStore,
       cookieKeys,
       secureCookies: new URL(config.issuer).protocol === 'https:',
       async close() {
         host.stop();
+        await ciba.idle();
         if (mailer instanceof SmtpMailer) mailer.close();
         // quit() needs a Redis that answers; otherwise stop at once (a process must be able to exit).
         if (r) await withDeadline(r.quit(), config.timeouts.redisCommandMs, 'redis QUIT').catch(() => { r.destroy(); });

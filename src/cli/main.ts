@@ -7,6 +7,7 @@ import type { ClientMetadata } from '../oidc/client-store.js';
 import { importSessionsFromRedis } from '../oidc/adapter/legacy-redis-sessions.js';
 import { sealSecretsAtRest } from '../oidc/secrets-at-rest.js';
 import { createServices, type Services } from '../services.js';
+import { exportAsCsv, exportAsJsonLines } from '../flows/client-export.js';
 
 const USAGE = `Usage: npm run cli -- <command>
 
@@ -22,7 +23,9 @@ const USAGE = `Usage: npm run cli -- <command>
   sessions import-from-redis       once, when upgrading with the old processes stopped: move the browser
                                    sessions an older Tsunagi kept in Redis into Postgres
   secrets reencrypt                re-seal every secret at rest with the newest TSUNAGI_MASTER_KEY
-                                   (after it, the keys in TSUNAGI_MASTER_KEY_PREVIOUS can be dropped)`;
+                                   (after it, the keys in TSUNAGI_MASTER_KEY_PREVIOUS can be dropped)
+  export --client <id> [--since <cursor>] [--format jsonl|csv]
+                                   the client's incremental export (LINE method 3), to standard output`;
 
 class UsageError extends Error {}
 
@@ -135,7 +138,32 @@ export async function run(argv: string[], config: Config): Promise<void> {
     });
     return;
   }
+  if (group === 'export') {
+    const flags = parseFlags(argv.slice(1), ['client', 'since', 'format']);
+    if (!flags.client) throw new UsageError('export needs --client <client_id>');
+    const format = flags.format ?? 'jsonl';
+    if (format !== 'jsonl' && format !== 'csv') throw new UsageError('--format is jsonl or csv');
+    await withServices(config, async ({ exporter, clients }) => {
+      await clients.show(flags.client as string);
+      const result = await exporter.exportSince(flags.client as string, flags.since);
+      process.stdout.write(format === 'csv' ? exportAsCsv(result) : exportAsJsonLines(result));
+      if (format === 'csv') process.stderr.write(`next cursor: ${result.nextCursor}${result.more ? ' (more waiting)' : ''}\n`);
+    });
+    return;
+  }
   throw new UsageError(group ? `unknown command ${group}` : 'no command given');
+}
+
+/** --name value pairs; anything else is a usage error. */
+function parseFlags(args: string[], known: string[]): Record<string, string | undefined> {
+  const flags: Record<string, string | undefined> = {};
+  for (let i = 0; i < args.length; i += 2) {
+    const name = args[i]?.replace(/^--/, '');
+    const value = args[i + 1];
+    if (!name || !args[i]?.startsWith('--') || !known.includes(name) || value === undefined) throw new UsageError(`unexpected argument ${args[i] ?? ''}`);
+    flags[name] = value;
+  }
+  return flags;
 }
 
 const isMain = process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/').split('/').pop() ?? '');

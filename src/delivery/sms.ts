@@ -91,3 +91,38 @@ export function outboxSmsSender(outbox: DevOutbox): CodeSender {
     },
   };
 }
+
+/** Sends a text message that is not a one-time code (the CIBA approval link of LINE method 2). */
+export interface TextMessageSender {
+  send(to: string, text: string): Promise<void>;
+}
+
+/**
+ * Twilio Messages with Tsunagi's own text. Undefined when only Twilio Verify is configured: Verify
+ * sends its own codes and nothing else.
+ */
+export function twilioTextSender(settings: TwilioSettings, log: Logger): TextMessageSender | undefined {
+  if (!settings.from && !settings.messagingServiceSid) return undefined;
+  const client = twilio(settings.accountSid, settings.authToken, {
+    timeout: settings.timeoutMs,
+    ...(settings.apiBaseUrl ? { httpClient: new RewritingRequestClient(settings.apiBaseUrl, settings.timeoutMs) } : {}),
+  });
+  return {
+    async send(to, text) {
+      const sender = settings.messagingServiceSid ? { messagingServiceSid: settings.messagingServiceSid } : { from: settings.from as string };
+      await client.messages.create({ to, body: text, ...sender }).catch((err: unknown) => {
+        const problem = twilioProblem(err);
+        log.warn({ twilioCode: (err as { code?: unknown }).code, problem }, 'twilio text message failed');
+        throw new DeliveryFailed(problem, err);
+      });
+    },
+  };
+}
+
+export function outboxTextSender(outbox: DevOutbox): TextMessageSender {
+  return {
+    async send(to, text) {
+      outbox.add({ channel: 'sms', to, subject: `SMS to ${to}`, text, at: new Date() });
+    },
+  };
+}

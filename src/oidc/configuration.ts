@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { Configuration, KoaContextWithOIDC, UnknownObject } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import type { AccountStore } from '../accounts/account-store.js';
@@ -15,6 +14,8 @@ import { ACCOUNT_APP_CLIENT_ID, accountAppClient } from '../http/account-session
 import { carryDeviceCodeNonce, deviceFlowFeature } from './device-flow.js';
 import type { RateLimiter } from '../limits/rate-limiter.js';
 import { outboundFetch } from './outbound-fetch.js';
+import { CibaBackchannel } from './ciba.js';
+import { pairwiseSubject } from './subject.js';
 
 export interface ProviderDeps {
   config: Config;
@@ -27,9 +28,14 @@ export interface ProviderDeps {
   findLatestGrantId: (accountId: string, clientId: string) => Promise<string | undefined>;
   /** Counts device-code polls for slow_down (src/oidc/device-flow.ts). */
   limiter: RateLimiter;
+  /** OpenID CIBA, poll mode: LINE mini-app method 2 (src/oidc/ciba.ts). */
+  ciba: CibaBackchannel;
 }
 
-export const SCOPES = ['openid', 'offline_access', 'email', 'phone', 'profile'];
+/** Client credentials only: pull the client's incremental export (LINE method 3, src/http/export-routes.ts). */
+export const EXPORT_SCOPE = 'tsunagi:export';
+
+export const SCOPES = ['openid', 'offline_access', 'email', 'phone', 'profile', EXPORT_SCOPE];
 
 export const CLAIMS = {
   // acr and amr are released in every ID token: relying parties need to know how the person signed in.
@@ -80,9 +86,11 @@ export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
     conformIdTokenClaims: false,
     subjectTypes: ['public', 'pairwise'],
     async pairwiseIdentifier(_ctx, accountId, client) {
-      return createHash('sha256').update(`${client.sectorIdentifier}\0${accountId}\0${deps.pairwiseSalt}`).digest('base64url');
+      return pairwiseSubject(client.sectorIdentifier as string | undefined, accountId, deps.pairwiseSalt);
     },
-    async findAccount(_ctx, sub) {
+    async findAccount(ctx, sub) {
+      const unreachable = deps.ciba.unreachableAccount(ctx, sub);
+      if (unreachable) return unreachable;
       const account = await accounts.findAccountById(sub);
       if (!account) return undefined;
       return {
@@ -182,6 +190,7 @@ export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
       registrationManagement: { enabled: Boolean(config.initialAccessToken), rotateRegistrationAccessToken: true },
       // RFC 8628, with Tsunagi's pages at /device: Google sign-in from inside LINE and other webviews.
       deviceFlow: deviceFlowFeature(views),
+      ciba: deps.ciba.feature(),
       rpInitiatedLogout: {
         enabled: true,
         async logoutSource(ctx, form) {
@@ -243,7 +252,7 @@ export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
         return client.clientAuthMethod === 'none' ? Math.min(config.ttl.refreshToken, 7 * 86400) : config.ttl.refreshToken;
       },
       DeviceCode: 600,
-      BackchannelAuthenticationRequest: 600,
+      BackchannelAuthenticationRequest: CibaBackchannel.requestTtl,
     },
     async renderError(ctx, out, error) {
       const locale = localeOf(ctx as unknown as KoaContextWithOIDC);

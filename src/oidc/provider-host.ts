@@ -70,6 +70,7 @@ export class ProviderHost {
     provider.use(revocationWithoutBody);
     compareClientSecretsThrough(provider, this.clientSecrets);
     const emitter = provider as unknown as NodeJS.EventEmitter;
+    provider.use(this.deps.ciba.polling(this.deps.limiter));
     for (const event of ['server_error', 'authorization.error', 'grant.error', 'introspection.error', 'revocation.error', 'userinfo.error', 'end_session.error', 'registration_create.error', 'backchannel.error']) {
       emitter.on(event, (ctxOrErr: unknown, maybeErr?: unknown) => {
         const err = (maybeErr ?? ctxOrErr) as { error?: string; message?: string; status?: number };

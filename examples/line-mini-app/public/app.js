@@ -3,7 +3,7 @@
 // in to Tsunagi with code + PKCE as a public client, and hand Tsunagi's ID token to the backend.
 // Plain ES module, no build step. `liff` is the global the LIFF SDK defines.
 
-/** @typedef {{ liffId: string | null, issuer: string, clientId: string }} PageConfig */
+/** @typedef {{ liffId: string | null, issuer: string, clientId: string, emailOrPhone: boolean, linkCode: boolean }} PageConfig */
 
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const status = (/** @type {string} */ text) => { $('status').textContent = text; };
@@ -126,6 +126,28 @@ async function linkWithCode(/** @type {PageConfig} */ config) {
   }
 }
 
+/**
+ * Method 2 (OpenID CIBA): the backend asks Tsunagi to reach the person at the address they typed;
+ * this page shows the binding message the mail or SMS also names, and asks the backend until the
+ * person approved (or refused) at Tsunagi. The backend polls Tsunagi, at most once per interval.
+ */
+async function linkWithEmailOrPhone(/** @type {string} */ loginHint) {
+  const started = await backend('POST', '/ciba/start', { login_hint: loginHint });
+  $('binding-message').textContent = started.binding_message;
+  $('ciba').hidden = false;
+  $('ciba-form').hidden = true;
+  $('link').hidden = true;
+  $('link-with-code').hidden = true;
+  status('Waiting for your approval…');
+  const deadline = Date.now() + started.expires_in * 1000;
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, started.interval * 1000));
+    if (Date.now() > deadline) throw new Error('The request expired before it was approved. Try again.');
+    const answer = await backend('POST', '/ciba/poll', { request_id: started.request_id });
+    if (answer.linked) return answer;
+  }
+}
+
 async function main() {
   /** @type {PageConfig} */
   const config = await (await fetch('/config.json')).json();
@@ -155,6 +177,37 @@ async function main() {
         $('link-with-code').hidden = false;
       });
   });
+  $('ciba-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    $('error').hidden = true;
+    const input = /** @type {HTMLInputElement} */ ($('login-hint'));
+    linkWithEmailOrPhone(input.value)
+      .then((linked) => {
+        $('ciba').hidden = true;
+        status(linked.created ? 'Linked! You will get updates on LINE.' : 'Already linked. You will get updates on LINE.');
+        $('unlink').hidden = false;
+      })
+      .catch((/** @type {Error} */ err) => {
+        $('ciba').hidden = true;
+        status('Not linked.');
+        showError(err.message);
+        $('ciba-form').hidden = false;
+        $('link').hidden = false;
+        $('link-with-code').hidden = false;
+      });
+  });
+  $('code-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    $('error').hidden = true;
+    const input = /** @type {HTMLInputElement} */ ($('link-code'));
+    backend('POST', '/link/code', { code: input.value })
+      .then((linked) => {
+        status(linked.created ? 'Linked! You will get updates on LINE.' : 'Already linked. You will get updates on LINE.');
+        $('code-form').hidden = true;
+        $('unlink').hidden = false;
+      })
+      .catch((/** @type {Error} */ err) => showError(err.message));
+  });
   $('unlink').addEventListener('click', () => {
     backend('DELETE', '/link').then(() => { status('Unlinked.'); $('unlink').hidden = true; })
       .catch((/** @type {Error} */ err) => showError(err.message));
@@ -168,6 +221,8 @@ async function main() {
     status('Not linked yet.');
     $('link').hidden = false;
     $('link-with-code').hidden = false;
+    $('ciba-form').hidden = !config.emailOrPhone;
+    $('code-form').hidden = !config.linkCode;
   }
 }
 

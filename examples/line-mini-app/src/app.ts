@@ -5,6 +5,8 @@ import Router from '@koa/router';
 import Koa from 'koa';
 import type { LinkAppConfig } from './config.js';
 import { ApiError } from './errors.js';
+import type { CibaLinkService } from './ciba-link-service.js';
+import type { ExportLinkService } from './export-link-service.js';
 import type { LinkService, TsunagiProof } from './link-service.js';
 
 const PUBLIC_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../public');
@@ -16,7 +18,7 @@ const PUBLIC_FILES: Record<string, { file: string; type: string }> = {
 };
 const MAX_BODY_BYTES = 16 * 1024;
 
-export function createLinkApp(config: LinkAppConfig, links: LinkService): Koa {
+export function createLinkApp(config: LinkAppConfig, links: LinkService, cibaLinks: CibaLinkService, exportLinks: ExportLinkService): Koa {
   const app = new Koa();
   const router = new Router();
 
@@ -54,6 +56,38 @@ export function createLinkApp(config: LinkAppConfig, links: LinkService): Koa {
     ctx.body = { unlinked: true };
   });
 
+  // Method 2: the person types their email address or phone number; Tsunagi asks them to approve.
+  router.post('/ciba/start', async (ctx) => {
+    const token = lineToken(ctx.get('authorization'));
+    const loginHint = field(await readJson(ctx.req, ctx.get('content-type')), 'login_hint')?.trim();
+    if (!loginHint || loginHint.length > 254) throw new ApiError(400, 'invalid_login_hint', 'Enter an email address or a phone number.');
+    const started = await cibaLinks.start(token, loginHint);
+    ctx.body = { request_id: started.requestId, binding_message: started.bindingMessage, expires_in: started.expiresIn, interval: started.interval };
+  });
+
+  router.post('/ciba/poll', async (ctx) => {
+    const token = lineToken(ctx.get('authorization'));
+    const requestId = field(await readJson(ctx.req, ctx.get('content-type')), 'request_id');
+    if (!requestId) throw new ApiError(400, 'invalid_request', 'The body must be JSON { "request_id": string }.');
+    const polled = await cibaLinks.poll(token, requestId);
+    if (polled.status === 'pending') {
+      ctx.body = { status: 'pending', binding_message: polled.bindingMessage };
+    } else {
+      ctx.status = polled.created ? 201 : 200;
+      ctx.body = { linked: true, created: polled.created, sub: polled.sub };
+    }
+  });
+
+  // Method 3: the person types the link code from Tsunagi's account page.
+  router.post('/link/code', async (ctx) => {
+    const token = lineToken(ctx.get('authorization'));
+    const code = field(await readJson(ctx.req, ctx.get('content-type')), 'code');
+    if (!code || code.length > 32) throw new ApiError(400, 'invalid_code', 'Enter the 8-digit link code from your account page.');
+    const { created, sub } = await exportLinks.linkByCode(token, code);
+    ctx.status = created ? 201 : 200;
+    ctx.body = { linked: true, created, sub };
+  });
+
   router.post('/notify', async (ctx) => {
     const body = await readJson(ctx.req, ctx.get('content-type'));
     const sub = field(body, 'sub');
@@ -65,7 +99,11 @@ export function createLinkApp(config: LinkAppConfig, links: LinkService): Koa {
 
   // What the LIFF page needs to start; all of it is public.
   router.get('/config.json', (ctx) => {
-    ctx.body = { liffId: config.liffId ?? null, issuer: config.tsunagiIssuer, clientId: config.tsunagiClientId, resource: config.tsunagiResource ?? null };
+    ctx.body = {
+      liffId: config.liffId ?? null, issuer: config.tsunagiIssuer, clientId: config.tsunagiClientId, resource: config.tsunagiResource ?? null,
+      emailOrPhone: Boolean(config.tsunagiCiba),
+      linkCode: Boolean(config.tsunagiExport),
+    };
   });
 
   router.get(Object.keys(PUBLIC_FILES), async (ctx) => {

@@ -13,6 +13,12 @@ export interface LinkAppConfig {
   tsunagiClientId: string;
   /** This backend's resource indicator; set it to accept JWT access tokens instead of ID tokens. */
   tsunagiResource: string | undefined;
+  /** Method 2 (OpenID CIBA): this backend's own confidential client at Tsunagi; undefined disables /ciba/*. */
+  tsunagiCiba: { clientId: string; clientSecret: string } | undefined;
+  /** Method 3 (incremental export + link codes): a client-credentials client with scope tsunagi:export; undefined disables /link/code. */
+  tsunagiExport: { clientId: string; clientSecret: string } | undefined;
+  /** The clock link-code expiry is checked against (tests move it). */
+  now: () => Date;
   databaseUrl: string | undefined;
   /** Shared secret the caller of POST /notify sends in the x-notify-secret header. */
   notifySecret: string | undefined;
@@ -65,6 +71,12 @@ export function loadLinkAppConfig(env: Record<string, string | undefined> = proc
   // The resource is compared with the token's aud as is, so it is kept exactly as configured.
   const tsunagiResource = str('TSUNAGI_RESOURCE');
   if (tsunagiResource !== undefined) url('TSUNAGI_RESOURCE', tsunagiResource);
+  const cibaClientId = str('TSUNAGI_CIBA_CLIENT_ID');
+  const cibaClientSecret = str('TSUNAGI_CIBA_CLIENT_SECRET');
+  if (Boolean(cibaClientId) !== Boolean(cibaClientSecret)) problems.push('TSUNAGI_CIBA_CLIENT_ID and TSUNAGI_CIBA_CLIENT_SECRET go together (method 2)');
+  const exportClientId = str('TSUNAGI_EXPORT_CLIENT_ID');
+  const exportClientSecret = str('TSUNAGI_EXPORT_CLIENT_SECRET');
+  if (Boolean(exportClientId) !== Boolean(exportClientSecret)) problems.push('TSUNAGI_EXPORT_CLIENT_ID and TSUNAGI_EXPORT_CLIENT_SECRET go together (method 3)');
   const notifySecret = str('NOTIFY_SECRET');
   if (notifySecret !== undefined && notifySecret.length < 32) problems.push('NOTIFY_SECRET must be at least 32 characters');
   const databaseUrl = str('DATABASE_URL');
@@ -79,6 +91,9 @@ export function loadLinkAppConfig(env: Record<string, string | undefined> = proc
     tsunagiIssuer,
     tsunagiClientId,
     tsunagiResource,
+    tsunagiCiba: cibaClientId && cibaClientSecret ? { clientId: cibaClientId, clientSecret: cibaClientSecret } : undefined,
+    tsunagiExport: exportClientId && exportClientSecret ? { clientId: exportClientId, clientSecret: exportClientSecret } : undefined,
+    now: () => new Date(),
     databaseUrl,
     notifySecret,
     nonceTtlSeconds: int('LINK_NONCE_TTL_SECONDS', 300, 30, 3600),

@@ -8,7 +8,7 @@ import type { TsunagiTokenVerifier, VerifiedSignIn } from './tsunagi-tokens.js';
 /** What POST /link/complete accepts: Tsunagi's ID token, or a JWT access token for this backend plus the nonce. */
 export type TsunagiProof = { idToken: string } | { accessToken: string; nonce: string };
 
-const REFUSALS: Record<LinkRefusal, ApiError> = {
+const REFUSALS: Record<Exclude<LinkRefusal, 'unknown_ciba_request'>, ApiError> = {
   unknown_nonce: new ApiError(400, 'invalid_nonce', 'The link nonce is unknown, expired or already used. Start linking again.'),
   nonce_of_other_line_user: new ApiError(400, 'invalid_nonce', 'The link nonce was issued to another LINE user.'),
   token_replayed: new ApiError(400, 'token_replayed', 'This Tsunagi access token has already been used to link. Sign in again.'),
@@ -49,7 +49,7 @@ export class LinkService {
       });
       return { created: result === 'linked', sub: signIn.sub };
     } catch (err) {
-      if (err instanceof LinkRefused) throw REFUSALS[err.reason];
+      if (err instanceof LinkRefused && err.reason !== 'unknown_ciba_request') throw REFUSALS[err.reason];
       throw err;
     }
   }

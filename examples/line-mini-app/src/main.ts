@@ -4,29 +4,31 @@ import { createLinkApp } from './app.js';
 import { loadLinkAppConfig, type LinkAppConfig } from './config.js';
 import { openSql } from './database.js';
 import { LinePlatform } from './line-platform.js';
+import { CibaLinkService } from './ciba-link-service.js';
+import { ExportLinkService } from './export-link-service.js';
 import { LinkService } from './link-service.js';
 import { LinkStore } from './link-store.js';
 import { TsunagiTokenVerifier } from './tsunagi-tokens.js';
 
-export interface RunningLinkApp { url: string; store: LinkStore; close(): Promise<void> }
+export interface RunningLinkApp { url: string; store: LinkStore; exportLinks: ExportLinkService; close(): Promise<void> }
 
 /** Wires config -> database -> LINE + Tsunagi clients -> service -> HTTP, and listens. */
 export async function startLinkApp(config: LinkAppConfig, host = '127.0.0.1'): Promise<RunningLinkApp> {
   const sql = await openSql(config.databaseUrl);
   const store = new LinkStore(sql);
   await store.createSchema();
-  const service = new LinkService(
-    config,
-    new LinePlatform(config.lineApiBaseUrl, config.lineChannelId, config.lineMessagingAccessToken),
-    new TsunagiTokenVerifier(config.tsunagiIssuer, config.tsunagiClientId, config.tsunagiResource),
-    store,
-  );
-  const server = http.createServer(createLinkApp(config, service).callback());
+  const line = new LinePlatform(config.lineApiBaseUrl, config.lineChannelId, config.lineMessagingAccessToken);
+  const tokens = new TsunagiTokenVerifier(config.tsunagiIssuer, config.tsunagiClientId, config.tsunagiResource);
+  const service = new LinkService(config, line, tokens, store);
+  const cibaService = new CibaLinkService(config, line, tokens, store);
+  const exportService = new ExportLinkService(config, line, tokens, store);
+  const server = http.createServer(createLinkApp(config, service, cibaService, exportService).callback());
   await new Promise<void>((resolve) => server.listen(config.port, host, () => resolve()));
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://${host}:${port}`,
     store,
+    exportLinks: exportService,
     async close() {
       await new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections(); });
       await sql.close();

@@ -17,6 +17,7 @@ const ALGORITHMS = ['RS256', 'ES256', 'EdDSA'];
 /** Verifies Tsunagi's tokens with nothing but Tsunagi's discovery document and its published keys. */
 export class TsunagiTokenVerifier {
   private jwks: ReturnType<typeof createRemoteJWKSet> | undefined;
+  private discovered: Record<string, unknown> | undefined;
 
   constructor(private readonly issuer: string, private readonly clientId: string, private readonly resource: string | undefined) {}
 
@@ -28,6 +29,23 @@ export class TsunagiTokenVerifier {
       throw new ApiError(401, 'invalid_tsunagi_token', 'The ID token was issued to another client (azp).');
     }
     return signIn(payload, typeof payload.nonce === 'string' ? payload.nonce : undefined);
+  }
+
+  /**
+   * Method 2: the ID token this backend itself polled from the token endpoint (CIBA), issued to its
+   * own confidential client. No nonce: the binding is the auth_req_id only this backend knows.
+   */
+  async verifyCibaIdToken(idToken: string, cibaClientId: string): Promise<VerifiedSignIn> {
+    const payload = await this.verify(idToken, { audience: cibaClientId, requiredClaims: ['sub', 'exp', 'iat'] }, 'ID token');
+    const { sub, exp } = payload;
+    if (typeof sub !== 'string' || typeof exp !== 'number') throw new ApiError(401, 'invalid_tsunagi_token', 'The Tsunagi ID token lacks sub or exp.');
+    return { sub, exp, authTime: typeof payload.auth_time === 'number' ? payload.auth_time : (payload.iat as number), nonce: undefined, jti: undefined };
+  }
+
+  /** Tsunagi's discovery document (cached with the keys). */
+  async metadata(): Promise<Record<string, unknown>> {
+    await this.keys();
+    return this.discovered as Record<string, unknown>;
   }
 
   /** A JWT access token for this backend's resource indicator (aud = the resource), issued to the LIFF page. */
@@ -46,6 +64,7 @@ export class TsunagiTokenVerifier {
     if (metadata?.issuer !== this.issuer || typeof metadata.jwks_uri !== 'string') {
       throw new ApiError(502, 'tsunagi_unavailable', "Tsunagi's discovery document could not be read (or names another issuer).");
     }
+    this.discovered = metadata as Record<string, unknown>;
     this.jwks = createRemoteJWKSet(new URL(metadata.jwks_uri));
     return this.jwks;
   }
