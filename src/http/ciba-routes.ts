@@ -6,6 +6,16 @@ import { accountLoginUrl, readAccountSession } from './account-session.js';
 import { requireCsrf } from './csrf.js';
 import { formBody, page } from './page.js';
 
+/** The scopes the approval page names (openid and the rest need no words). */
+export const APPROVAL_PAGE_SCOPES: readonly string[] = ['email', 'phone', 'profile'];
+
+/** The end of an approval link, and its messages (written out, so the message-key check sees them). */
+const DONE_MESSAGES = {
+  invalid: { titleKey: 'ciba.done.invalid.title', leadKey: 'ciba.done.invalid.lead' },
+  approved: { titleKey: 'ciba.done.approved.title', leadKey: 'ciba.done.approved.lead' },
+  refused: { titleKey: 'ciba.done.refused.title', leadKey: 'ciba.done.refused.lead' },
+} as const;
+
 /**
  * /account/ciba/:secret: the link a CIBA request (LINE mini-app method 2) sends to the person. They
  * sign in with their own method, see which app asks and its binding message, and approve or refuse.
@@ -25,7 +35,7 @@ export function cibaRoutes(services: Services): Router {
     switch (step.kind) {
       case 'invalid':
         ctx.status = 400;
-        return page(ctx, services, 'ciba-done', { outcome: 'invalid' });
+        return page(ctx, services, 'ciba-done', { outcome: 'invalid', ...DONE_MESSAGES.invalid });
       case 'sign_in':
         return ctx.redirect(accountLoginUrl(ctx, config.issuer, { returnTo: `/account/ciba/${secret}`, reauth: step.reauth, locale: ctx.state.locale }));
       case 'other_account':
@@ -34,10 +44,10 @@ export function cibaRoutes(services: Services): Router {
       case 'ready':
         return page(ctx, services, 'ciba-approve', {
           otherAccount: false, action: `/account/ciba/${secret}`, clientName: step.approval.clientName, bindingMessage: step.approval.bindingMessage,
-          scopes: step.approval.scope.split(' ').filter((s) => ['email', 'phone', 'profile'].includes(s)),
+          scopes: step.approval.scope.split(' ').filter((s) => APPROVAL_PAGE_SCOPES.includes(s)),
         });
       case 'decided':
-        return page(ctx, services, 'ciba-done', { outcome: step.decision, clientName: step.approval.clientName });
+        return page(ctx, services, 'ciba-done', { outcome: step.decision, clientName: step.approval.clientName, ...DONE_MESSAGES[step.decision] });
     }
   };
 

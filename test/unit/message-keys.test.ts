@@ -4,6 +4,7 @@ import ts from 'typescript';
 import { AUDIT_EVENT_TYPES } from '../../src/accounts/account-store.js';
 import { PAUSED_SIGN_IN } from '../../src/flows/upstream.js';
 import { NOTICES } from '../../src/http/account-routes.js';
+import { APPROVAL_PAGE_SCOPES } from '../../src/http/ciba-routes.js';
 import { catalogueKeys, LOCALES } from '../../src/i18n/index.js';
 import { SCOPES } from '../../src/oidc/configuration.js';
 import { UPSTREAM_PROVIDERS } from '../../src/upstream/index.js';
@@ -100,6 +101,8 @@ function keysOfSources(): SourceKeys {
 const TEMPLATE_SITES: Record<string, { prefix: string; values: readonly string[] }[]> = {
   // describeConsent (src/flows/consent.ts) lists the scopes asked for, except openid.
   'views/consent.eta': [{ prefix: 'scope.', values: SCOPES.filter((s) => s !== 'openid') }],
+  // The approval page of a CIBA request (src/http/ciba-routes.ts) lists email, phone and profile.
+  'views/ciba-approve.eta': [{ prefix: 'scope.', values: APPROVAL_PAGE_SCOPES }],
   'views/account.eta': [
     { prefix: 'account.notice.', values: [...NOTICES] },
     // A paused Google/Apple sign-in (src/flows/upstream.ts pausedSignIn).
