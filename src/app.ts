@@ -1,6 +1,8 @@
 import Koa from 'koa';
 import { assets } from './http/assets.js';
 import { errorPages } from './http/errors.js';
+import { refuseNulInUrl } from './http/input-guard.js';
+import { deviceFormNeedsSession } from './oidc/device-flow.js';
 import { accountRoutes } from './http/account-routes.js';
 import { interactionRoutes } from './http/interaction-routes.js';
 import { localeMiddleware } from './http/locale.js';
@@ -49,6 +51,8 @@ export function createApp(services: Services): Koa {
   app.use(localeMiddleware(services.secureCookies));
   app.use(assets());
   app.use(errorPages(services.views, log, metrics));
+  app.use(refuseNulInUrl());
+  app.use(deviceFormNeedsSession(() => services.host.current));
   for (const router of [systemRoutes(services), interactionRoutes(services), accountRoutes(services), passkeyRoutes(services), upstreamRoutes(services), appleNotificationRoutes(services)]) {
     app.use(router.routes());
     app.use(router.allowedMethods());

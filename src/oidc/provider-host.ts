@@ -60,6 +60,8 @@ export class ProviderHost {
         const err = (maybeErr ?? ctxOrErr) as { error?: string; message?: string; status?: number };
         this.metrics.errors.inc({ kind: `${event}:${err?.error ?? 'unknown'}` });
         if (event === 'server_error' || (err?.status ?? 400) >= 500) this.log.error({ event, err }, 'oidc-provider error');
+        // A malformed request is worth one warn line (what and why, no stack).
+        else if (err?.error === 'invalid_request') this.log.warn({ event, error: err.error, description: (err as { error_description?: string }).error_description }, 'request refused');
       });
     }
     this.provider = provider;
