@@ -1,10 +1,10 @@
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import { errors } from 'oidc-provider';
-import { parseEmailAddress } from '../accounts/email-address.js';
+import { checkEmailAddress, emailProblemMessage } from '../accounts/email-address.js';
 import { maskPhone, parsePhoneNumber } from '../accounts/phone-number.js';
 import type { CodeVerification } from '../methods/one-time-code-method.js';
-import { completeSignIn, decideAfterEmailProof, decideAfterPhoneProof, type RequestFacts } from '../flows/login.js';
+import { completeSignIn, decideAfterEmailProof, decideAfterPhoneProof, emailCodeRecipient, type RequestFacts } from '../flows/login.js';
 import { cancelSignup, confirmSignup } from '../flows/signup.js';
 import { grantConsent, describeConsent } from '../flows/consent.js';
 import { parseCode } from '../methods/one-time-code.js';
@@ -56,12 +56,14 @@ export function interactionRoutes(services: Services): Router {
   router.post('/email', async (ctx) => {
     const details = await load(ctx);
     const body = ctx.request.body as Record<string, unknown>;
-    const email = parseEmailAddress(body.email);
-    if (!email) {
+    const typed = checkEmailAddress(body.email);
+    if (!typed.ok) {
       ctx.status = 400;
-      return renderLogin(ctx, details, { email: typeof body.email === 'string' ? body.email : '', error: 'login.error.invalid_email' });
+      return renderLogin(ctx, details, { email: typeof body.email === 'string' ? body.email : '', error: emailProblemMessage(typed.problem) });
     }
-    const started = await emailOtp.start({ interactionUid: details.uid, email, ip: ctx.ip, locale: ctx.state.locale });
+    const email = typed.email;
+    const recipient = await emailCodeRecipient({ accounts }, email);
+    const started = await emailOtp.start({ interactionUid: details.uid, email: recipient, ip: ctx.ip, locale: ctx.state.locale });
     metrics.otpSends.inc({ channel: 'email', result: started.ok ? 'sent' : started.reason });
     if (!started.ok) {
       ctx.status = started.reason === 'rate_limited' ? 429 : 503;
