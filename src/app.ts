@@ -26,7 +26,8 @@ const PROVIDER_API_PATHS = new Set(['/token', '/token/introspection', '/token/re
 export function createApp(services: Services): Koa {
   const { config, log, metrics } = services;
   // The outer app signs and reads cookies with the provider's keys, or interaction cookies would not be found.
-  const app = new Koa({ keys: services.cookieKeys, proxy: config.trustProxy });
+  // X-Forwarded-For is read only as far as TRUST_PROXY hops from the right (client-written entries are ignored).
+  const app = new Koa({ keys: services.cookieKeys, proxy: config.trustProxy > 0, maxIpsCount: config.trustProxy });
   app.silent = true;
 
   app.use(async (ctx, next) => {

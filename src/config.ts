@@ -24,7 +24,12 @@ export interface Config {
   smtpUrl: string | undefined;
   mailFrom: string;
   initialAccessToken: string | undefined;
-  trustProxy: boolean;
+  /**
+   * How many reverse proxies in front of Tsunagi append to X-Forwarded-For (0: none, the header is
+   * ignored). The client's address is the entry that many places from the right: entries further
+   * left were written by the client and prove nothing.
+   */
+  trustProxy: number;
   logLevel: string;
   keysReloadSeconds: number;
   /** Twilio for SMS codes; undefined means the development outbox (and no SMS at all in production). */
@@ -205,7 +210,7 @@ export function loadConfig(env: Env = process.env): Config {
     smtpUrl,
     mailFrom: str('MAIL_FROM') ?? 'Tsunagi <no-reply@localhost>',
     initialAccessToken,
-    trustProxy: bool('TRUST_PROXY'),
+    trustProxy: proxyHops(str('TRUST_PROXY'), problems),
     logLevel: str('LOG_LEVEL') ?? (nodeEnv === 'test' ? 'silent' : 'info'),
     keysReloadSeconds: int('KEYS_RELOAD_SECONDS', 60, 1, 86400),
     twilio,
@@ -222,6 +227,23 @@ export function loadConfig(env: Env = process.env): Config {
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+/**
+ * TRUST_PROXY is a number of hops. `true`/`yes` (what a boolean setting used to take) mean one proxy,
+ * the common case; `false`/`no` mean none.
+ */
+function proxyHops(raw: string | undefined, problems: string[]): number {
+  if (raw === undefined) return 0;
+  const word = raw.toLowerCase();
+  if (word === 'true' || word === 'yes') return 1;
+  if (word === 'false' || word === 'no') return 0;
+  const hops = Number(raw);
+  if (!/^\d+$/.test(raw) || hops > 10) {
+    problems.push(`TRUST_PROXY must be the number of reverse proxies in front of Tsunagi, 0 to 10 (1 for one load balancer or TLS proxy; got "${raw}")`);
+    return 0;
+  }
+  return hops;
 }
 
 const HOST_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;

@@ -53,7 +53,8 @@ export class ProviderHost {
   private async reload(): Promise<void> {
     const keys = await this.keyStore.load();
     const provider = new Provider(this.deps.config.issuer, buildProviderConfiguration({ ...this.deps, keys }));
-    provider.proxy = this.deps.config.trustProxy;
+    provider.proxy = this.deps.config.trustProxy > 0;
+    provider.maxIpsCount = this.deps.config.trustProxy;
     provider.use(devicePolling(this.deps.limiter));
     for (const event of ['server_error', 'authorization.error', 'grant.error', 'introspection.error', 'revocation.error', 'userinfo.error', 'end_session.error', 'registration_create.error', 'backchannel.error']) {
       (provider as unknown as NodeJS.EventEmitter).on(event, (ctxOrErr: unknown, maybeErr?: unknown) => {
