@@ -133,11 +133,16 @@ export function interactionRoutes(services: Services): Router {
     }
     // Unknown numbers get the same answer and the same limits, but no SMS: the page must not reveal
     // which numbers have accounts, and nobody should be able to make Tsunagi text arbitrary numbers.
+    // Both take the same awaited steps and neither waits for Twilio (timing must not tell either).
     const account = await accounts.findAccountByVerifiedPhone(phone);
-    const started = account
-      ? await smsOtp.start({ binding: details.uid, phone, ip: ctx.ip, locale: ctx.state.locale, accountId: account.id })
-      : await smsOtp.startSilently({ binding: details.uid, target: phone, ip: ctx.ip });
-    metrics.otpSends.inc({ channel: 'sms', result: started.ok ? (account ? 'sent' : 'unknown_number') : started.reason });
+    const started = await smsOtp.startUndisclosed(
+      { binding: details.uid, target: phone, ip: ctx.ip, locale: ctx.state.locale, accountId: account?.id ?? null },
+      (outcome) => {
+        metrics.otpSends.inc({ channel: 'sms', result: outcome === 'sent' ? 'sent' : 'delivery_failed' });
+        if (outcome !== 'sent') services.log.warn({ problem: outcome }, 'sign-in SMS not delivered');
+      },
+    );
+    if (!started.ok || !account) metrics.otpSends.inc({ channel: 'sms', result: started.ok ? 'unknown_number' : started.reason });
     if (!started.ok) {
       ctx.status = started.reason === 'rate_limited' ? 429 : 503;
       if (started.reason === 'rate_limited') ctx.set('Retry-After', String(started.retryAfterSeconds));
