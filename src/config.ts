@@ -24,6 +24,8 @@ export interface Config {
   smtpUrl: string | undefined;
   mailFrom: string;
   initialAccessToken: string | undefined;
+  /** Bearer token for GET /metrics; in production /metrics is off without it. */
+  metricsToken: string | undefined;
   /**
    * How many reverse proxies in front of Tsunagi append to X-Forwarded-For (0: none, the header is
    * ignored). The client's address is the entry that many places from the right: entries further
@@ -168,6 +170,11 @@ export function loadConfig(env: Env = process.env): Config {
     problems.push('INITIAL_ACCESS_TOKEN must be at least 32 characters');
   }
 
+  const metricsToken = str('METRICS_TOKEN');
+  if (metricsToken !== undefined && (metricsToken.length < 32 || !/^[\x21-\x7e]+$/.test(metricsToken))) {
+    problems.push('METRICS_TOKEN must be at least 32 printable ASCII characters without spaces');
+  }
+
   const twilioSid = str('TWILIO_ACCOUNT_SID');
   const twilioToken = str('TWILIO_AUTH_TOKEN');
   const twilioFrom = str('TWILIO_FROM');
@@ -210,6 +217,7 @@ export function loadConfig(env: Env = process.env): Config {
     smtpUrl,
     mailFrom: str('MAIL_FROM') ?? 'Tsunagi <no-reply@localhost>',
     initialAccessToken,
+    metricsToken,
     trustProxy: proxyHops(str('TRUST_PROXY'), problems),
     logLevel: str('LOG_LEVEL') ?? (nodeEnv === 'test' ? 'silent' : 'info'),
     keysReloadSeconds: int('KEYS_RELOAD_SECONDS', 60, 1, 86400),

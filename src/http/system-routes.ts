@@ -1,5 +1,6 @@
 import Router from '@koa/router';
 import type { Services } from '../services.js';
+import { bearerMatches, metricsAccess } from './metrics.js';
 import { page } from './page.js';
 
 /** Liveness, readiness, metrics and (outside production) the development outbox. */
@@ -30,7 +31,15 @@ export function systemRoutes(services: Services): Router {
     ctx.status = ready ? 200 : 503;
     ctx.body = { status: ready ? 'ready' : 'not_ready', checks };
   });
+  const access = metricsAccess(services.config);
   router.get('/metrics', async (ctx) => {
+    ctx.set('Cache-Control', 'no-store');
+    if (access.kind === 'off') return void (ctx.status = 404);
+    if (access.kind === 'bearer' && !bearerMatches(ctx.get('authorization'), access.token)) {
+      ctx.status = 401;
+      ctx.set('WWW-Authenticate', 'Bearer realm="metrics"');
+      return;
+    }
     ctx.set('Content-Type', services.metrics.registry.contentType);
     ctx.body = await services.metrics.registry.metrics();
   });
