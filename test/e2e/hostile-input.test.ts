@@ -305,6 +305,9 @@ describe(`hostile input (${describeBackends()})`, () => {
     probes.push(await send('malformed JSON', '/upstream/apple/notifications', { body: '{"payload":', type: 'application/json' }));
     probes.push(await send('a NUL payload', '/upstream/apple/notifications', { body: '{"payload":"\\u0000"}', type: 'application/json' }));
     probes.push(await send('a NUL request object', '/request', { body: 'client_id=%00&request=%00' }));
+    for (const path of ['/assets/%00', '/assets/%FF.js', '/assets/..%2f..%2fpackage.json', '/metrics?x=%00', '/healthz%00', '/jwks?x=%00', '/.well-known/openid-configuration%00']) {
+      probes.push(await send('a hostile path', path, {}));
+    }
     expectNoServerError(probes);
     expect(await countRows()).toEqual(before);
   }, CORPUS_TIMEOUT_MS);
