@@ -1,6 +1,8 @@
 import Koa from 'koa';
 import { assets } from './http/assets.js';
 import { errorPages } from './http/errors.js';
+import { refuseNulInUrl } from './http/input-guard.js';
+import { deviceFormNeedsSession } from './oidc/device-flow.js';
 import { accountRoutes } from './http/account-routes.js';
 import { cibaRoutes } from './http/ciba-routes.js';
 import { exportRoutes } from './http/export-routes.js';
@@ -27,7 +29,8 @@ const PROVIDER_API_PATHS = new Set(['/token', '/token/introspection', '/token/re
 export function createApp(services: Services): Koa {
   const { config, log, metrics } = services;
   // The outer app signs and reads cookies with the provider's keys, or interaction cookies would not be found.
-  const app = new Koa({ keys: services.cookieKeys, proxy: config.trustProxy });
+  // X-Forwarded-For is read only as far as TRUST_PROXY hops from the right (client-written entries are ignored).
+  const app = new Koa({ keys: services.cookieKeys, proxy: config.trustProxy > 0, maxIpsCount: config.trustProxy });
   app.silent = true;
 
   app.use(async (ctx, next) => {
@@ -52,6 +55,8 @@ export function createApp(services: Services): Koa {
   app.use(localeMiddleware(services.secureCookies));
   app.use(assets());
   app.use(errorPages(services.views, log, metrics));
+  app.use(refuseNulInUrl());
+  app.use(deviceFormNeedsSession(() => services.host.current));
   for (const router of [systemRoutes(services), interactionRoutes(services), accountRoutes(services), cibaRoutes(services), exportRoutes(services), passkeyRoutes(services), upstreamRoutes(services), appleNotificationRoutes(services), googleRiscRoutes(services)]) {
     app.use(router.routes());
     app.use(router.allowedMethods());

@@ -31,7 +31,14 @@ export interface Config {
   smtpUrl: string | undefined;
   mailFrom: string;
   initialAccessToken: string | undefined;
-  trustProxy: boolean;
+  /** Bearer token for GET /metrics; in production /metrics is off without it. */
+  metricsToken: string | undefined;
+  /**
+   * How many reverse proxies in front of Tsunagi append to X-Forwarded-For (0: none, the header is
+   * ignored). The client's address is the entry that many places from the right: entries further
+   * left were written by the client and prove nothing.
+   */
+  trustProxy: number;
   logLevel: string;
   keysReloadSeconds: number;
   /** Twilio for SMS codes; undefined means the development outbox (and no SMS at all in production). */
@@ -221,6 +228,11 @@ export function loadConfig(env: Env = process.env): Config {
     problems.push('INITIAL_ACCESS_TOKEN must be at least 32 characters');
   }
 
+  const metricsToken = str('METRICS_TOKEN');
+  if (metricsToken !== undefined && (metricsToken.length < 32 || !/^[\x21-\x7e]+$/.test(metricsToken))) {
+    problems.push('METRICS_TOKEN must be at least 32 printable ASCII characters without spaces');
+  }
+
   const twilioSid = str('TWILIO_ACCOUNT_SID');
   const twilioToken = str('TWILIO_AUTH_TOKEN');
   const twilioFrom = str('TWILIO_FROM');
@@ -264,7 +276,8 @@ export function loadConfig(env: Env = process.env): Config {
     smtpUrl,
     mailFrom: str('MAIL_FROM') ?? 'Tsunagi <no-reply@localhost>',
     initialAccessToken,
-    trustProxy: bool('TRUST_PROXY'),
+    metricsToken,
+    trustProxy: proxyHops(str('TRUST_PROXY'), problems),
     logLevel: str('LOG_LEVEL') ?? (nodeEnv === 'test' ? 'silent' : 'info'),
     keysReloadSeconds: int('KEYS_RELOAD_SECONDS', 60, 1, 86400),
     twilio,
@@ -311,6 +324,23 @@ function masterKeyConfig(rawCurrent: string | undefined, rawPrevious: string | u
     else problems.push('TSUNAGI_MASTER_KEY_PREVIOUS must be a comma-separated list of 32-byte base64 keys (or the word development)');
   }
   return current ? [current, ...previous] : undefined;
+}
+
+/**
+ * TRUST_PROXY is a number of hops. `true`/`yes` (what a boolean setting used to take) mean one proxy,
+ * the common case; `false`/`no` mean none.
+ */
+function proxyHops(raw: string | undefined, problems: string[]): number {
+  if (raw === undefined) return 0;
+  const word = raw.toLowerCase();
+  if (word === 'true' || word === 'yes') return 1;
+  if (word === 'false' || word === 'no') return 0;
+  const hops = Number(raw);
+  if (!/^\d+$/.test(raw) || hops > 10) {
+    problems.push(`TRUST_PROXY must be the number of reverse proxies in front of Tsunagi, 0 to 10 (1 for one load balancer or TLS proxy; got "${raw}")`);
+    return 0;
+  }
+  return hops;
 }
 
 const HOST_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { createApp } from './app.js';
 import type { Config } from './config.js';
 import { createLogger, type Logger } from './logger.js';
+import { metricsAccess } from './http/metrics.js';
 import { sweepExpiredPayloads } from './oidc/adapter/postgres-adapter.js';
 import { PostgresRateLimiter } from './limits/postgres-rate-limiter.js';
 import { AppleNotificationStore } from './accounts/apple-notification-store.js';
@@ -25,6 +26,7 @@ export async function startServer(config: Config, options: ServiceOverrides & { 
   const log = options.log ?? createLogger(config.logLevel);
   const services = await createServices(config, log, options);
   const app = createApp(services);
+  if (metricsAccess(config).kind === 'off') log.warn('/metrics is off: set METRICS_TOKEN to let a scraper read it with that bearer token');
   const { readiness } = services;
   // Draining: every response whose head is written from then on closes its connection (requests in
   // flight when SIGTERM came included), so keep-alive clients reconnect elsewhere.

@@ -1,22 +1,76 @@
-// Parsing of email addresses typed by people. The key is what uniqueness is decided on:
-// the whole address lower-cased (providers differ on local-part case, so we treat it as one).
+import { domainToASCII, domainToUnicode } from 'node:url';
+
+// Email addresses typed by people, parsed and normalised once, here, at the edge.
+//
+// Policy (README, "Security"): the local part (before the @) must be ASCII: letters, digits and
+// ! # $ % & ' * + - / = ? ^ _ ` { | } ~ . (RFC 5322 atext and dots; dots anywhere, as some Japanese
+// carriers' older addresses have them). An internationalised local part (RFC 6531) is refused with
+// a message saying so, because there is no safe way to compare two of them: mailbox providers
+// differ on case and normalisation, and any folding Tsunagi applied (lower-casing, NFKC, case
+// folding) would map look-alikes onto other people's addresses: U+212A KELVIN SIGN lower-cases to
+// "k", full-width letters fold to ASCII, U+0130 lower-cases to "i" plus a combining dot. The domain
+// may be internationalised (IDNA): it is stored in its ASCII (A-label, punycode) form, and only when
+// it was typed already in its normalised form (no mapping: full-width or compatibility characters
+// are refused, not silently folded). Control, format (bidi overrides, zero-width), private-use,
+// surrogate and unassigned characters are refused anywhere. The key, on which uniqueness is
+// decided, is the whole address lower-cased, which for an ASCII local part is plain ASCII case.
 
 export interface EmailAddress {
-  /** As the person typed it, trimmed, with the domain lower-cased. */
+  /** The local part as typed (trimmed), @, the domain lower-cased in its ASCII form. */
   address: string;
   /** Lower-cased, for case-insensitive uniqueness and lookup. */
   key: string;
 }
 
-const EMAIL_RE = /^[^\s@<>()[\]\\,;:"]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/;
+/** Why a typed address was refused, so the page can say what to change. */
+export type EmailAddressProblem = 'format' | 'characters' | 'non_ascii_local_part';
+
+export type EmailAddressParse = { ok: true; email: EmailAddress } | { ok: false; problem: EmailAddressProblem };
+
+const LOCAL_PART = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}$/;
+const ASCII_DOMAIN = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/;
+/** Control, format (bidi, zero-width), surrogate, private-use and unassigned code points. */
+const FORBIDDEN_CHARACTERS = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}]/u;
+const NON_ASCII = /[^\x20-\x7e]/;
+
+export function checkEmailAddress(raw: unknown): EmailAddressParse {
+  if (typeof raw !== 'string') return { ok: false, problem: 'format' };
+  const trimmed = raw.trim();
+  if (trimmed.length > 254) return { ok: false, problem: 'format' };
+  if (FORBIDDEN_CHARACTERS.test(trimmed)) return { ok: false, problem: 'characters' };
+  const at = trimmed.lastIndexOf('@');
+  if (at <= 0) return { ok: false, problem: 'format' };
+  const local = trimmed.slice(0, at);
+  if (NON_ASCII.test(local)) return { ok: false, problem: 'non_ascii_local_part' };
+  if (!LOCAL_PART.test(local)) return { ok: false, problem: 'format' };
+  const domain = asciiDomain(trimmed.slice(at + 1));
+  if (!domain) return { ok: false, problem: 'format' };
+  const address = `${local}@${domain}`;
+  if (address.length > 254) return { ok: false, problem: 'format' };
+  return { ok: true, email: { address, key: address.toLowerCase() } };
+}
 
 export function parseEmailAddress(raw: unknown): EmailAddress | undefined {
-  if (typeof raw !== 'string') return undefined;
-  const trimmed = raw.trim();
-  if (trimmed.length > 254 || !EMAIL_RE.test(trimmed)) return undefined;
-  const at = trimmed.lastIndexOf('@');
-  const address = `${trimmed.slice(0, at)}@${trimmed.slice(at + 1).toLowerCase()}`;
-  return { address, key: address.toLowerCase() };
+  const parsed = checkEmailAddress(raw);
+  return parsed.ok ? parsed.email : undefined;
+}
+
+/**
+ * The domain's ASCII form, or undefined. ASCII letters are lower-cased; anything else must already be
+ * what IDNA would keep: a domain whose conversion changes a character (full-width "ｅ" to "e", the
+ * Kelvin sign to "k", "Ü" to "ü") is refused rather than folded onto another domain.
+ */
+function asciiDomain(typed: string): string | undefined {
+  const lowered = typed.replace(/[A-Z]/g, (c) => c.toLowerCase());
+  const ascii = domainToASCII(lowered);
+  if (!ascii || !ASCII_DOMAIN.test(ascii)) return undefined;
+  if (NON_ASCII.test(lowered) ? domainToUnicode(ascii) !== lowered : ascii !== lowered) return undefined;
+  return ascii;
+}
+
+/** The message key a page shows for a refused address. */
+export function emailProblemMessage(problem: EmailAddressProblem): string {
+  return problem === 'format' ? 'login.error.invalid_email' : `login.error.email_${problem}`;
 }
 
 /** t•••@example.com: enough for a person to recognise their address, not enough to harvest it. */

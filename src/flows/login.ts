@@ -1,4 +1,5 @@
 import type { Account, AccountStore } from '../accounts/account-store.js';
+import type { EmailAddress } from '../accounts/email-address.js';
 import type { ProofStore } from '../accounts/proof-store.js';
 import type { Proof } from '../methods/proof.js';
 
@@ -14,6 +15,18 @@ export const ACR_VALUES = [ACR.singleFactor, ACR.phishingResistant];
 
 export function acrFor(amr: string[]): string {
   return amr.includes('hwk') || amr.includes('swk') ? ACR.phishingResistant : ACR.singleFactor;
+}
+
+/**
+ * Where the sign-in code for a typed address goes: the address stored on the account that has it as
+ * a verified email, exactly as the owner proved it, never the string just typed (which may differ
+ * in case, and is someone else's to choose). Only when no account has it does the code go to the
+ * typed address, to prove that mailbox for a signup.
+ */
+export async function emailCodeRecipient(deps: { accounts: AccountStore }, typed: EmailAddress): Promise<EmailAddress> {
+  const account = await deps.accounts.findAccountByVerifiedEmail(typed);
+  const stored = account?.emails.find((e) => e.verifiedAt && e.key === typed.key);
+  return stored ? { address: stored.address, key: stored.key } : typed;
 }
 
 export type AfterEmailProof =

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import type { Account } from '../accounts/account-store.js';
-import { parseEmailAddress } from '../accounts/email-address.js';
+import { checkEmailAddress, emailProblemMessage } from '../accounts/email-address.js';
 import { PasskeyStore } from '../accounts/passkey-store.js';
 import { maskPhone, parsePhoneNumber } from '../accounts/phone-number.js';
 import { isAuditEventType, isUuid } from '../accounts/account-store.js';
@@ -216,8 +216,9 @@ export function accountRoutes(services: Services): Router {
   router.post('/emails', async (ctx) => {
     const me = await signedIn(ctx, { recent: true });
     if (!me) return;
-    const email = parseEmailAddress(body(ctx).email);
-    if (!email) return badRequest(ctx, 'account-add', { kind: 'email', error: 'login.error.invalid_email', value: String(body(ctx).email ?? '') });
+    const typed = checkEmailAddress(body(ctx).email);
+    if (!typed.ok) return badRequest(ctx, 'account-add', { kind: 'email', error: emailProblemMessage(typed.problem), value: String(body(ctx).email ?? '') });
+    const { email } = typed;
     const started = await verifyEmail.start({ interactionUid: accountBinding(me.session), email, ip: ctx.ip, locale: ctx.state.locale, accountId: me.account.id });
     if (!started.ok) {
       ctx.status = started.reason === 'rate_limited' ? 429 : 503;

@@ -25,8 +25,16 @@ export class CsrfFailure extends Error {
 /** For JSON endpoints (no form body): the `x-csrf-token` header must equal the csrf cookie. */
 export function csrfHeaderMatches(ctx: Context): boolean {
   const cookie = ctx.cookies.get(COOKIE, { signed: true });
-  const sent = ctx.get('x-csrf-token');
-  return Boolean(cookie) && sent.length === cookie?.length && timingSafeEqual(Buffer.from(sent), Buffer.from(cookie));
+  return tokensMatch(cookie, ctx.get('x-csrf-token'));
+}
+
+// Compared as bytes: a non-ASCII value of the right length in characters would otherwise reach
+// timingSafeEqual with buffers of different lengths, which throws.
+function tokensMatch(cookie: string | undefined, sent: unknown): boolean {
+  if (!cookie || typeof sent !== 'string') return false;
+  const expected = Buffer.from(cookie);
+  const given = Buffer.from(sent);
+  return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
 /** Refuses any unsafe request to Tsunagi's own pages whose form token does not match its cookie. */
@@ -36,9 +44,7 @@ export function requireCsrf() {
     const cookie = ctx.cookies.get(COOKIE, { signed: true });
     const body = ctx.request.body as Record<string, unknown> | undefined;
     const sent = body?.[CSRF_FIELD];
-    if (!cookie || typeof sent !== 'string' || sent.length !== cookie.length || !timingSafeEqual(Buffer.from(sent), Buffer.from(cookie))) {
-      throw new CsrfFailure();
-    }
+    if (!tokensMatch(cookie, sent)) throw new CsrfFailure();
     return next();
   };
 }

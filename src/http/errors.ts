@@ -5,6 +5,7 @@ import type { Metrics } from './metrics.js';
 import type { Views } from './views.js';
 import { cspNonce } from './security-headers.js';
 import { RETRY_AFTER_SECONDS, unavailableDependency } from '../db/dependency.js';
+import { MalformedRequest } from './input-guard.js';
 
 /** Errors on Tsunagi's own pages become a readable page (or JSON for API callers); 5xx are logged. */
 export function errorPages(views: Views, log: Logger, metrics: Metrics) {
@@ -25,9 +26,13 @@ export function errorPages(views: Views, log: Logger, metrics: Metrics) {
       else if (typeof err === 'object' && err && (err as { name?: string }).name === 'StaleInteraction') { status = 400; key = 'error.stale_interaction'; }
       else if (typeof err === 'object' && err && (err as { name?: string }).name === 'InteractionExpired') { status = 400; key = 'error.interaction_expired'; }
       else if (typeof err === 'object' && err && typeof (err as { status?: number }).status === 'number' && (err as { status: number }).status < 500) {
-        status = (err as { status: number }).status; key = 'error.bad_request';
+        status = (err as { status: number }).status;
+        const ownKey = (err as { messageKey?: unknown }).messageKey;
+        key = typeof ownKey === 'string' ? ownKey : 'error.bad_request';
       }
       if (status >= 500 && !unavailable) log.error({ err, path: ctx.path }, 'request failed');
+      // Malformed input is the sender's problem, not a fault: one warn line, no stack.
+      else if (err instanceof MalformedRequest) log.warn({ path: ctx.path, method: ctx.method, reason: err.reason }, 'request refused');
       metrics.errors.inc({ kind: key });
       ctx.status = status;
       ctx.set('Cache-Control', 'no-store');

@@ -1,10 +1,10 @@
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import { errors } from 'oidc-provider';
-import { parseEmailAddress } from '../accounts/email-address.js';
+import { checkEmailAddress, emailProblemMessage } from '../accounts/email-address.js';
 import { maskPhone, parsePhoneNumber } from '../accounts/phone-number.js';
 import type { CodeVerification } from '../methods/one-time-code-method.js';
-import { completeSignIn, decideAfterEmailProof, decideAfterPhoneProof, type RequestFacts } from '../flows/login.js';
+import { completeSignIn, decideAfterEmailProof, decideAfterPhoneProof, emailCodeRecipient, type RequestFacts } from '../flows/login.js';
 import { cancelSignup, confirmSignup } from '../flows/signup.js';
 import { grantConsent, describeConsent } from '../flows/consent.js';
 import { parseCode } from '../methods/one-time-code.js';
@@ -57,12 +57,14 @@ export function interactionRoutes(services: Services): Router {
   router.post('/email', async (ctx) => {
     const details = await load(ctx);
     const body = ctx.request.body as Record<string, unknown>;
-    const email = parseEmailAddress(body.email);
-    if (!email) {
+    const typed = checkEmailAddress(body.email);
+    if (!typed.ok) {
       ctx.status = 400;
-      return renderLogin(ctx, details, { email: typeof body.email === 'string' ? body.email : '', error: 'login.error.invalid_email' });
+      return renderLogin(ctx, details, { email: typeof body.email === 'string' ? body.email : '', error: emailProblemMessage(typed.problem) });
     }
-    const started = await emailOtp.start({ interactionUid: details.uid, email, ip: ctx.ip, locale: ctx.state.locale });
+    const email = typed.email;
+    const recipient = await emailCodeRecipient({ accounts }, email);
+    const started = await emailOtp.start({ interactionUid: details.uid, email: recipient, ip: ctx.ip, locale: ctx.state.locale });
     metrics.otpSends.inc({ channel: 'email', result: started.ok ? 'sent' : started.reason });
     if (!started.ok) {
       ctx.status = started.reason === 'rate_limited' ? 429 : 503;
@@ -132,11 +134,16 @@ export function interactionRoutes(services: Services): Router {
     }
     // Unknown numbers get the same answer and the same limits, but no SMS: the page must not reveal
     // which numbers have accounts, and nobody should be able to make Tsunagi text arbitrary numbers.
+    // Both take the same awaited steps and neither waits for Twilio (timing must not tell either).
     const account = await accounts.findAccountByVerifiedPhone(phone);
-    const started = account
-      ? await smsOtp.start({ binding: details.uid, phone, ip: ctx.ip, locale: ctx.state.locale, accountId: account.id })
-      : await smsOtp.startSilently({ binding: details.uid, target: phone, ip: ctx.ip });
-    metrics.otpSends.inc({ channel: 'sms', result: started.ok ? (account ? 'sent' : 'unknown_number') : started.reason });
+    const started = await smsOtp.startUndisclosed(
+      { binding: details.uid, target: phone, ip: ctx.ip, locale: ctx.state.locale, accountId: account?.id ?? null },
+      (outcome) => {
+        metrics.otpSends.inc({ channel: 'sms', result: outcome === 'sent' ? 'sent' : 'delivery_failed' });
+        if (outcome !== 'sent') services.log.warn({ problem: outcome }, 'sign-in SMS not delivered');
+      },
+    );
+    if (!started.ok || !account) metrics.otpSends.inc({ channel: 'sms', result: started.ok ? 'unknown_number' : started.reason });
     if (!started.ok) {
       ctx.status = started.reason === 'rate_limited' ? 429 : 503;
       ctx.set('Retry-After', String(started.reason === 'rate_limited' ? started.retryAfterSeconds : RETRY_AFTER_SECONDS));

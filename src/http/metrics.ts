@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export class Metrics {
@@ -36,4 +37,24 @@ export function routeLabel(path: string, matchedRoute: string | undefined): stri
   if (matchedRoute) return matchedRoute;
   for (const [re, label] of PROVIDER_ROUTES) if (re.test(path)) return label;
   return 'other';
+}
+
+/**
+ * Who may read /metrics (route counts, error kinds, process details: reconnaissance for an attacker,
+ * and a cheap request to repeat): with METRICS_TOKEN set, only a request bearing it; in production
+ * without one, nobody (the route answers 404); in development and tests, anyone on the listener.
+ */
+export type MetricsAccess = { kind: 'open' } | { kind: 'off' } | { kind: 'bearer'; token: string };
+
+export function metricsAccess(config: { nodeEnv: string; metricsToken: string | undefined }): MetricsAccess {
+  if (config.metricsToken) return { kind: 'bearer', token: config.metricsToken };
+  return config.nodeEnv === 'production' ? { kind: 'off' } : { kind: 'open' };
+}
+
+/** `Authorization: Bearer <token>`, compared in constant time (as digests, so lengths may differ). */
+export function bearerMatches(authorization: string, token: string): boolean {
+  const match = /^Bearer ([\x21-\x7e]+)$/i.exec(authorization);
+  if (!match?.[1]) return false;
+  const digest = (value: string) => createHash('sha256').update(value).digest();
+  return timingSafeEqual(digest(match[1]), digest(token));
 }

@@ -1,7 +1,8 @@
 import { bodyParser } from '@koa/bodyparser';
-import type { Context } from 'koa';
+import type { Context, Next } from 'koa';
 import type { Services } from '../services.js';
 import { csrfToken } from './csrf.js';
+import { refuseNulInBody } from './input-guard.js';
 import { cspNonce } from './security-headers.js';
 
 export type PageState = Record<string, unknown> & { error?: string; email?: string };
@@ -17,7 +18,9 @@ export function page(ctx: Context, services: Pick<Services, 'views' | 'secureCoo
   }, data);
 }
 
-/** Form bodies for Tsunagi's own pages only (oidc-provider parses its own). */
+/** Form bodies for Tsunagi's own pages only (oidc-provider parses its own); a NUL in any field is refused. */
 export function formBody() {
-  return bodyParser({ enableTypes: ['form'], formLimit: '16kb' });
+  const parse = bodyParser({ enableTypes: ['form'], formLimit: '16kb' });
+  const refuseNul = refuseNulInBody();
+  return (ctx: Context, next: Next) => parse(ctx, () => refuseNul(ctx, next));
 }

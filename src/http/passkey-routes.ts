@@ -12,6 +12,7 @@ import { parseAuthenticationResponse, parsePasskeyName, parseRegistrationRespons
 import type { Services } from '../services.js';
 import { ACCOUNT_APP_CLIENT_ID, accountBinding, readAccountSession, signedInRecently } from './account-session.js';
 import { csrfHeaderMatches } from './csrf.js';
+import { refuseNulInBody } from './input-guard.js';
 import { passkeyOfferAccountId } from './interaction-routes.js';
 import { interactionSession } from './interaction-session.js';
 import { applyUiLocales } from './locale.js';
@@ -42,7 +43,9 @@ export function passkeyRoutes(services: Services): Router {
     ctx.status = status;
     ctx.body = { error: reason, message: translator(ctx.state.locale)(`passkey.error.${reason}`), ...extra };
   };
-  const json = bodyParser({ enableTypes: ['json'], jsonLimit: '64kb' });
+  const parseJson = bodyParser({ enableTypes: ['json'], jsonLimit: '64kb' });
+  const refuseNul = refuseNulInBody();
+  const json = (ctx: Context, next: Next) => parseJson(ctx, () => refuseNul(ctx, next));
   const guard = async (ctx: Context, next: Next) => {
     ctx.set('Cache-Control', 'no-store');
     if (!csrfHeaderMatches(ctx)) return refuse(ctx, 403, 'csrf');

@@ -1,5 +1,6 @@
 import Router from '@koa/router';
 import type { Services } from '../services.js';
+import { bearerMatches, metricsAccess } from './metrics.js';
 import { page } from './page.js';
 import { RETRY_AFTER_SECONDS } from '../db/dependency.js';
 
@@ -18,7 +19,15 @@ export function systemRoutes(services: Services): Router {
     const unavailable = Object.entries(report.checks).filter(([, result]) => result !== 'ok').map(([name]) => name);
     ctx.body = { status: report.status, checks: report.checks, ...(unavailable.length ? { unavailable } : {}) };
   });
+  const access = metricsAccess(services.config);
   router.get('/metrics', async (ctx) => {
+    ctx.set('Cache-Control', 'no-store');
+    if (access.kind === 'off') return void (ctx.status = 404);
+    if (access.kind === 'bearer' && !bearerMatches(ctx.get('authorization'), access.token)) {
+      ctx.status = 401;
+      ctx.set('WWW-Authenticate', 'Bearer realm="metrics"');
+      return;
+    }
     ctx.set('Content-Type', services.metrics.registry.contentType);
     ctx.body = await services.metrics.registry.metrics();
   });

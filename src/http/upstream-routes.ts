@@ -2,7 +2,7 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import type { Account } from '../accounts/account-store.js';
 import { EmailAlreadyRegistered } from '../accounts/account-store.js';
-import { maskEmail, parseEmailAddress } from '../accounts/email-address.js';
+import { checkEmailAddress, emailProblemMessage, maskEmail, parseEmailAddress } from '../accounts/email-address.js';
 import { maskPhone } from '../accounts/phone-number.js';
 import type { UpstreamProviderName } from '../accounts/upstream-identity-store.js';
 import { withTransaction } from '../db/database.js';
@@ -424,12 +424,13 @@ export function upstreamRoutes(services: Services): Router {
     const held = await heldSignIn(details);
     if (!held || held.proof.subject.kind !== 'account') return seeOther(ctx, '');
     const raw = body(ctx).email;
-    const email = parseEmailAddress(raw);
+    const typed = checkEmailAddress(raw);
     const again = async (status: number, error: string, extra: PageState = {}) => {
       ctx.status = status;
       page(ctx, services, 'require-email', { uid: details.uid, clientName: await clientName(details), email: typeof raw === 'string' ? raw : '', error, ...extra });
     };
-    if (!email) return again(400, 'login.error.invalid_email');
+    if (!typed.ok) return again(400, emailProblemMessage(typed.problem));
+    const { email } = typed;
     // An address someone else verified is refused here, before any code: it never moves between accounts.
     const owner = await accounts.findAccountByVerifiedEmail(email);
     if (owner && owner.id !== held.proof.subject.accountId) return again(409, 'require_email.error.taken');

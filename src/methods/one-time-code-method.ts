@@ -88,19 +88,35 @@ export class OneTimeCodeMethod {
   }
 
   /**
-   * Same limits and a live challenge whose code matches nothing, but nothing is sent: for targets
-   * that must not be told apart from real ones (an unknown number on the sign-in page).
+   * For a target that must not be told apart from an unknown one (a number typed on the sign-in
+   * page): both kinds take the same awaited steps, every limit (the account's counted against a
+   * stand-in when there is no account) and one stored challenge, and the answer never waits for
+   * delivery, so neither its content nor its timing says whether the target has an account. A known
+   * target's code goes to the sender in the background and `report` hears how that went; an unknown
+   * target gets a challenge no code can satisfy and nothing is sent. A code whose delivery failed is
+   * as unusable as an unknown number's: the person asks for another, as after any lost SMS.
    */
-  async startSilently(input: { binding: string; target: string; ip: string }): Promise<CodeStart> {
+  async startUndisclosed(
+    input: { binding: string; target: string; ip: string; locale: Locale; accountId: string | null },
+    report: (outcome: 'sent' | DeliveryProblem) => void,
+  ): Promise<CodeStart> {
     const now = this.now();
-    const limit = await hitAll(this.deps.limiter, this.spec.limits(input.target, input.ip, null), now);
+    const limit = await hitAll(this.deps.limiter, this.spec.limits(input.target, input.ip, input.accountId ?? `no-account:${input.target}`), now);
     if (!limit.allowed) return { ok: false, reason: 'rate_limited', retryAfterSeconds: limit.retryAfterSeconds };
+    const known = input.accountId !== null;
+    const { sender } = this.spec;
     const id = randomUUID();
+    const code = generateCode();
+    const providerOwned = known && sender.kind === 'provider-code';
     const expiresAt = new Date(now.getTime() + CODE_TTL_SECONDS * 1000);
     await this.deps.challenges.create({
-      id, channel: this.spec.channel, purpose: this.purpose, target: input.target, interactionUid: input.binding,
-      accountId: null, codeHash: hashCode(this.deps.pepper, id, randomUUID()), expiresAt,
+      id, channel: this.spec.channel, purpose: this.purpose, target: input.target, interactionUid: input.binding, accountId: input.accountId,
+      codeHash: providerOwned ? PROVIDER_OWNED : hashCode(this.deps.pepper, id, known ? code : randomUUID()), expiresAt,
     });
+    if (known) {
+      const delivery = sender.kind === 'tsunagi-code' ? sender.send(input.target, code, input.locale) : sender.start(input.target, input.locale);
+      delivery.then(() => report('sent'), (err: unknown) => report(err instanceof DeliveryFailed ? err.problem : 'unavailable'));
+    }
     return { ok: true, challengeId: id, expiresAt };
   }
 

@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
+import type { Context, Next } from 'koa';
 import type { Configuration, KoaContextWithOIDC } from 'oidc-provider';
+import { MalformedRequest } from '../http/input-guard.js';
 import { negotiateLocale, isLocale, type Locale } from '../i18n/index.js';
 import type { Views } from '../http/views.js';
 import { cspNonce } from '../http/security-headers.js';
@@ -117,3 +119,22 @@ export function devicePolling(limiter: RateLimiter) {
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
+
+/**
+ * POST /device (the user-code form) from a browser whose provider session is missing or gone (no
+ * cookie, cookies blocked, the session expired): oidc-provider 9 renders its error page and then
+ * fails to save the session it never stored, answering a bare 500. Such a form cannot be valid (its
+ * xsrf value lives in that session), so it is refused here first with a page saying to reload it.
+ * Runs in Tsunagi's own middleware, in front of the provider.
+ */
+export function deviceFormNeedsSession(provider: () => { Session: { find(id: string): Promise<unknown> } }) {
+  return async (ctx: Context, next: Next) => {
+    if (ctx.method !== 'POST' || ctx.path !== '/device') return next();
+    const sessionId = ctx.cookies.get(SESSION_COOKIE, { signed: true });
+    if (sessionId && !sessionId.includes('\0') && (await provider().Session.find(sessionId))) return next();
+    throw new MalformedRequest('the device form was sent without its session', 'error.csrf');
+  };
+}
+
+/** oidc-provider's session cookie (its default name, which Tsunagi keeps). */
+const SESSION_COOKIE = '_session';

@@ -64,7 +64,8 @@ export class ProviderHost {
   private async reload(): Promise<void> {
     const keys = await this.keyStore.load();
     const provider = new Provider(this.deps.config.issuer, buildProviderConfiguration({ ...this.deps, keys }));
-    provider.proxy = this.deps.config.trustProxy;
+    provider.proxy = this.deps.config.trustProxy > 0;
+    provider.maxIpsCount = this.deps.config.trustProxy;
     provider.use(retryAfterWhenUnavailable);
     provider.use(devicePolling(this.deps.limiter));
     provider.use(revocationWithoutBody);
@@ -78,6 +79,8 @@ export class ProviderHost {
         const unavailable = unavailableDependency(err);
         if (unavailable) this.log.warn({ event, dependency: unavailable.dependency, reason: unavailable.reason }, 'dependency unavailable');
         else if (event === 'server_error' || (err?.status ?? 400) >= 500) this.log.error({ event, err }, 'oidc-provider error');
+        // A malformed request is worth one warn line (what and why, no stack).
+        else if (err?.error === 'invalid_request') this.log.warn({ event, error: err.error, description: (err as { error_description?: string }).error_description }, 'request refused');
       });
     }
     // A relying party that did not get its logout token keeps a session the person ended: say so.

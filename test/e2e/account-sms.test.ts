@@ -118,7 +118,8 @@ describe(`the account page and SMS codes (${describeBackends()})`, () => {
     const phonePage = await other.follow(new URL(`/interaction/${/\/interaction\/([\w-]+)\//.exec(login.body)?.[1]}/phone`, issuer).href);
     const smsPage = await other.follow(new URL(formAction(phonePage.body, '/phone'), issuer).href, { form: { _csrf: csrfOf(phonePage.body), phone: phone.typed } });
     expect(smsPage.body).toContain('autocomplete="one-time-code"');
-    const loginSms = c.twilio.lastMessageTo(phone.e164);
+    // The sign-in page answers without waiting for Twilio: the SMS may arrive just after.
+    const loginSms = await c.twilio.nextMessageTo(phone.e164, sms);
     expect(loginSms).not.toBe(sms);
     const result = await other.follow(new URL(formAction(smsPage.body, '/sms-code'), issuer).href,
       { form: { _csrf: csrfOf(smsPage.body), code: smsCode(loginSms?.body as string) } }, (u) => u.startsWith(REDIRECT));

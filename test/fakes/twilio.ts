@@ -40,6 +40,43 @@ export class FakeTwilio {
     return [...this.messages].reverse().find((m) => m.to === to);
   }
 
+  /** The first message to `to` newer than `previous` (waits for it: Tsunagi may send after it answers). */
+  nextMessageTo(to: string, previous?: FakeSms, timeoutMs = 10_000): Promise<FakeSms> {
+    const find = () => this.messages.slice(previous ? this.messages.indexOf(previous) + 1 : 0).find((m) => m.to === to);
+    const found = find();
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => { this.arrivals.delete(check); reject(new Error(`no SMS to ${to} within ${timeoutMs}ms`)); }, timeoutMs);
+      const check = () => {
+        const m = find();
+        if (!m) return;
+        clearTimeout(timer);
+        this.arrivals.delete(check);
+        resolve(m);
+      };
+      this.arrivals.add(check);
+    });
+  }
+
+  /** Resolves once `count` requests have reached the fake (hanging ones included). */
+  requestsReceived(count: number, timeoutMs = 10_000): Promise<void> {
+    if (this.requests.length >= count) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => { this.arrivals.delete(check); reject(new Error(`fewer than ${count} Twilio requests within ${timeoutMs}ms`)); }, timeoutMs);
+      const check = () => {
+        if (this.requests.length < count) return;
+        clearTimeout(timer);
+        this.arrivals.delete(check);
+        resolve();
+      };
+      this.arrivals.add(check);
+    });
+  }
+
+  private readonly arrivals = new Set<() => void>();
+  /** Answers to the Messages API wait this long first (a slow carrier), so a caller that waits for Twilio is slow by as much. */
+  answerDelayMs = 0;
+
   verifyCodeFor(to: string): string | undefined {
     return this.verifyCodes.get(to);
   }
@@ -50,6 +87,7 @@ export class FakeTwilio {
     const form = Object.fromEntries(new URLSearchParams(raw));
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     this.requests.push({ method: req.method ?? '', path, form });
+    for (const arrived of [...this.arrivals]) arrived();
     const json = (status: number, body: unknown) => {
       res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
     };
@@ -72,7 +110,9 @@ export class FakeTwilio {
       if (!from && !messagingServiceSid) return error(400, 21603, "A 'From' phone number or 'MessagingServiceSid' is required.");
       if (!/^\+[1-9]\d{6,14}$/.test(to) || to === TWILIO_INVALID_NUMBER) return error(400, 21211, `The 'To' number ${to} is not a valid phone number.`);
       if (to === TWILIO_UNREACHABLE_NUMBER) return error(400, 21612, `The 'To' phone number: ${to}, is not currently reachable using the 'From' phone number: ${from} via SMS.`);
+      if (this.answerDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.answerDelayMs));
       this.messages.push({ to, from, messagingServiceSid, body, at: new Date() });
+      for (const arrived of [...this.arrivals]) arrived();
       return json(201, {
         sid: `SM${randomBytes(16).toString('hex')}`, account_sid: this.accountSid, to, from: from ?? null, messaging_service_sid: messagingServiceSid ?? null,
         body, status: 'queued', num_segments: '1', direction: 'outbound-api', api_version: '2010-04-01', date_created: new Date().toUTCString(),
@@ -86,6 +126,7 @@ export class FakeTwilio {
       const code = String(randomInt(0, 1_000_000)).padStart(6, '0');
       this.verifyCodes.set(to, code);
       this.messages.push({ to, body: `Your verification code is: ${code}`, at: new Date() });
+      for (const arrived of [...this.arrivals]) arrived();
       return json(201, { sid: `VE${randomBytes(16).toString('hex')}`, service_sid: this.verifyServiceSid, account_sid: this.accountSid, to, channel, status: 'pending', valid: false, lookup: {}, send_code_attempts: [] });
     }
     if (path === `/v2/Services/${this.verifyServiceSid}/VerificationCheck`) {

@@ -1,8 +1,10 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { AccountStore } from '../../src/accounts/account-store.js';
 import { OtpChallengeStore } from '../../src/accounts/otp-challenge-store.js';
 import { parsePhoneNumber, maskPhone } from '../../src/accounts/phone-number.js';
-import type { Database } from '../../src/db/database.js';
+import { withTransaction, type Database } from '../../src/db/database.js';
 import { PostgresRateLimiter } from '../../src/limits/postgres-rate-limiter.js';
+import type { RateLimiter, RateLimitRule } from '../../src/limits/rate-limiter.js';
 import { DeliveryFailed, type CodeSender } from '../../src/methods/one-time-code-method.js';
 import { SMS_SEND_LIMITS, SmsOtpMethod } from '../../src/methods/sms-otp.js';
 import { twilioProblem } from '../../src/delivery/sms.js';
@@ -103,14 +105,101 @@ describe('SmsOtpMethod', () => {
     expect(await t.method.pendingTarget(uid)).toBeUndefined();
   });
 
-  it('starts silently for unknown numbers: a live challenge that no code can satisfy, and nothing sent', async () => {
+  it('answers for an unknown number with a live challenge no code can satisfy, and sends nothing', async () => {
     const t = setup();
     const uid = `int-${randomUUID()}`;
-    expect((await t.method.startSilently({ binding: uid, target: t.phone, ip: t.ip })).ok).toBe(true);
+    const reports: string[] = [];
+    expect((await t.method.startUndisclosed({ binding: uid, target: t.phone, ip: t.ip, locale: 'en', accountId: null }, (o) => reports.push(o))).ok).toBe(true);
     expect(t.rec.sent).toHaveLength(0);
+    expect(reports).toEqual([]);
     expect(await t.method.pendingTarget(uid)).toBe(t.phone);
     for (let i = 0; i < 5; i++) expect((await t.method.verify({ interactionUid: uid, code: String(i).padStart(6, '0') })).ok).toBe(false);
     expect(await t.method.verify({ interactionUid: uid, code: '999999' })).toEqual({ ok: false, reason: 'too_many_attempts' });
+  });
+});
+
+describe('SMS sign-in takes the same steps whether or not the number has an account (issue 9 section 7)', () => {
+  /** A limiter that remembers which rules each start counted, in order. */
+  class RecordingLimiter implements RateLimiter {
+    readonly hits: string[] = [];
+    constructor(private readonly inner: RateLimiter) {}
+    hit(rule: RateLimitRule, subject: string, now?: Date) {
+      this.hits.push(rule.name);
+      return this.inner.hit(rule, subject, now);
+    }
+  }
+  /** A sender whose delivery finishes only when the test says so. */
+  const heldSender = () => {
+    const sent: Array<{ to: string; code: string }> = [];
+    let release!: (failure?: DeliveryFailed) => void;
+    const held = new Promise<DeliveryFailed | undefined>((resolve) => { release = resolve; });
+    const sender: CodeSender = {
+      kind: 'tsunagi-code',
+      send: async (to, code) => {
+        sent.push({ to, code });
+        const failure = await held;
+        if (failure) throw failure;
+      },
+    };
+    return { sender, sent, release };
+  };
+  const setupHeld = () => {
+    const limiter = new RecordingLimiter(new PostgresRateLimiter(db.pool));
+    const held = heldSender();
+    const method = new SmsOtpMethod({ challenges: new OtpChallengeStore(db.pool), limiter, pepper: randomBytes(16).toString('hex'), sender: held.sender });
+    const phone = () => `+8190${String(Math.floor(Math.random() * 1e8)).padStart(8, '0')}`;
+    return { method, limiter, held, phone, ip: `ip-${randomUUID()}` };
+  };
+  /** What the background delivery reported, and a promise that settles at its first report. */
+  const reportLog = () => {
+    const reports: string[] = [];
+    let settle!: () => void;
+    const reported = new Promise<void>((resolve) => { settle = resolve; });
+    return { reports, reported, report: (outcome: string) => { reports.push(outcome); settle(); } };
+  };
+  const newAccountId = async () => (await withTransaction(db.pool, (tx) => new AccountStore(db.pool).createAccount(tx))).id;
+
+  it('answers a known number before its SMS is delivered, then reports the delivery, and the code works', async () => {
+    const t = setupHeld();
+    const uid = `int-${randomUUID()}`;
+    const phone = t.phone();
+    const { reports, report, reported } = reportLog();
+    // The sender has not finished (it waits for release()): the answer must not wait for it.
+    const started = await t.method.startUndisclosed({ binding: uid, target: phone, ip: t.ip, locale: 'en', accountId: await newAccountId() }, report);
+    expect(started.ok).toBe(true);
+    expect(t.held.sent).toHaveLength(1);
+    expect(reports).toEqual([]);
+    t.held.release();
+    await reported;
+    expect(reports).toEqual(['sent']);
+    expect((await t.method.verify({ interactionUid: uid, code: t.held.sent[0]?.code as string })).ok).toBe(true);
+  });
+
+  it('counts the same limits and stores one challenge on both paths', async () => {
+    const t = setupHeld();
+    const known = `int-${randomUUID()}`;
+    const unknown = `int-${randomUUID()}`;
+    await t.method.startUndisclosed({ binding: known, target: t.phone(), ip: t.ip, locale: 'en', accountId: await newAccountId() }, () => undefined);
+    const knownHits = t.limiter.hits.splice(0);
+    await t.method.startUndisclosed({ binding: unknown, target: t.phone(), ip: t.ip, locale: 'en', accountId: null }, () => undefined);
+    const unknownHits = t.limiter.hits.splice(0);
+    expect(unknownHits).toEqual(knownHits);
+    expect(knownHits).toEqual([SMS_SEND_LIMITS.perNumber.name, SMS_SEND_LIMITS.perNumberDaily.name, SMS_SEND_LIMITS.perIp.name, SMS_SEND_LIMITS.perAccount.name]);
+    const { rows } = await db.pool.query<{ interaction_uid: string }>('SELECT interaction_uid FROM otp_challenges WHERE interaction_uid = ANY($1)', [[known, unknown]]);
+    expect(rows.map((r) => r.interaction_uid).sort()).toEqual([known, unknown].sort());
+    t.held.release();
+  });
+
+  it('reports a failed background delivery and leaves the page in the same state as for an unknown number', async () => {
+    const t = setupHeld();
+    const uid = `int-${randomUUID()}`;
+    const phone = t.phone();
+    const { reports, report, reported } = reportLog();
+    await t.method.startUndisclosed({ binding: uid, target: phone, ip: t.ip, locale: 'en', accountId: await newAccountId() }, report);
+    t.held.release(new DeliveryFailed('unreachable'));
+    await reported;
+    expect(reports).toEqual(['unreachable']);
+    expect(await t.method.pendingTarget(uid)).toBe(phone);
   });
 });
 

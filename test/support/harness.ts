@@ -3,7 +3,6 @@ import { loadConfig, type Config } from '../../src/config.js';
 import { openDatabase, type Database } from '../../src/db/database.js';
 import { migrate } from '../../src/db/migrate.js';
 import { startServer, type RunningServer } from '../../src/server.js';
-import type { ServiceOverrides } from '../../src/services.js';
 
 /** A free loopback port (the issuer must be known before the server starts). */
 export async function freePort(): Promise<number> {
@@ -38,7 +37,7 @@ export function testConfig(env: Record<string, string | undefined> = {}): Config
 }
 
 /** Starts a complete Tsunagi on loopback (migrating a real database first). */
-export async function startTestServer(env: Record<string, string | undefined> = {}, overrides: ServiceOverrides = {}): Promise<RunningServer> {
+export async function startTestServer(env: Record<string, string | undefined> = {}, overrides: NonNullable<Parameters<typeof startServer>[1]> = {}): Promise<RunningServer> {
   const port = await freePort();
   // `{port}` in a value stands for the server's port, e.g. ISSUER: 'http://localhost:{port}' (passkey
   // tests: WebAuthn refuses an IP address as the relying party id).

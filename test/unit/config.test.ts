@@ -121,7 +121,7 @@ describe('loadConfig defaults', () => {
       redisUrl: undefined,
       cookieSecrets: undefined,
       smtpUrl: undefined,
-      trustProxy: false,
+      trustProxy: 0,
       logLevel: 'info',
       keysReloadSeconds: 60,
       ttl: { accessToken: 3600, idToken: 3600, refreshToken: 14 * 86400, refreshTokenReuse: 30, session: 14 * 86400, interaction: 3600, grant: 365 * 86400 },
@@ -153,6 +153,19 @@ describe('loadConfig defaults', () => {
     expect(problems.join('\n')).toMatch(/REDIS_URL must be a redis/);
     expect(problems.join('\n')).toMatch(/SMTP_URL must be an smtp/);
     expect(problems.join('\n')).toMatch(/TRUST_PROXY must be/);
+  });
+
+  it('reads TRUST_PROXY as the number of proxies in front (true/yes meaning one, false/no none)', () => {
+    expect(loadConfig({ TRUST_PROXY: '1' }).trustProxy).toBe(1);
+    expect(loadConfig({ TRUST_PROXY: '2' }).trustProxy).toBe(2);
+    expect(loadConfig({ TRUST_PROXY: '0' }).trustProxy).toBe(0);
+    expect(loadConfig({ TRUST_PROXY: 'true' }).trustProxy).toBe(1);
+    expect(loadConfig({ TRUST_PROXY: 'No' }).trustProxy).toBe(0);
+    for (const raw of ['-1', '1.5', '11', 'all', '0x1']) {
+      expect(problemsOf({ TRUST_PROXY: raw })).toEqual([
+        `TRUST_PROXY must be the number of reverse proxies in front of Tsunagi, 0 to 10 (1 for one load balancer or TLS proxy; got "${raw}")`,
+      ]);
+    }
   });
 
   it('refuses an ISSUER with a query or fragment', () => {

@@ -1,4 +1,6 @@
 import pg from 'pg';
+import { errors } from 'oidc-provider';
+import { containsNul } from '../../db/text.js';
 import type { Adapter, AdapterPayload } from './types.js';
 
 /** The channel every writer of the clients table notifies (the payload is the client_id). */
@@ -132,6 +134,7 @@ export class ClientAdapter implements Adapter {
   }
 
   async upsert(id: string, payload: AdapterPayload): Promise<void> {
+    if (id.includes('\0') || containsNul(payload)) throw new errors.InvalidClientMetadata('client metadata must not contain NUL characters');
     await this.pool.query(
       `INSERT INTO clients (client_id, metadata, source) VALUES ($1, $2, 'dynamic')
        ON CONFLICT (client_id) DO UPDATE SET metadata = EXCLUDED.metadata, updated_at = now()`,
@@ -141,6 +144,8 @@ export class ClientAdapter implements Adapter {
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
+    // Anyone can send a client_id; one holding a NUL names no client (and Postgres would refuse it).
+    if (id.includes('\0')) return undefined;
     const cached = this.cache.get(id);
     if (cached) return cached;
     const generation = this.cache.currentGeneration();
@@ -152,6 +157,7 @@ export class ClientAdapter implements Adapter {
   }
 
   async destroy(id: string): Promise<void> {
+    if (id.includes('\0')) return;
     await this.pool.query('DELETE FROM clients WHERE client_id = $1', [id]);
     await notifyClientChanged(this.pool, id);
   }

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { EXPIRED_ARTIFACT_GRACE_SECONDS, KEPT_PAST_EXPIRY_MODELS, expiresAtFrom, type Adapter, type AdapterPayload, type ConsumeConflictHandler } from './types.js';
+import { EXPIRED_ARTIFACT_GRACE_SECONDS, KEPT_PAST_EXPIRY_MODELS, expiresAtFrom, refuseUnstorable, type Adapter, type AdapterPayload, type ConsumeConflictHandler } from './types.js';
 
 interface Row { payload: AdapterPayload; consumed_at: Date | null }
 
@@ -37,6 +37,7 @@ export class PostgresAdapter implements Adapter {
   }
 
   async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
+    refuseUnstorable(id, payload);
     await this.pool.query(
       `INSERT INTO oidc_payloads (model, id, payload, grant_id, user_code, uid, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
        ON CONFLICT (model, id) DO UPDATE SET payload = EXCLUDED.payload, grant_id = EXCLUDED.grant_id,
@@ -62,6 +63,7 @@ export class PostgresAdapter implements Adapter {
   // at the first use (COALESCE), so reusing a token does not stretch its own window. The one UPDATE
   // decides, whatever find() said a moment before.
   async consume(id: string): Promise<void> {
+    if (id.includes('\0')) return this.onConsumeConflict(this.model, undefined);
     const r = await this.pool.query(
       `UPDATE oidc_payloads SET consumed_at = COALESCE(consumed_at, $3)
        WHERE model = $1 AND id = $2 AND (consumed_at IS NULL OR ($4 > 0 AND consumed_at > $3::timestamptz - make_interval(secs => $4)))`,
@@ -72,14 +74,18 @@ export class PostgresAdapter implements Adapter {
   }
 
   async destroy(id: string): Promise<void> {
+    if (id.includes('\0')) return;
     await this.pool.query('DELETE FROM oidc_payloads WHERE model = $1 AND id = $2', [this.model, id]);
   }
 
   async revokeByGrantId(grantId: string): Promise<void> {
+    if (grantId.includes('\0')) return;
     await this.pool.query('DELETE FROM oidc_payloads WHERE model = $1 AND grant_id = $2', [this.model, grantId]);
   }
 
   private async findBy(column: 'id' | 'uid' | 'user_code', value: string): Promise<AdapterPayload | undefined> {
+    // No stored id holds a NUL (upsert refuses them), and Postgres would refuse the query.
+    if (value.includes('\0')) return undefined;
     const { rows } = await this.pool.query<Row>(
       `SELECT payload, consumed_at FROM oidc_payloads
        WHERE model = $1 AND ${column} = $2 AND (expires_at IS NULL OR expires_at > now() - make_interval(secs => $3)) LIMIT 1`,

@@ -1,5 +1,5 @@
 import type { RedisConnection } from '../../db/redis.js';
-import type { Adapter, AdapterPayload, ConsumeConflictHandler } from './types.js';
+import { refuseUnstorable, type Adapter, type AdapterPayload, type ConsumeConflictHandler } from './types.js';
 
 const CONSUME_SCRIPT = `if redis.call('exists', KEYS[1]) == 0 then return 0 end
 return redis.call('hsetnx', KEYS[1], 'consumed', ARGV[1])`;
@@ -32,6 +32,7 @@ export class RedisAdapter implements Adapter {
 
   async upsert(id: string, payload: AdapterPayload, lifetime: number): Promise<void> {
     const expiresIn = lifetime ? lifetime + this.graceSeconds : 0;
+    refuseUnstorable(id, payload);
     const key = this.key(id);
     const multi = this.redis.multi().del(key).hSet(key, { payload: JSON.stringify(payload) });
     if (expiresIn) multi.expire(key, expiresIn);
