@@ -12,6 +12,7 @@ import type { LoadedKeys } from './keys.js';
 import { cspNonce as newNonce } from '../http/security-headers.js';
 import { ACCOUNT_APP_CLIENT_ID, accountAppClient } from '../http/account-session.js';
 import { carryDeviceCodeNonce, deviceFlowFeature } from './device-flow.js';
+import { freshLogoutUrl, isStaleProviderForm } from './stale-forms.js';
 import type { RateLimiter } from '../limits/rate-limiter.js';
 
 export interface ProviderDeps {
@@ -239,6 +240,12 @@ export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
       BackchannelAuthenticationRequest: 600,
     },
     async renderError(ctx, out, error) {
+      const oidcCtx = ctx as unknown as KoaContextWithOIDC;
+      if (oidcCtx.oidc?.route === 'end_session_confirm' && isStaleProviderForm(error)) {
+        ctx.redirect(freshLogoutUrl(oidcCtx));
+        ctx.status = 303;
+        return;
+      }
       const locale = localeOf(ctx as unknown as KoaContextWithOIDC);
       // Coming back to /auth/<uid> after the sign-in ended is the person's lateness, not the application's fault.
       let messageKey = 'error.oauth';

@@ -4,6 +4,7 @@ import { negotiateLocale, isLocale, type Locale } from '../i18n/index.js';
 import type { Views } from '../http/views.js';
 import { cspNonce } from '../http/security-headers.js';
 import type { RateLimiter } from '../limits/rate-limiter.js';
+import { isStaleProviderForm } from './stale-forms.js';
 
 /**
  * The OAuth 2.0 device authorization grant (RFC 8628) with Tsunagi's own pages. It is the way to
@@ -53,6 +54,14 @@ export function deviceFlowFeature(views: Views): DeviceFlowFeature {
     charset: 'base-20',
     mask: '****-****',
     userCodeInputSource(ctx, _form, _out, err) {
+      // A form left stale by a second tab is shown again, fresh and with the code the person sent:
+      // one more "Continue" instead of an error and typing the code again.
+      if (err && isStaleProviderForm(err)) {
+        ctx.status = 200;
+        const sent = ctx.oidc.params?.user_code;
+        render(ctx, 'device-code', { action: ctx.oidc.urlFor('code_verification'), xsrf: formSecret(ctx), userCode: typeof sent === 'string' ? sent : '' });
+        return;
+      }
       const messageKey = err ? (INPUT_ERRORS[err.name] ?? 'device.error.generic') : undefined;
       render(ctx, 'device-code', {
         action: ctx.oidc.urlFor('code_verification'),

@@ -5,6 +5,7 @@ import { SmtpSink, codeFrom } from '../fakes/smtp-sink.js';
 import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
 import { RelyingPartyServer, authorizationRequest, discover } from './support.js';
 import { launchChromium, screenshot } from '../support/chromium.js';
+import { DEVICE_CODE_GRANT } from '../../src/oidc/device-flow.js';
 
 // The recovery paths off the happy path (issue 12): an expired code, a stale logout form, switching
 // language on any screen, too many wrong codes and resending. English and Japanese, phone-sized.
@@ -14,6 +15,9 @@ describe(`recovery paths in Chromium (${describeBackends()})`, () => {
   let rp: RelyingPartyServer;
   let browser: Browser;
   let client: oidc.Configuration;
+  let clientId: string;
+  let deviceClientId: string;
+  let issuer: string;
   let redirectUri: string;
   let phoneSeq = 0;
 
@@ -25,7 +29,13 @@ describe(`recovery paths in Chromium (${describeBackends()})`, () => {
     const added = await server.services.clients.add({
       client_name: 'Example Shop', first_party: true, redirect_uris: [redirectUri], post_logout_redirect_uris: [`${rp.origin}/bye`],
     });
-    client = await discover(server, added.client_id as string, added.client_secret as string);
+    clientId = added.client_id as string;
+    client = await discover(server, clientId, added.client_secret as string);
+    deviceClientId = (await server.services.clients.add({
+      client_name: 'Example TV', redirect_uris: [redirectUri], token_endpoint_auth_method: 'none', first_party: true,
+      grant_types: ['authorization_code', DEVICE_CODE_GRANT],
+    })).client_id as string;
+    issuer = server.services.config.issuer;
     browser = await launchChromium();
   });
 
@@ -146,6 +156,79 @@ describe(`recovery paths in Chromium (${describeBackends()})`, () => {
       await page.waitForURL((u) => u.href.startsWith(redirectUri));
       const tokens = await oidc.authorizationCodeGrant(client, new URL(page.url()), { pkceCodeVerifier: req.verifier, expectedState: req.state, expectedNonce: req.nonce });
       expect(tokens.claims()?.phone_number).toBe(e164);
+      await context.close();
+    });
+  }
+
+  /** Signs up on the account page with an email code (a signed-in Tsunagi session), skipping the passkey offer. */
+  async function signUpToAccountPage(page: Page, email: string) {
+    await page.goto(`${issuer}/account`);
+    await page.locator('#email').fill(email);
+    await page.locator('form[action$="/email"] button[type=submit]').click();
+    await page.locator('input[autocomplete="one-time-code"]').fill(codeFrom(await sink.nextMailTo(email)));
+    await page.locator('form[action$="/code"] button[type=submit]').click();
+    await page.locator('form[action$="/signup"] button[type=submit]').click();
+    await page.locator('a.button.secondary').click();
+    await page.waitForURL(`${issuer}/account`);
+  }
+
+  for (const locale of ['en', 'ja'] as const) {
+    it(`signs out from a logout page left stale by a second tab, without blaming the app (${locale})`, async () => {
+      const t = locale === 'en'
+        ? { signOut: 'Sign out', signedOut: 'Signed out', error: 'Something went wrong' }
+        : { signOut: 'ログアウト', signedOut: 'ログアウトしました', error: '問題が発生しました' };
+      const context = await contextFor(locale);
+      const first = await context.newPage();
+      await signUpToAccountPage(first, uniqueEmail(`logout-${locale}`));
+      const endSession = `${issuer}/session/end?${new URLSearchParams({ client_id: clientId, post_logout_redirect_uri: `${rp.origin}/bye`, state: 'st-1', ui_locales: locale })}`;
+      await first.goto(endSession);
+      await first.getByRole('button', { name: t.signOut, exact: true }).waitFor();
+      const second = await context.newPage();
+      await second.goto(endSession);
+      await second.getByRole('button', { name: t.signOut, exact: true }).waitFor();
+
+      // The first tab's form is stale now: it gets a fresh confirmation, not an error.
+      await first.getByRole('button', { name: t.signOut, exact: true }).click();
+      await first.waitForURL((u) => u.pathname === '/session/end' && u.searchParams.get('client_id') === clientId);
+      await first.getByRole('button', { name: t.signOut, exact: true }).waitFor();
+      expect(await first.textContent('main')).not.toContain(t.error);
+      expect(await first.textContent('main')).not.toContain('xsrf');
+      expect(await first.textContent('main')).toContain('Example Shop');
+      await screenshot(first, `${locale}-recovery-4-logout-fresh-form`);
+      await first.getByRole('button', { name: t.signOut, exact: true }).click();
+      await first.waitForURL((u) => u.href.startsWith(`${rp.origin}/bye`));
+      expect(new URL(first.url()).searchParams.get('state')).toBe('st-1');
+
+      // The second tab's form is stale too, and its session has already ended: it says so, without an error.
+      await second.getByRole('button', { name: t.signOut, exact: true }).click();
+      await second.getByRole('heading', { level: 1, name: t.signedOut }).waitFor();
+      expect(await second.textContent('main')).not.toContain(t.error);
+      await screenshot(second, `${locale}-recovery-4b-logout-second-tab`);
+      await context.close();
+    });
+
+    it(`keeps the typed device code when a second tab made the device form stale (${locale})`, async () => {
+      const started = await fetch(`${issuer}/device/auth`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ client_id: deviceClientId, scope: 'openid' }) });
+      const device = await started.json() as { user_code: string };
+      const context = await contextFor(locale);
+      const first = await context.newPage();
+      await first.goto(`${issuer}/device?lang=${locale}`);
+      await first.locator('#user_code').waitFor();
+      const second = await context.newPage();
+      await second.goto(`${issuer}/device`);
+      await second.locator('#user_code').waitFor();
+
+      await first.locator('#user_code').fill(device.user_code);
+      const answered = first.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname === '/device');
+      await first.locator('form button[type=submit]').click();
+      expect((await answered).status()).toBe(200);
+      await first.waitForLoadState();
+      expect(await first.locator('[role=alert]').count()).toBe(0);
+      expect(await first.locator('#user_code').inputValue()).toBe(device.user_code);
+      await screenshot(first, `${locale}-recovery-5-device-fresh-form`);
+      await first.locator('form button[type=submit]').click();
+      await first.locator('[data-user-code]').waitFor();
+      expect(await first.locator('[data-user-code]').textContent()).toBe(device.user_code);
       await context.close();
     });
   }
