@@ -4,6 +4,7 @@ import type { Logger } from '../logger.js';
 import type { Metrics } from './metrics.js';
 import type { Views } from './views.js';
 import { cspNonce } from './security-headers.js';
+import { languageLinks } from './locale.js';
 
 /** Errors on Tsunagi's own pages become a readable page (or JSON for API callers); 5xx are logged. */
 export function errorPages(views: Views, log: Logger, metrics: Metrics) {
@@ -29,7 +30,7 @@ export function errorPages(views: Views, log: Logger, metrics: Metrics) {
         ctx.body = { error: status >= 500 ? 'server_error' : 'invalid_request', error_description: key };
       } else {
         ctx.type = 'html';
-        ctx.body = views.render('error', { locale: ctx.state.locale ?? 'en', nonce: cspNonce(ctx) }, { messageKey: key, status });
+        ctx.body = views.render('error', { locale: ctx.state.locale ?? 'en', nonce: cspNonce(ctx), languageLinks: languageLinks(ctx) }, { messageKey: key, status });
       }
     }
   };

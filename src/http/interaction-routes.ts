@@ -34,6 +34,8 @@ export function interactionRoutes(services: Services): Router {
       providers: services.upstream.enabledProviders(),
       // Google refuses LINE's and other in-app browsers: guidance instead of its button (in-app-browser-guidance.ts).
       inAppBrowser: await inAppBrowserGuidance(ctx, services, details),
+      // After a POST (an invalid address, a rate limit) the language links reload the login step.
+      languageReturnTo: ctx.method === 'POST' ? `/interaction/${details.uid}` : undefined,
       ...state,
     });
   };
@@ -76,7 +78,7 @@ export function interactionRoutes(services: Services): Router {
   });
 
   const emailCodePage = (uid: string, target: string, state: PageState = {}) => ({
-    uid, target, action: `/interaction/${uid}/code`, resendAction: `/interaction/${uid}/code/resend`,
+    uid, target, action: `/interaction/${uid}/code`, resendAction: `/interaction/${uid}/code/resend`, languageReturnTo: `/interaction/${uid}/code`,
     backHref: `/interaction/${uid}`, ...state,
   });
   const renderCode = async (ctx: Context, details: Interaction, state: PageState = {}) => {
@@ -127,7 +129,7 @@ export function interactionRoutes(services: Services): Router {
   const phonePage = (uid: string, state: PageState = {}) => ({ action: `/interaction/${uid}/phone`, backHref: `/interaction/${uid}`, ...state });
   const smsCodePage = (uid: string, target: string, state: PageState = {}) => ({
     uid, target: maskPhone(target), titleKey: 'code.sms.title', leadKey: 'code.sms.lead', action: `/interaction/${uid}/sms-code`,
-    resendAction: `/interaction/${uid}/sms-code/resend`, backHref: `/interaction/${uid}/phone`, backKey: 'code.other_phone', ...state,
+    resendAction: `/interaction/${uid}/sms-code/resend`, languageReturnTo: `/interaction/${uid}/sms-code`, backHref: `/interaction/${uid}/phone`, backKey: 'code.other_phone', ...state,
   });
   // Unknown numbers get the same answer and the same limits, but no SMS: the page must not reveal
   // which numbers have accounts, and nobody should be able to make Tsunagi text arbitrary numbers.

@@ -3,6 +3,7 @@ import type { Configuration, KoaContextWithOIDC } from 'oidc-provider';
 import { negotiateLocale, isLocale, type Locale } from '../i18n/index.js';
 import type { Views } from '../http/views.js';
 import { cspNonce } from '../http/security-headers.js';
+import { languageLinks } from '../http/locale.js';
 import type { RateLimiter } from '../limits/rate-limiter.js';
 import { isStaleProviderForm } from './stale-forms.js';
 
@@ -45,7 +46,7 @@ export function deviceFlowFeature(views: Views): DeviceFlowFeature {
   const render = (ctx: KoaContextWithOIDC, view: string, data: Record<string, unknown>) => {
     ctx.type = 'html';
     ctx.set('Cache-Control', 'no-store');
-    ctx.body = views.render(view, { locale: deviceLocale(ctx), nonce: cspNonce(ctx) }, data);
+    ctx.body = views.render(view, { locale: deviceLocale(ctx), nonce: cspNonce(ctx), languageLinks: languageLinks(ctx) }, data);
   };
   const clientNameOf = (client: KoaContextWithOIDC['oidc']['client']) => (client?.clientName as string | undefined) ?? client?.clientId ?? '';
 

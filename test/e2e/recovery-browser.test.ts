@@ -232,4 +232,44 @@ describe(`recovery paths in Chromium (${describeBackends()})`, () => {
       await context.close();
     });
   }
+
+  for (const locale of ['en', 'ja'] as const) {
+    it(`switches language in place after a POST and on the logout page (${locale})`, async () => {
+      const other = locale === 'en' ? 'ja' : 'en';
+      const switchTo = other === 'ja' ? '日本語' : 'English';
+      const heading = { en: { login: 'Sign in', logout: 'Sign out?', lead: 'Example Shop asks to sign you out of Tsunagi.' }, ja: { login: 'ログイン', logout: /^ログアウトしますか[?？]$/, lead: 'Example Shop が Tsunagi からのログアウトを求めています。' } };
+      const context = await contextFor(locale);
+      const page = await context.newPage();
+      const req = await authorizationRequest(client, redirectUri, { ui_locales: locale });
+      await page.goto(req.url.href);
+      await page.getByLabel(text[locale].email).fill('not-an-email');
+      await page.getByRole('button', { name: text[locale].send }).click();
+      await page.getByRole('alert').waitFor();
+      const uid = /\/interaction\/([^/]+)\/email$/.exec(new URL(page.url()).pathname)?.[1];
+      expect(uid).toBeTruthy();
+
+      // The page answered a POST: its language link reloads the same step, in the other language.
+      const switched = page.waitForResponse((r) => new URL(r.url()).searchParams.get('lang') === other);
+      await page.getByRole('link', { name: switchTo }).click();
+      expect((await switched).status()).toBe(200);
+      await page.getByRole('heading', { level: 1, name: heading[other].login }).waitFor();
+      expect(await page.getAttribute('html', 'lang')).toBe(other);
+      expect(new URL(page.url()).pathname).toBe(`/interaction/${uid}`);
+      await screenshot(page, `${locale}-recovery-6-language-after-post`);
+
+      // The logout page keeps its query (and so the client's name) and switches on the first click.
+      await signUpToAccountPage(page, uniqueEmail(`lang-${locale}`));
+      const endSession = `${issuer}/session/end?${new URLSearchParams({ client_id: clientId, post_logout_redirect_uri: `${rp.origin}/bye`, ui_locales: locale })}`;
+      await page.goto(endSession);
+      await page.getByRole('heading', { level: 1, name: heading[locale].logout }).waitFor();
+      await page.getByRole('link', { name: switchTo }).click();
+      await page.waitForURL((u) => u.searchParams.get('lang') === other);
+      await page.getByRole('heading', { level: 1, name: heading[other].logout }).waitFor();
+      expect(await page.getAttribute('html', 'lang')).toBe(other);
+      expect(new URL(page.url()).searchParams.get('client_id')).toBe(clientId);
+      expect(await page.textContent('main')).toContain(heading[other].lead);
+      await screenshot(page, `${locale}-recovery-7-language-logout`);
+      await context.close();
+    });
+  }
 });
