@@ -29,7 +29,7 @@ export function interactionRoutes(services: Services): Router {
     page(ctx, services, 'login', {
       uid: details.uid,
       clientName: await clientName(details),
-      email: state.email ?? (typeof details.params.login_hint === 'string' ? details.params.login_hint : ''),
+      email: state.email ?? (await emailOtp.lastTarget(details.uid)) ?? (typeof details.params.login_hint === 'string' ? details.params.login_hint : ''),
       smsAvailable: Boolean(smsOtp),
       providers: services.upstream.enabledProviders(),
       // Google refuses LINE's and other in-app browsers: guidance instead of its button (in-app-browser-guidance.ts).
@@ -84,7 +84,8 @@ export function interactionRoutes(services: Services): Router {
   const renderCode = async (ctx: Context, details: Interaction, state: PageState = {}) => {
     const latest = await emailOtp.latestTarget(details.uid);
     if (!latest) return seeOther(ctx, '');
-    page(ctx, services, 'code', emailCodePage(details.uid, latest.target, latest.expired ? { ...codeError({ ok: false, reason: 'expired' }), ...state } : state));
+    const resent = state.codeSent === true ? { resendInSeconds: latest.resendInSeconds } : {};
+    page(ctx, services, 'code', emailCodePage(details.uid, latest.target, latest.expired ? { ...codeError({ ok: false, reason: 'expired' }), ...state } : { ...state, ...resent }));
   };
 
   router.get('/code', async (ctx) => renderCode(ctx, await load(ctx), ctx.query.sent === '1' ? { codeSent: true } : {}));
@@ -169,7 +170,8 @@ export function interactionRoutes(services: Services): Router {
   const renderSmsCode = async (ctx: Context, details: Interaction, state: PageState = {}) => {
     const latest = smsOtp ? await smsOtp.latestTarget(details.uid) : undefined;
     if (!latest) return seeOther(ctx, '/phone');
-    page(ctx, services, 'code', smsCodePage(details.uid, latest.target, latest.expired ? { ...codeError({ ok: false, reason: 'expired' }), ...state } : state));
+    const resent = state.codeSent === true ? { resendInSeconds: latest.resendInSeconds } : {};
+    page(ctx, services, 'code', smsCodePage(details.uid, latest.target, latest.expired ? { ...codeError({ ok: false, reason: 'expired' }), ...state } : { ...state, ...resent }));
   };
 
   router.get('/sms-code', async (ctx) => renderSmsCode(ctx, await load(ctx), ctx.query.sent === '1' ? { codeSent: true } : {}));

@@ -272,4 +272,56 @@ describe(`recovery paths in Chromium (${describeBackends()})`, () => {
       await context.close();
     });
   }
+
+  for (const locale of ['en', 'ja'] as const) {
+    it(`leads on after too many wrong codes, says a new code was sent, and keeps the address going back (${locale})`, async () => {
+      const t = locale === 'en'
+        ? { oneLeft: 'That code is not right. 1 try left.', tooMany: 'Too many wrong tries for this code. We can send a new one to ', wait: /^You can ask for another code in \d+ seconds?\.$/, different: 'Use a different email' }
+        : { oneLeft: '確認コードが正しくありません。あと 1 回試せます。', tooMany: 'このコードの入力ミスが多すぎます。', wait: /^\d+ 秒後に別のコードを送信できます。$/, different: '別のメールアドレスを使う' };
+      const context = await contextFor(locale);
+      const page = await context.newPage();
+      const email = uniqueEmail(`attempts-${locale}`);
+      const code = await startEmailSignIn(page, locale, email);
+      const wrong = code === '000000' ? '111111' : '000000';
+      for (let tries = 1; tries <= 4; tries += 1) {
+        await page.locator('input[autocomplete="one-time-code"]').fill(wrong);
+        await page.getByRole('button', { name: text[locale].go }).click();
+        await page.getByRole('alert').waitFor();
+      }
+      // "1 try left", not "1 tries left".
+      expect((await page.getByRole('alert').textContent())?.trim()).toBe(t.oneLeft);
+      await page.locator('input[autocomplete="one-time-code"]').fill(wrong);
+      await page.getByRole('button', { name: text[locale].go }).click();
+      await page.getByText(t.tooMany).waitFor();
+      expect(await page.textContent('[role=alert]')).toContain(email);
+      // The way on is the page's primary button, not a small link.
+      expect(await page.getByRole('button', { name: text[locale].resend }).getAttribute('class')).toBe('primary');
+      expect(await page.locator('input[autocomplete="one-time-code"]').count()).toBe(0);
+      await screenshot(page, `${locale}-recovery-8-too-many-attempts`);
+
+      await page.getByRole('button', { name: text[locale].resend }).click();
+      await page.getByRole('status').waitFor();
+      expect((await page.getByRole('status').textContent())?.trim()).toBe(text[locale].sent);
+      // A short cooldown before yet another code, said in words.
+      expect(await page.getByRole('button', { name: text[locale].resend }).isDisabled()).toBe(true);
+      expect((await page.locator('#resend-wait').textContent())?.trim()).toMatch(t.wait);
+      await screenshot(page, `${locale}-recovery-9-code-resent-cooldown`);
+      await page.locator('input[autocomplete="one-time-code"]').fill(codeFrom(await sink.nextMailTo(email)));
+      await page.getByRole('button', { name: text[locale].go }).click();
+      await page.getByRole('button', { name: text[locale].create }).waitFor();
+
+      // The browser's Back button comes to the first step with the address still in the field.
+      await page.goBack();
+      await page.locator('#email').waitFor();
+      expect(await page.locator('#email').inputValue()).toBe(email);
+      await page.goForward();
+      await page.getByRole('button', { name: text[locale].create }).waitFor();
+      // So does "Use a different email" on the signup question.
+      await page.getByRole('button', { name: t.different }).click();
+      await page.locator('#email').waitFor();
+      expect(await page.locator('#email').inputValue()).toBe(email);
+      await screenshot(page, `${locale}-recovery-10-signup-different-email`);
+      await context.close();
+    });
+  }
 });
