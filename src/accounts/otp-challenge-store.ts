@@ -39,14 +39,27 @@ export class OtpChallengeStore {
     await this.pool.query('DELETE FROM otp_challenges WHERE id = $1', [id]);
   }
 
-  /** The newest unconsumed challenge this interaction asked for on this channel and purpose. */
+  /**
+   * The challenge this interaction asked for last on this channel and purpose, unless it is used:
+   * a newer code supersedes older ones for good, so an older code never comes back to life once the
+   * newest was used.
+   */
   async latestFor(interactionUid: string, channel: OtpChannel, purpose: string): Promise<OtpChallenge | undefined> {
     const { rows } = await this.pool.query<Row>(
-      `SELECT * FROM otp_challenges WHERE interaction_uid = $1 AND channel = $2 AND purpose = $3 AND consumed_at IS NULL
+      `SELECT * FROM otp_challenges WHERE interaction_uid = $1 AND channel = $2 AND purpose = $3
        ORDER BY created_at DESC LIMIT 1`,
       [interactionUid, channel, purpose],
     );
-    return rows[0] ? toChallenge(rows[0]) : undefined;
+    return rows[0] && rows[0].consumed_at === null ? toChallenge(rows[0]) : undefined;
+  }
+
+  /** Where this interaction's newest code on this channel went, used or not (to fill the form in again). */
+  async lastTargetFor(interactionUid: string, channel: OtpChannel, purpose: string): Promise<string | undefined> {
+    const { rows } = await this.pool.query<{ target: string }>(
+      `SELECT target FROM otp_challenges WHERE interaction_uid = $1 AND channel = $2 AND purpose = $3 ORDER BY created_at DESC LIMIT 1`,
+      [interactionUid, channel, purpose],
+    );
+    return rows[0]?.target;
   }
 
   /**

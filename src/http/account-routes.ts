@@ -217,12 +217,12 @@ export function accountRoutes(services: Services): Router {
     const me = await signedIn(ctx, { recent: true });
     if (!me) return;
     const typed = checkEmailAddress(body(ctx).email);
-    if (!typed.ok) return badRequest(ctx, 'account-add', { kind: 'email', error: emailProblemMessage(typed.problem), value: String(body(ctx).email ?? '') });
+    if (!typed.ok) return badRequest(ctx, 'account-add', { kind: 'email', error: emailProblemMessage(typed.problem), value: String(body(ctx).email ?? ''), languageReturnTo: '/account/emails/new' });
     const { email } = typed;
     const started = await verifyEmail.start({ interactionUid: accountBinding(me.session), email, ip: ctx.ip, locale: ctx.state.locale, accountId: me.account.id });
     if (!started.ok) {
       ctx.status = started.reason === 'rate_limited' ? 429 : 503;
-      return page(ctx, services, 'account-add', { kind: 'email', value: email.address, ...startFailure(started, 'login') });
+      return page(ctx, services, 'account-add', { kind: 'email', value: email.address, languageReturnTo: '/account/emails/new', ...startFailure(started, 'login') });
     }
     seeOther(ctx, '/account/emails/verify');
   });
@@ -286,7 +286,7 @@ export function accountRoutes(services: Services): Router {
     if (!me) return;
     const raw = body(ctx).phone;
     const phone = parsePhoneNumber(raw, config.defaultPhoneRegion);
-    const phonePage = (state: PageState) => ({ action: '/account/phones', backHref: '/account', backKey: 'account.back', leadKey: 'account.phone.lead', phone: typeof raw === 'string' ? raw : '', ...state });
+    const phonePage = (state: PageState) => ({ languageReturnTo: '/account/phones/new', action: '/account/phones', backHref: '/account', backKey: 'account.back', leadKey: 'account.phone.lead', phone: typeof raw === 'string' ? raw : '', ...state });
     if (!phone) return badRequest(ctx, 'phone', phonePage({ error: 'phone.error.invalid' }));
     const started = await verifyPhone.start({ binding: accountBinding(me.session), phone, ip: ctx.ip, locale: ctx.state.locale, accountId: me.account.id });
     services.metrics.otpSends.inc({ channel: 'sms', result: started.ok ? 'sent' : started.reason });

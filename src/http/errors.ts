@@ -6,6 +6,7 @@ import type { Views } from './views.js';
 import { cspNonce } from './security-headers.js';
 import { RETRY_AFTER_SECONDS, unavailableDependency } from '../db/dependency.js';
 import { MalformedRequest } from './input-guard.js';
+import { languageLinks } from './locale.js';
 
 /** Errors on Tsunagi's own pages become a readable page (or JSON for API callers); 5xx are logged. */
 export function errorPages(views: Views, log: Logger, metrics: Metrics) {
@@ -42,7 +43,7 @@ export function errorPages(views: Views, log: Logger, metrics: Metrics) {
           : { error: status >= 500 ? 'server_error' : 'invalid_request', error_description: key };
       } else {
         ctx.type = 'html';
-        ctx.body = views.render('error', { locale: ctx.state.locale ?? 'en', nonce: cspNonce(ctx) }, { messageKey: key, status });
+        ctx.body = views.render('error', { locale: ctx.state.locale ?? 'en', nonce: cspNonce(ctx), languageLinks: languageLinks(ctx) }, { messageKey: key, status });
       }
     }
   };

@@ -78,6 +78,7 @@ export async function refuseUpstreamInAppBrowser(
   // 200: the page is the answer (a way forward), not an error of the person's doing.
   page(ctx, services, 'in-app-browser', {
     uid: details.uid, clientName: (client?.clientName as string | undefined) ?? details.params.client_id, inAppBrowser: guidance,
+    languageReturnTo: `/interaction/${details.uid}`,
   });
   return true;
 }

@@ -1,9 +1,9 @@
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import { errors } from 'oidc-provider';
-import { checkEmailAddress, emailProblemMessage } from '../accounts/email-address.js';
+import { checkEmailAddress, emailProblemMessage, parseEmailAddress } from '../accounts/email-address.js';
 import { maskPhone, parsePhoneNumber } from '../accounts/phone-number.js';
-import type { CodeVerification } from '../methods/one-time-code-method.js';
+import type { CodeStart, CodeVerification } from '../methods/one-time-code-method.js';
 import { completeSignIn, decideAfterEmailProof, decideAfterPhoneProof, emailCodeRecipient, type RequestFacts } from '../flows/login.js';
 import { cancelSignup, confirmSignup } from '../flows/signup.js';
 import { grantConsent, describeConsent } from '../flows/consent.js';
@@ -30,11 +30,13 @@ export function interactionRoutes(services: Services): Router {
     page(ctx, services, 'login', {
       uid: details.uid,
       clientName: await clientName(details),
-      email: state.email ?? (typeof details.params.login_hint === 'string' ? details.params.login_hint : ''),
+      email: state.email ?? (await emailOtp.lastTarget(details.uid)) ?? (typeof details.params.login_hint === 'string' ? details.params.login_hint : ''),
       smsAvailable: Boolean(smsOtp),
       providers: services.upstream.enabledProviders(),
       // Google refuses LINE's and other in-app browsers: guidance instead of its button (in-app-browser-guidance.ts).
       inAppBrowser: await inAppBrowserGuidance(ctx, services, details),
+      // After a POST (an invalid address, a rate limit) the language links reload the login step.
+      languageReturnTo: ctx.method === 'POST' ? `/interaction/${details.uid}` : undefined,
       ...state,
     });
   };
@@ -79,16 +81,17 @@ export function interactionRoutes(services: Services): Router {
   });
 
   const emailCodePage = (uid: string, target: string, state: PageState = {}) => ({
-    uid, target, action: `/interaction/${uid}/code`, resendAction: `/interaction/${uid}/email`, resendField: 'email', resendValue: target,
+    uid, target, action: `/interaction/${uid}/code`, resendAction: `/interaction/${uid}/code/resend`, languageReturnTo: `/interaction/${uid}/code`,
     backHref: `/interaction/${uid}`, ...state,
   });
   const renderCode = async (ctx: Context, details: Interaction, state: PageState = {}) => {
-    const email = await emailOtp.pendingTarget(details.uid);
-    if (!email) return seeOther(ctx, '');
-    page(ctx, services, 'code', emailCodePage(details.uid, email, state));
+    const latest = await emailOtp.latestTarget(details.uid);
+    if (!latest) return seeOther(ctx, '');
+    const resent = state.codeSent === true ? { resendInSeconds: latest.resendInSeconds } : {};
+    page(ctx, services, 'code', emailCodePage(details.uid, latest.target, latest.expired ? { ...codeError({ ok: false, reason: 'expired' }), ...state } : { ...state, ...resent }));
   };
 
-  router.get('/code', async (ctx) => renderCode(ctx, await load(ctx)));
+  router.get('/code', async (ctx) => renderCode(ctx, await load(ctx), ctx.query.sent === '1' ? { codeSent: true } : {}));
 
   router.post('/code', async (ctx) => {
     const details = await load(ctx);
@@ -101,8 +104,7 @@ export function interactionRoutes(services: Services): Router {
     if (!verified.ok) {
       if (verified.reason === 'no_code') return seeOther(ctx, '');
       ctx.status = 400;
-      const email = (await emailOtp.pendingTarget(details.uid)) ?? '';
-      return page(ctx, services, 'code', emailCodePage(details.uid, email, codeError(verified)));
+      return renderCode(ctx, details, codeError(verified));
     }
     const decision = await decideAfterEmailProof({ accounts, proofs }, verified.proof);
     if (decision.next === 'confirm_signup') return seeOther(ctx, '/signup');
@@ -110,12 +112,48 @@ export function interactionRoutes(services: Services): Router {
     await finish(ctx, await completeSignIn({ accounts }, decision.account, decision.proof, facts(ctx, details)));
   });
 
+  // A new code goes to the address of this interaction's last code (server-side state), so an
+  // expired or used-up code never sends the person back to type the address again.
+  router.post('/code/resend', async (ctx) => {
+    const details = await load(ctx);
+    const latest = await emailOtp.latestTarget(details.uid);
+    const email = latest ? parseEmailAddress(latest.target) : undefined;
+    if (!email) return seeOther(ctx, '');
+    const started = await emailOtp.start({ interactionUid: details.uid, email, ip: ctx.ip, locale: ctx.state.locale });
+    metrics.otpSends.inc({ channel: 'email', result: started.ok ? 'sent' : started.reason });
+    if (!started.ok) {
+      ctx.status = started.reason === 'rate_limited' ? 429 : 503;
+      ctx.set('Retry-After', String(started.reason === 'rate_limited' ? started.retryAfterSeconds : RETRY_AFTER_SECONDS));
+      return page(ctx, services, 'code', emailCodePage(details.uid, email.address, sendRefused(started, 'login')));
+    }
+    seeOther(ctx, '/code?sent=1');
+  });
+
   // Sign-in by SMS code to a verified phone number.
   const phonePage = (uid: string, state: PageState = {}) => ({ action: `/interaction/${uid}/phone`, backHref: `/interaction/${uid}`, ...state });
   const smsCodePage = (uid: string, target: string, state: PageState = {}) => ({
     uid, target: maskPhone(target), titleKey: 'code.sms.title', leadKey: 'code.sms.lead', action: `/interaction/${uid}/sms-code`,
-    resendAction: `/interaction/${uid}/phone`, resendField: 'phone', resendValue: target, backHref: `/interaction/${uid}/phone`, backKey: 'code.other_phone', ...state,
+    resendAction: `/interaction/${uid}/sms-code/resend`, languageReturnTo: `/interaction/${uid}/sms-code`, backHref: `/interaction/${uid}/phone`, backKey: 'code.other_phone', ...state,
   });
+  // Unknown numbers get the same answer and the same limits, but no SMS: the page must not reveal
+  // which numbers have accounts, and nobody should be able to make Tsunagi text arbitrary numbers.
+  // Both take the same awaited steps and neither waits for Twilio (timing must not tell either).
+  const sendSmsCode = async (ctx: Context, details: Interaction, sms: NonNullable<typeof smsOtp>, phone: string) => {
+    const account = await accounts.findAccountByVerifiedPhone(phone);
+    const started = await sms.startUndisclosed(
+      { binding: details.uid, target: phone, ip: ctx.ip, locale: ctx.state.locale, accountId: account?.id ?? null },
+      (outcome) => {
+        metrics.otpSends.inc({ channel: 'sms', result: outcome === 'sent' ? 'sent' : 'delivery_failed' });
+        if (outcome !== 'sent') services.log.warn({ problem: outcome }, 'sign-in SMS not delivered');
+      },
+    );
+    if (!started.ok || !account) metrics.otpSends.inc({ channel: 'sms', result: started.ok ? 'unknown_number' : started.reason });
+    if (!started.ok) {
+      ctx.status = started.reason === 'rate_limited' ? 429 : 503;
+      ctx.set('Retry-After', String(started.reason === 'rate_limited' ? started.retryAfterSeconds : RETRY_AFTER_SECONDS));
+    }
+    return started;
+  };
 
   router.get('/phone', async (ctx) => {
     const details = await load(ctx);
@@ -132,60 +170,52 @@ export function interactionRoutes(services: Services): Router {
       ctx.status = 400;
       return page(ctx, services, 'phone', phonePage(details.uid, { phone: typeof raw === 'string' ? raw : '', error: 'phone.error.invalid' }));
     }
-    // Unknown numbers get the same answer and the same limits, but no SMS: the page must not reveal
-    // which numbers have accounts, and nobody should be able to make Tsunagi text arbitrary numbers.
-    // Both take the same awaited steps and neither waits for Twilio (timing must not tell either).
-    const account = await accounts.findAccountByVerifiedPhone(phone);
-    const started = await smsOtp.startUndisclosed(
-      { binding: details.uid, target: phone, ip: ctx.ip, locale: ctx.state.locale, accountId: account?.id ?? null },
-      (outcome) => {
-        metrics.otpSends.inc({ channel: 'sms', result: outcome === 'sent' ? 'sent' : 'delivery_failed' });
-        if (outcome !== 'sent') services.log.warn({ problem: outcome }, 'sign-in SMS not delivered');
-      },
-    );
-    if (!started.ok || !account) metrics.otpSends.inc({ channel: 'sms', result: started.ok ? 'unknown_number' : started.reason });
-    if (!started.ok) {
-      ctx.status = started.reason === 'rate_limited' ? 429 : 503;
-      ctx.set('Retry-After', String(started.reason === 'rate_limited' ? started.retryAfterSeconds : RETRY_AFTER_SECONDS));
-      return page(ctx, services, 'phone', phonePage(details.uid, {
-        phone: typeof raw === 'string' ? raw : '',
-        error: started.reason === 'rate_limited' ? 'phone.error.rate_limited' : `phone.error.${started.problem}`,
-        retryAfterMinutes: started.reason === 'rate_limited' ? Math.ceil(started.retryAfterSeconds / 60) : undefined,
-      }));
-    }
+    const started = await sendSmsCode(ctx, details, smsOtp, phone);
+    if (!started.ok) return page(ctx, services, 'phone', phonePage(details.uid, { phone: typeof raw === 'string' ? raw : '', ...sendRefused(started, 'phone') }));
     seeOther(ctx, '/sms-code');
   });
 
-  router.get('/sms-code', async (ctx) => {
-    const details = await load(ctx);
-    const phone = smsOtp ? await smsOtp.pendingTarget(details.uid) : undefined;
-    if (!phone) return seeOther(ctx, '/phone');
-    page(ctx, services, 'code', smsCodePage(details.uid, phone));
-  });
+  const renderSmsCode = async (ctx: Context, details: Interaction, state: PageState = {}) => {
+    const latest = smsOtp ? await smsOtp.latestTarget(details.uid) : undefined;
+    if (!latest) return seeOther(ctx, '/phone');
+    const resent = state.codeSent === true ? { resendInSeconds: latest.resendInSeconds } : {};
+    page(ctx, services, 'code', smsCodePage(details.uid, latest.target, latest.expired ? { ...codeError({ ok: false, reason: 'expired' }), ...state } : { ...state, ...resent }));
+  };
+
+  router.get('/sms-code', async (ctx) => renderSmsCode(ctx, await load(ctx), ctx.query.sent === '1' ? { codeSent: true } : {}));
 
   router.post('/sms-code', async (ctx) => {
     const details = await load(ctx);
-    const phone = smsOtp ? await smsOtp.pendingTarget(details.uid) : undefined;
-    if (!smsOtp || !phone) return seeOther(ctx, '/phone');
+    if (!smsOtp || !(await smsOtp.latestTarget(details.uid))) return seeOther(ctx, '/phone');
     const code = parseCode((ctx.request.body as Record<string, unknown>).code);
     if (!code) {
       ctx.status = 400;
-      return page(ctx, services, 'code', smsCodePage(details.uid, phone, { error: 'code.error.format' }));
+      return renderSmsCode(ctx, details, { error: 'code.error.format' });
     }
     const verified = await smsOtp.verify({ interactionUid: details.uid, code });
     if (!verified.ok) {
       if (verified.reason === 'no_code') return seeOther(ctx, '/phone');
       ctx.status = 400;
-      return page(ctx, services, 'code', smsCodePage(details.uid, phone, codeError(verified)));
+      return renderSmsCode(ctx, details, codeError(verified));
     }
     const account = await decideAfterPhoneProof({ accounts }, verified.proof);
     if (!account) {
       ctx.status = 400;
-      return page(ctx, services, 'code', smsCodePage(details.uid, phone, { error: 'code.error.wrong_code', attemptsLeft: 0 }));
+      return renderSmsCode(ctx, details, { error: 'code.error.wrong_code', attemptsLeft: 0 });
     }
     if (await holdForRequiredEmail(details, account, verified.proof)) return seeOther(ctx, '/require-email');
     metrics.signIns.inc({ method: 'sms_otp' });
     await finish(ctx, await completeSignIn({ accounts }, account, verified.proof, facts(ctx, details)));
+  });
+
+  // As for email: the number comes from this interaction's last SMS challenge, never from the form.
+  router.post('/sms-code/resend', async (ctx) => {
+    const details = await load(ctx);
+    const latest = smsOtp ? await smsOtp.latestTarget(details.uid) : undefined;
+    if (!smsOtp || !latest) return seeOther(ctx, '/phone');
+    const started = await sendSmsCode(ctx, details, smsOtp, latest.target);
+    if (!started.ok) return page(ctx, services, 'code', smsCodePage(details.uid, latest.target, sendRefused(started, 'phone')));
+    seeOther(ctx, '/sms-code?sent=1');
   });
 
   router.get('/signup', async (ctx) => {
@@ -257,11 +287,21 @@ export function passkeyOfferAccountId(details: { result?: unknown }): string | u
   return result.login.accountId;
 }
 
-/** The code page's message for a failed verification. */
+/**
+ * The code page's message for a failed verification. A code that can no longer be used makes
+ * "Send a new code" the page's primary action (codeSpent).
+ */
 export function codeError(v: Exclude<CodeVerification, { ok: true }>): PageState {
   return {
     error: `code.error.${v.reason}`,
     attemptsLeft: v.reason === 'wrong_code' ? v.attemptsLeft : undefined,
     canRetry: v.reason === 'wrong_code',
+    codeSpent: v.reason !== 'wrong_code',
   };
+}
+
+/** The message for a send that was refused (rate limit or delivery), with its wait in minutes. */
+export function sendRefused(started: Exclude<CodeStart, { ok: true }>, screen: 'login' | 'phone'): PageState {
+  if (started.reason === 'rate_limited') return { error: `${screen}.error.rate_limited`, retryAfterMinutes: Math.ceil(started.retryAfterSeconds / 60) };
+  return { error: screen === 'login' ? 'login.error.delivery_failed' : `phone.error.${started.problem}` };
 }

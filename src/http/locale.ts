@@ -1,5 +1,5 @@
 import type { Context, Next } from 'koa';
-import { isLocale, negotiateLocale } from '../i18n/index.js';
+import { isLocale, LOCALES, negotiateLocale, type Locale } from '../i18n/index.js';
 
 export const LOCALE_COOKIE = 'tsunagi.locale';
 
@@ -26,4 +26,18 @@ export function applyUiLocales(ctx: Context, uiLocales: unknown): void {
     cookie: ctx.cookies.get(LOCALE_COOKIE, { signed: false }),
     acceptLanguage: ctx.get('accept-language'),
   });
+}
+
+/**
+ * The footer's language links: the page the person is on, with its query kept and only `lang` set.
+ * A page answering a POST has no URL of its own to reload, so it links to the GET page of the same
+ * step: returnTo when the route names one, else the same path (most steps have a GET twin).
+ */
+export function languageLinks(ctx: Pick<Context, 'method' | 'originalUrl' | 'path'>, returnTo?: string): Record<Locale, string> {
+  const base = returnTo ?? (ctx.method === 'GET' || ctx.method === 'HEAD' ? ctx.originalUrl : ctx.path);
+  const url = new URL(base, 'http://tsunagi.invalid');
+  return Object.fromEntries(LOCALES.map((l) => {
+    url.searchParams.set('lang', l);
+    return [l, `${url.pathname}${url.search}`];
+  })) as Record<Locale, string>;
 }

@@ -4,6 +4,7 @@ import type { Services } from '../services.js';
 import { csrfToken } from './csrf.js';
 import { refuseNulInBody } from './input-guard.js';
 import { cspNonce } from './security-headers.js';
+import { languageLinks } from './locale.js';
 
 export type PageState = Record<string, unknown> & { error?: string; email?: string };
 
@@ -15,6 +16,7 @@ export function page(ctx: Context, services: Pick<Services, 'views' | 'secureCoo
     locale: ctx.state.locale,
     nonce: cspNonce(ctx),
     csrfToken: csrfToken(ctx, services.secureCookies),
+    languageLinks: languageLinks(ctx, typeof data.languageReturnTo === 'string' ? data.languageReturnTo : undefined),
   }, data);
 }
 

@@ -10,6 +10,8 @@ export interface PageContext {
   /** CSP nonce for this response. */
   nonce: string;
   csrfToken?: string;
+  /** The footer's links to this same page in each language (locale.ts languageLinks). */
+  languageLinks: Record<Locale, string>;
 }
 
 /**
@@ -25,6 +27,6 @@ export class Views {
 
   render(view: string, page: PageContext, data: Record<string, unknown> = {}): string {
     const t = translator(page.locale);
-    return this.eta.render(view, { ...data, t, locale: page.locale, nonce: page.nonce, csrfToken: page.csrfToken ?? '' });
+    return this.eta.render(view, { ...data, t, locale: page.locale, nonce: page.nonce, csrfToken: page.csrfToken ?? '', languageLinks: page.languageLinks });
   }
 }

@@ -15,9 +15,21 @@ const catalogues: Record<Locale, Catalogue> = Object.fromEntries(
 
 export type Translate = (key: string, vars?: Record<string, string | number>) => string;
 
+/**
+ * A message may have plural forms as `<key>.<category>` (Intl.PluralRules: "one", "other", ...),
+ * chosen by its first numeric variable: "1 minute", "2 minutes". Japanese has no plural, so its
+ * catalogue has only the base key, which is also every language's fallback.
+ */
+function pluralForm(locale: Locale, key: string, vars: Record<string, string | number> | undefined): string | undefined {
+  const count = vars ? Object.values(vars).find((v): v is number => typeof v === 'number') : undefined;
+  if (count === undefined) return undefined;
+  const category = new Intl.PluralRules(locale).select(count);
+  return catalogues[locale][`${key}.${category}`];
+}
+
 export function translator(locale: Locale): Translate {
   return (key, vars) => {
-    const template = catalogues[locale][key] ?? catalogues[DEFAULT_LOCALE][key];
+    const template = pluralForm(locale, key, vars) ?? catalogues[locale][key] ?? catalogues[DEFAULT_LOCALE][key];
     if (template === undefined) throw new Error(`missing message "${key}"`);
     return template.replace(/\{(\w+)\}/g, (m, name: string) => (vars && name in vars ? String(vars[name]) : m));
   };

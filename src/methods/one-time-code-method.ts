@@ -50,6 +50,9 @@ export interface CodeChannelSpec {
 
 const PROVIDER_OWNED = 'provider-owned-code';
 
+/** Seconds after a send before the code page offers another: the person waits for the one on its way. */
+export const RESEND_COOLDOWN_SECONDS = 30;
+
 /**
  * A one-time code over some channel, bound to what asked for it (an interaction uid, or an
  * account-page binding) and to its target. start() sends, verify() turns the right code into a proof.
@@ -124,6 +127,26 @@ export class OneTimeCodeMethod {
   async pendingTarget(binding: string): Promise<string | undefined> {
     const c = await this.deps.challenges.latestFor(binding, this.spec.channel, this.purpose);
     return c && c.expiresAt > this.now() ? c.target : undefined;
+  }
+
+  /**
+   * Where the binding's newest unused code went, live or expired: once a code has expired the page
+   * still knows (from this server-side challenge, never from the form) where a new one goes.
+   */
+  async latestTarget(binding: string): Promise<{ target: string; expired: boolean; resendInSeconds: number } | undefined> {
+    const c = await this.deps.challenges.latestFor(binding, this.spec.channel, this.purpose);
+    if (!c) return undefined;
+    const sentAt = c.expiresAt.getTime() - CODE_TTL_SECONDS * 1000;
+    const resendInSeconds = Math.max(0, Math.ceil((sentAt + RESEND_COOLDOWN_SECONDS * 1000 - this.now().getTime()) / 1000));
+    return { target: c.target, expired: c.expiresAt <= this.now(), resendInSeconds };
+  }
+
+  /**
+   * The address (or number) this binding last had a code sent to, even once used: going back to the
+   * first step, or choosing "use a different email" on signup, shows it again instead of an empty field.
+   */
+  lastTarget(binding: string): Promise<string | undefined> {
+    return this.deps.challenges.lastTargetFor(binding, this.spec.channel, this.purpose);
   }
 
   async verify(input: { interactionUid: string; code: string }): Promise<CodeVerification> {

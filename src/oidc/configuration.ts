@@ -3,15 +3,17 @@ import { errors } from 'oidc-provider';
 import type { AccountStore } from '../accounts/account-store.js';
 import type { Config } from '../config.js';
 import { ACR_VALUES } from '../flows/login.js';
-import { negotiateLocale } from '../i18n/index.js';
+import { isLocale, negotiateLocale } from '../i18n/index.js';
 import type { Views } from '../http/views.js';
 import { assertClientRules, EXTRA_CLIENT_METADATA, validateExtraClientMetadata, type ClientPolicy, type TsunagiClientMetadata } from './client-metadata.js';
 import type { Adapter } from './adapter/types.js';
 import { isHashedSecret, secretIsKeyMaterial } from './client-secrets.js';
 import type { LoadedKeys } from './keys.js';
 import { cspNonce as newNonce } from '../http/security-headers.js';
+import { languageLinks } from '../http/locale.js';
 import { ACCOUNT_APP_CLIENT_ID, accountAppClient } from '../http/account-session.js';
 import { carryDeviceCodeNonce, deviceFlowFeature } from './device-flow.js';
+import { freshLogoutUrl, isStaleProviderForm } from './stale-forms.js';
 import type { RateLimiter } from '../limits/rate-limiter.js';
 import { outboundFetch } from './outbound-fetch.js';
 import { CibaBackchannel } from './ciba.js';
@@ -54,6 +56,8 @@ export function clientPolicyOf(config: Config): ClientPolicy {
 const clientExtras = (client: unknown): TsunagiClientMetadata => client as TsunagiClientMetadata;
 
 function localeOf(ctx: KoaContextWithOIDC) {
+  // The person's click on a language link outranks the relying party's ui_locales and the old cookie.
+  if (typeof ctx.query.lang === 'string' && isLocale(ctx.query.lang)) return ctx.query.lang;
   const params = ctx.oidc?.params as { ui_locales?: string } | undefined;
   return negotiateLocale({
     uiLocales: typeof params?.ui_locales === 'string' ? params.ui_locales : undefined,
@@ -197,7 +201,7 @@ export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
           const locale = localeOf(ctx);
           const nonce = newNonce(ctx);
           ctx.type = 'html';
-          ctx.body = views.render('logout', { locale, nonce }, {
+          ctx.body = views.render('logout', { locale, nonce, languageLinks: languageLinks(ctx) }, {
             form,
             formId: 'op.logoutForm',
             clientName: (ctx.oidc.client?.clientName as string | undefined) ?? ctx.oidc.client?.clientId,
@@ -206,7 +210,7 @@ export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
         async postLogoutSuccessSource(ctx) {
           const locale = localeOf(ctx);
           ctx.type = 'html';
-          ctx.body = views.render('logged-out', { locale, nonce: newNonce(ctx) }, {
+          ctx.body = views.render('logged-out', { locale, nonce: newNonce(ctx), languageLinks: languageLinks(ctx) }, {
             clientName: (ctx.oidc.client?.clientName as string | undefined) ?? ctx.oidc.client?.clientId,
           });
         },
@@ -255,6 +259,12 @@ export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
       BackchannelAuthenticationRequest: CibaBackchannel.requestTtl,
     },
     async renderError(ctx, out, error) {
+      const oidcCtx = ctx as unknown as KoaContextWithOIDC;
+      if (oidcCtx.oidc?.route === 'end_session_confirm' && isStaleProviderForm(error)) {
+        ctx.redirect(freshLogoutUrl(oidcCtx));
+        ctx.status = 303;
+        return;
+      }
       const locale = localeOf(ctx as unknown as KoaContextWithOIDC);
       // Coming back to /auth/<uid> after the sign-in ended is the person's lateness, not the application's fault.
       let messageKey = 'error.oauth';
@@ -264,8 +274,7 @@ export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
         messageKey = late?.isExpired ? 'error.interaction_expired' : 'error.session_expired';
       }
       ctx.type = 'html';
-      const unavailable = out.error === 'temporarily_unavailable';
-      ctx.body = views.render('error', { locale, nonce: newNonce(ctx) }, {
+      ctx.body = views.render('error', { locale, nonce: newNonce(ctx), languageLinks: languageLinks(ctx) }, {
         messageKey: out.error === 'temporarily_unavailable' ? 'error.unavailable' : messageKey,
         error: out.error,
         description: out.error_description,

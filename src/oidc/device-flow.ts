@@ -5,7 +5,9 @@ import { MalformedRequest } from '../http/input-guard.js';
 import { negotiateLocale, isLocale, type Locale } from '../i18n/index.js';
 import type { Views } from '../http/views.js';
 import { cspNonce } from '../http/security-headers.js';
+import { languageLinks } from '../http/locale.js';
 import type { RateLimiter } from '../limits/rate-limiter.js';
+import { isStaleProviderForm } from './stale-forms.js';
 
 /**
  * The OAuth 2.0 device authorization grant (RFC 8628) with Tsunagi's own pages. It is the way to
@@ -46,7 +48,7 @@ export function deviceFlowFeature(views: Views): DeviceFlowFeature {
   const render = (ctx: KoaContextWithOIDC, view: string, data: Record<string, unknown>) => {
     ctx.type = 'html';
     ctx.set('Cache-Control', 'no-store');
-    ctx.body = views.render(view, { locale: deviceLocale(ctx), nonce: cspNonce(ctx) }, data);
+    ctx.body = views.render(view, { locale: deviceLocale(ctx), nonce: cspNonce(ctx), languageLinks: languageLinks(ctx) }, data);
   };
   const clientNameOf = (client: KoaContextWithOIDC['oidc']['client']) => (client?.clientName as string | undefined) ?? client?.clientId ?? '';
 
@@ -55,6 +57,14 @@ export function deviceFlowFeature(views: Views): DeviceFlowFeature {
     charset: 'base-20',
     mask: '****-****',
     userCodeInputSource(ctx, _form, _out, err) {
+      // A form left stale by a second tab is shown again, fresh and with the code the person sent:
+      // one more "Continue" instead of an error and typing the code again.
+      if (err && isStaleProviderForm(err)) {
+        ctx.status = 200;
+        const sent = ctx.oidc.params?.user_code;
+        render(ctx, 'device-code', { action: ctx.oidc.urlFor('code_verification'), xsrf: formSecret(ctx), userCode: typeof sent === 'string' ? sent : '' });
+        return;
+      }
       const messageKey = err ? (INPUT_ERRORS[err.name] ?? 'device.error.generic') : undefined;
       render(ctx, 'device-code', {
         action: ctx.oidc.urlFor('code_verification'),

@@ -43,9 +43,23 @@ describe('negotiateLocale', () => {
 });
 
 describe('message catalogues', () => {
-  it('has exactly the same keys in en and ja', () => {
-    expect([...catalogueKeys('ja')].sort()).toEqual([...catalogueKeys('en')].sort());
+  // Plural forms (<key>.one, ...) exist only where a language has them: Japanese has none.
+  const PLURAL_FORM = /\.(zero|one|two|few|many)$/;
+  it('has exactly the same keys in en and ja, apart from plural forms', () => {
+    const base = (keys: string[]) => keys.filter((k) => !PLURAL_FORM.test(k)).sort();
+    expect(base(catalogueKeys('ja'))).toEqual(base(catalogueKeys('en')));
     expect(catalogueKeys('en').length).toBeGreaterThan(10);
+    // Every plural form belongs to a base message.
+    for (const l of ['en', 'ja'] as const) {
+      for (const k of catalogueKeys(l).filter((key) => PLURAL_FORM.test(key))) expect(catalogueKeys(l)).toContain(k.replace(PLURAL_FORM, ''));
+    }
+  });
+
+  it('chooses plural forms with the language rules: "1 minute" in English, no plural in Japanese', () => {
+    expect(translator('en')('login.error.rate_limited', { minutes: 1 })).toBe('Too many codes were requested. Please try again in 1 minute.');
+    expect(translator('en')('login.error.rate_limited', { minutes: 2 })).toBe('Too many codes were requested. Please try again in 2 minutes.');
+    expect(translator('en')('code.error.wrong_code', { left: 1 })).toBe('That code is not right. 1 try left.');
+    expect(translator('ja')('login.error.rate_limited', { minutes: 1 })).toBe('確認コードの送信回数が上限に達しました。1 分後にもう一度お試しください。');
   });
 
   it('uses the same {placeholders} for a key in every language', () => {
