@@ -1,0 +1,118 @@
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { RunningServer } from '../../src/server.js';
+import { DEVICE_CODE_GRANT } from '../../src/oidc/device-flow.js';
+import { FakeApple } from '../fakes/apple.js';
+import { FakeGoogle } from '../fakes/google.js';
+import { SmtpSink } from '../fakes/smtp-sink.js';
+import { describeBackends, startTestServer } from '../support/harness.js';
+import { launchChromium, screenshot } from '../support/chromium.js';
+import { axeViolations } from '../support/axe.js';
+
+const REDIRECT = 'http://127.0.0.1:9/cb';
+// LINE's in-app browser on an iPhone (not a LIFF app), and the size of an iPhone 14 screen.
+const LINE_UA = 'Mozilla/5.0 (iPhone; CPU iPhone OS 17_1_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 Safari Line/13.21.0';
+const PHONE = { width: 390, height: 844 };
+const LOCALES = ['en', 'ja'] as const;
+type Locale = typeof LOCALES[number];
+
+// Issue 12, items 6-12: the screens on a phone and in LINE's in-app browser, in English and
+// Japanese, with axe-core on each. Screenshots: test-output/screenshots/phone-*.png.
+describe(`screens on a phone, in LINE and for screen readers (${describeBackends()})`, () => {
+  let server: RunningServer;
+  let sink: SmtpSink;
+  let google: FakeGoogle;
+  let apple: FakeApple;
+  let browser: Browser;
+  let issuer: string;
+  let shopId: string;
+  let miniAppId: string;
+
+  beforeAll(async () => {
+    sink = new SmtpSink();
+    google = await new FakeGoogle().start();
+    apple = await new FakeApple().start();
+    server = await startTestServer({ SMTP_URL: await sink.start(), ...google.env(), ...apple.env() });
+    issuer = server.services.config.issuer;
+    shopId = (await server.services.clients.add({
+      client_name: 'Demo shop', redirect_uris: [REDIRECT], token_endpoint_auth_method: 'none',
+    })).client_id as string;
+    miniAppId = (await server.services.clients.add({
+      client_name: 'Demo mini app', redirect_uris: [REDIRECT], token_endpoint_auth_method: 'none', first_party: true,
+      grant_types: ['authorization_code', 'refresh_token', DEVICE_CODE_GRANT],
+    })).client_id as string;
+    browser = await launchChromium();
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+    await sink?.close();
+    await google?.close();
+    await apple?.close();
+  });
+
+  const authUrl = (clientId: string, locale: Locale, scope = 'openid email') => `${issuer}/auth?${new URLSearchParams({
+    client_id: clientId, redirect_uri: REDIRECT, response_type: 'code', scope, state: 's', nonce: 'n', ui_locales: locale,
+    code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256',
+  }).toString()}`;
+
+  async function phoneContext(locale: Locale, userAgent?: string): Promise<BrowserContext> {
+    const context = await browser.newContext({ viewport: PHONE, locale: locale === 'ja' ? 'ja-JP' : 'en-US', ...(userAgent ? { userAgent } : {}) });
+    // Loopback only: nothing leaves the machine.
+    await context.route('**/*', (route) => (new URL(route.request().url()).hostname === '127.0.0.1' ? route.continue() : route.abort()));
+    return context;
+  }
+
+  /** The element's bottom edge is within the first screen (no scrolling needed to see it). */
+  async function aboveTheFold(page: Page, selector: string): Promise<boolean> {
+    const box = await page.locator(selector).first().boundingBox();
+    if (!box) throw new Error(`${selector} is not visible`);
+    return box.y + box.height <= PHONE.height;
+  }
+
+  describe('6. the login page in LINE', () => {
+    for (const locale of LOCALES) {
+      it(`says in one line that Google does not work in LINE, with the rest above the fold (${locale})`, async () => {
+        const context = await phoneContext(locale, LINE_UA);
+        const page = await context.newPage();
+        await page.goto(authUrl(shopId, locale));
+        await page.locator('[data-in-app-browser="line"]').waitFor();
+        expect(await page.locator('button.upstream-google').count()).toBe(0);
+        const note = (await page.locator('.in-app-note').textContent())?.trim();
+        expect(note).toBe(locale === 'en' ? 'Google sign-in doesn\'t work inside LINE' : 'Google ログインは LINE 内では使えません');
+        // The explanation waits behind "More"; a client that cannot pick up a sign-in finished in
+        // Safari is not offered the way out of LINE at all.
+        const more = page.locator('details.in-app-more');
+        expect(await more.evaluate((d) => (d as unknown as { open: boolean }).open)).toBe(false);
+        expect(await page.locator('details.in-app-more summary').textContent()).toBe(locale === 'en' ? 'More' : '詳しく');
+        expect(await page.locator('a[data-open-external]').count()).toBe(0);
+        for (const selector of ['#email', 'form[action$="/email"] button[type=submit]', 'a[href$="/phone"]', 'button.upstream-apple', '.in-app-note']) {
+          expect([selector, await aboveTheFold(page, selector)]).toEqual([selector, true]);
+        }
+        // Chromium offers WebAuthn, so the passkey button shows: it must fit too.
+        await page.locator('[data-passkey-login]').waitFor();
+        expect(await aboveTheFold(page, '[data-passkey-login]')).toBe(true);
+        await screenshot(page, `phone-6-line-login-${locale}`);
+        await page.locator('details.in-app-more summary').click();
+        expect(await page.locator('details.in-app-more').textContent()).toContain(locale === 'en' ? 'Apple' : 'Apple');
+        await screenshot(page, `phone-6-line-login-more-${locale}`);
+        expect(await axeViolations(page)).toEqual([]);
+        await context.close();
+      });
+
+      it(`offers "open in browser" to a client that signs in with a code (${locale})`, async () => {
+        const context = await phoneContext(locale, LINE_UA);
+        const page = await context.newPage();
+        await page.goto(authUrl(miniAppId, locale));
+        await page.locator('details.in-app-more summary').click();
+        const external = page.locator('a[data-open-external]');
+        await external.waitFor();
+        expect(new URL(await external.getAttribute('href') as string).searchParams.get('openExternalBrowser')).toBe('1');
+        expect(await aboveTheFold(page, 'button.upstream-apple')).toBe(true);
+        await screenshot(page, `phone-6-line-login-device-client-${locale}`);
+        expect(await axeViolations(page)).toEqual([]);
+        await context.close();
+      });
+    }
+  });
+});
