@@ -63,6 +63,24 @@ describe(`screens on a phone, in LINE and for screen readers (${describeBackends
     return context;
   }
 
+  /** Visible links, buttons, disclosures and fields smaller than 24×24 px (WCAG 2.2 2.5.8), as "text: w×h". */
+  async function smallTargets(page: Page): Promise<string[]> {
+    const found: string[] = [];
+    for (const target of await page.locator('main a, main button, main summary, main input:not([type=hidden]), footer a').all()) {
+      const box = await target.boundingBox();
+      if (!box || !(await target.isVisible())) continue;
+      if (box.height < 24 || box.width < 24) found.push(`${(await target.textContent())?.trim() || await target.getAttribute('id')}: ${Math.round(box.width)}×${Math.round(box.height)}`);
+    }
+    return found;
+  }
+
+  /** Font size and rendered size of a form field. */
+  async function fieldLook(page: Page, selector: string): Promise<{ fontSize: number; width: number; height: number }> {
+    const box = await page.locator(selector).boundingBox();
+    const fontSize = await page.locator(selector).evaluate((e) => (globalThis as unknown as { getComputedStyle(e: unknown): { fontSize: string } }).getComputedStyle(e).fontSize);
+    return { fontSize: parseFloat(fontSize), width: Math.round(box?.width ?? 0), height: Math.round(box?.height ?? 0) };
+  }
+
   /** The element's bottom edge is within the first screen (no scrolling needed to see it). */
   async function aboveTheFold(page: Page, selector: string): Promise<boolean> {
     const box = await page.locator(selector).first().boundingBox();
@@ -110,6 +128,30 @@ describe(`screens on a phone, in LINE and for screen readers (${describeBackends
         expect(new URL(await external.getAttribute('href') as string).searchParams.get('openExternalBrowser')).toBe('1');
         expect(await aboveTheFold(page, 'button.upstream-apple')).toBe(true);
         await screenshot(page, `phone-6-line-login-device-client-${locale}`);
+        expect(await axeViolations(page)).toEqual([]);
+        await context.close();
+      });
+    }
+  });
+
+  describe('7. fields and text links on a phone', () => {
+    for (const locale of LOCALES) {
+      it(`styles the phone field like the email field and makes every target at least 24 px (${locale})`, async () => {
+        const context = await phoneContext(locale, LINE_UA);
+        const page = await context.newPage();
+        await page.goto(authUrl(shopId, locale));
+        await page.locator('#email').waitFor();
+        await page.locator('details.in-app-more summary').click();
+        expect(await smallTargets(page)).toEqual([]);
+        const emailField = await fieldLook(page, '#email');
+        await page.locator('a[href$="/phone"]').click();
+        await page.locator('#phone').waitFor();
+        const phoneField = await fieldLook(page, '#phone');
+        // 16 px or more: iOS does not zoom the page when the field gets focus.
+        expect(phoneField.fontSize).toBeGreaterThanOrEqual(16);
+        expect(phoneField).toEqual(emailField);
+        expect(await smallTargets(page)).toEqual([]);
+        await screenshot(page, `phone-7-phone-field-${locale}`);
         expect(await axeViolations(page)).toEqual([]);
         await context.close();
       });
