@@ -4,7 +4,9 @@ import { DEVICE_CODE_GRANT } from '../../src/oidc/device-flow.js';
 import { FakeApple } from '../fakes/apple.js';
 import { FakeGoogle } from '../fakes/google.js';
 import { SmtpSink } from '../fakes/smtp-sink.js';
-import { describeBackends, startTestServer } from '../support/harness.js';
+import { parseEmailAddress, type EmailAddress } from '../../src/accounts/email-address.js';
+import { withTransaction } from '../../src/db/database.js';
+import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
 import { launchChromium, screenshot } from '../support/chromium.js';
 import { axeViolations } from '../support/axe.js';
 
@@ -81,6 +83,17 @@ describe(`screens on a phone, in LINE and for screen readers (${describeBackends
     return { fontSize: parseFloat(fontSize), width: Math.round(box?.width ?? 0), height: Math.round(box?.height ?? 0) };
   }
 
+  /** An account with a verified email address and phone number, made directly in the store. */
+  async function existingAccount(email: string, phone: string): Promise<string> {
+    const { accounts, db } = server.services;
+    return withTransaction(db.pool, async (tx) => {
+      const account = await accounts.createAccountWithVerifiedEmail(tx, parseEmailAddress(email) as EmailAddress);
+      await accounts.addVerifiedPhone(tx, account.id, phone);
+      return account.id;
+    });
+  }
+  const randomDigits = (n: number) => Array.from({ length: n }, () => Math.floor(Math.random() * 10)).join('');
+
   /** The element's bottom edge is within the first screen (no scrolling needed to see it). */
   async function aboveTheFold(page: Page, selector: string): Promise<boolean> {
     const box = await page.locator(selector).first().boundingBox();
@@ -152,6 +165,45 @@ describe(`screens on a phone, in LINE and for screen readers (${describeBackends
         expect(phoneField).toEqual(emailField);
         expect(await smallTargets(page)).toEqual([]);
         await screenshot(page, `phone-7-phone-field-${locale}`);
+        expect(await axeViolations(page)).toEqual([]);
+        await context.close();
+      });
+    }
+  });
+
+  describe('8. the link offer', () => {
+    for (const locale of LOCALES) {
+      it(`leads with one primary way to confirm, the masked detail on a second line, and keeps the context on the code page (${locale})`, async () => {
+        const email = uniqueEmail(`link-offer-${locale}`);
+        await existingAccount(email, `+8190${randomDigits(4)}2645`);
+        const context = await phoneContext(locale);
+        const page = await context.newPage();
+        await page.goto(authUrl(shopId, locale));
+        apple.nextUser({ sub: `001.${randomDigits(12)}`, email, email_verified: 'true', is_private_email: 'false' });
+        await page.locator('button.upstream-apple').click();
+        await page.locator('ul.methods').waitFor();
+        const primary = page.locator('ul.methods button.primary');
+        expect(await primary.count()).toBe(1);
+        expect(await page.locator('form[action$="/link/email"] button').getAttribute('class')).toContain('primary');
+        expect(await page.locator('form[action$="/link/sms"] button').getAttribute('class')).toContain('secondary');
+        // The label fits on one line; the masked address is on a line of its own.
+        for (const label of await page.locator('ul.methods .method-label').all()) {
+          const lines = await label.evaluate((e) => {
+            const style = (globalThis as unknown as { getComputedStyle(e: unknown): { lineHeight: string } }).getComputedStyle(e);
+            return Math.round((e as unknown as { getBoundingClientRect(): { height: number } }).getBoundingClientRect().height / parseFloat(style.lineHeight));
+          });
+          expect([await label.textContent(), lines]).toEqual([await label.textContent(), 1]);
+        }
+        expect(await page.locator('form[action$="/link/email"] .method-detail').textContent()).toContain('•••@');
+        expect(await page.locator('form[action$="/link/sms"] .method-detail').textContent()).toContain('2645');
+        await screenshot(page, `phone-8-link-offer-${locale}`);
+        expect(await axeViolations(page)).toEqual([]);
+
+        await primary.click();
+        await page.locator('input[autocomplete="one-time-code"]').waitFor();
+        expect((await page.locator('h1').textContent())?.trim()).toBe(locale === 'en' ? 'Confirm it\'s you to link Apple' : 'Apple を連携するための本人確認');
+        expect(await page.title()).toContain('Apple');
+        await screenshot(page, `phone-8-link-code-${locale}`);
         expect(await axeViolations(page)).toEqual([]);
         await context.close();
       });
