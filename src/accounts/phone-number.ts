@@ -14,3 +14,13 @@ export function parsePhoneNumber(raw: unknown, defaultRegion: string): string | 
 export function maskPhone(e164: string): string {
   return `•••-••••-${e164.slice(-4)}`;
 }
+
+/**
+ * A stored number as people write it: the national format ("090-1234-5678") for the deployment's
+ * default region, the international one ("+1 202 555 0123") for any other country.
+ */
+export function formatPhoneNumber(e164: string, defaultRegion: string): string {
+  const parsed = parsePhoneNumberFromString(e164);
+  if (!parsed) return e164;
+  return parsed.country === defaultRegion.toUpperCase() ? parsed.formatNational() : parsed.formatInternational();
+}

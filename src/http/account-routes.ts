@@ -4,7 +4,8 @@ import type { Context } from 'koa';
 import type { Account } from '../accounts/account-store.js';
 import { parseEmailAddress } from '../accounts/email-address.js';
 import { PasskeyStore } from '../accounts/passkey-store.js';
-import { maskPhone, parsePhoneNumber } from '../accounts/phone-number.js';
+import { formatPhoneNumber, maskPhone, parsePhoneNumber } from '../accounts/phone-number.js';
+import { describeGrantedScopes, formatDate, formatDateTime } from '../i18n/format.js';
 import { isAuditEventType, isUuid } from '../accounts/account-store.js';
 import { AccountSettings, type SettingsChange } from '../flows/account-settings.js';
 import { linkFromAccountPage, type UpstreamDeps } from '../flows/upstream.js';
@@ -139,14 +140,15 @@ export function accountRoutes(services: Services): Router {
       clientNames.set(g.clientId, (client?.clientName as string | undefined) ?? g.clientId);
     }
     const notice = typeof ctx.query.notice === 'string' && NOTICES.has(ctx.query.notice) ? ctx.query.notice : undefined;
+    const locale = ctx.state.locale;
     page(ctx, services, 'account', {
       emails: account.emails.filter((e) => e.verifiedAt).map((e) => ({ address: e.address, key: e.key, isPrimary: e.isPrimary })),
-      phones: account.phones.filter((p) => p.verifiedAt).map((p) => ({ phone: p.phone, masked: maskPhone(p.phone) })),
+      phones: account.phones.filter((p) => p.verifiedAt).map((p) => ({ phone: p.phone, display: formatPhoneNumber(p.phone, config.defaultPhoneRegion) })),
       passkeys: keys,
-      identities: linked.map((i) => ({ id: i.id, providerName: PROVIDER_NAMES[i.provider], email: i.isPrivateEmail ? '' : i.email, createdAt: i.createdAt })),
+      identities: linked.map((i) => ({ id: i.id, providerName: PROVIDER_NAMES[i.provider], email: i.isPrivateEmail ? '' : i.email, linkedOn: formatDate(i.createdAt, locale) })),
       linkable: upstream.enabledProviders().filter((p) => !linked.some((i) => i.provider === p)).map((p) => ({ id: p, name: PROVIDER_NAMES[p] })),
-      grants: grants.filter((g) => g.clientId !== ACCOUNT_APP_CLIENT_ID).map((g) => ({ ...g, clientName: clientNames.get(g.clientId) ?? g.clientId })),
-      events: events.map((e) => ({ labelKey: eventLabelKey(e.type, services.log), at: e.createdAt.toISOString().replace('T', ' ').slice(0, 16), ip: e.ip ?? '' })),
+      grants: grants.filter((g) => g.clientId !== ACCOUNT_APP_CLIENT_ID).map((g) => ({ ...g, clientName: clientNames.get(g.clientId) ?? g.clientId, access: describeGrantedScopes(g.scope, locale) })),
+      events: events.map((e) => ({ labelKey: eventLabelKey(e.type, services.log), at: formatDateTime(e.createdAt, locale), ip: e.ip ?? '' })),
       onlyOneMethod: methodCount <= 1,
       recent: signedInRecently(session),
       smsAvailable: Boolean(verifyPhone),
@@ -265,7 +267,7 @@ export function accountRoutes(services: Services): Router {
   router.get('/phones/new', async (ctx) => {
     if (!verifyPhone) return seeOther(ctx, '/account');
     if (await signedIn(ctx, { recent: true, returnTo: '/account/phones/new' })) {
-      page(ctx, services, 'phone', { action: '/account/phones', backHref: '/account', backKey: 'account.back', leadKey: 'account.phone.lead' });
+      page(ctx, services, 'phone', { action: '/account/phones', backHref: '/account', backKey: 'account.back', titleKey: 'account.phone.title', leadKey: 'account.phone.lead' });
     }
   });
 
@@ -275,7 +277,7 @@ export function accountRoutes(services: Services): Router {
     if (!me) return;
     const raw = body(ctx).phone;
     const phone = parsePhoneNumber(raw, config.defaultPhoneRegion);
-    const phonePage = (state: PageState) => ({ action: '/account/phones', backHref: '/account', backKey: 'account.back', leadKey: 'account.phone.lead', phone: typeof raw === 'string' ? raw : '', ...state });
+    const phonePage = (state: PageState) => ({ action: '/account/phones', backHref: '/account', backKey: 'account.back', titleKey: 'account.phone.title', leadKey: 'account.phone.lead', phone: typeof raw === 'string' ? raw : '', ...state });
     if (!phone) return badRequest(ctx, 'phone', phonePage({ error: 'phone.error.invalid' }));
     const started = await verifyPhone.start({ binding: accountBinding(me.session), phone, ip: ctx.ip, locale: ctx.state.locale, accountId: me.account.id });
     services.metrics.otpSends.inc({ channel: 'sms', result: started.ok ? 'sent' : started.reason });

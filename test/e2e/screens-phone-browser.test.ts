@@ -3,7 +3,7 @@ import type { RunningServer } from '../../src/server.js';
 import { DEVICE_CODE_GRANT } from '../../src/oidc/device-flow.js';
 import { FakeApple } from '../fakes/apple.js';
 import { FakeGoogle } from '../fakes/google.js';
-import { SmtpSink } from '../fakes/smtp-sink.js';
+import { SmtpSink, codeFrom } from '../fakes/smtp-sink.js';
 import { parseEmailAddress, type EmailAddress } from '../../src/accounts/email-address.js';
 import { withTransaction } from '../../src/db/database.js';
 import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
@@ -61,7 +61,11 @@ describe(`screens on a phone, in LINE and for screen readers (${describeBackends
   async function phoneContext(locale: Locale, userAgent?: string): Promise<BrowserContext> {
     const context = await browser.newContext({ viewport: PHONE, locale: locale === 'ja' ? 'ja-JP' : 'en-US', ...(userAgent ? { userAgent } : {}) });
     // Loopback only: nothing leaves the machine.
-    await context.route('**/*', (route) => (new URL(route.request().url()).hostname === '127.0.0.1' ? route.continue() : route.abort()));
+    await context.route('**/*', (route) => {
+      const url = new URL(route.request().url());
+      if (url.href.startsWith(REDIRECT)) return route.fulfill({ status: 200, contentType: 'text/plain', body: 'back at the client' });
+      return url.hostname === '127.0.0.1' ? route.continue() : route.abort();
+    });
     return context;
   }
 
@@ -93,6 +97,18 @@ describe(`screens on a phone, in LINE and for screen readers (${describeBackends
     });
   }
   const randomDigits = (n: number) => Array.from({ length: n }, () => Math.floor(Math.random() * 10)).join('');
+
+  /** Signs up with an email code on the account page; ends on the account page. */
+  async function signUpOnAccountPage(page: Page, email: string): Promise<void> {
+    await page.goto(`${issuer}/account`);
+    await page.locator('#email').fill(email);
+    await page.locator('form[action$="/email"] button[type=submit]').click();
+    await page.locator('input[autocomplete="one-time-code"]').fill(codeFrom(await sink.nextMailTo(email)));
+    await page.locator('form[action$="/code"] button[type=submit]').click();
+    await page.locator('form[action$="/signup"] button[type=submit]').click();
+    await page.locator('a.button.secondary').click();
+    await page.waitForURL(`${issuer}/account`);
+  }
 
   /** The element's bottom edge is within the first screen (no scrolling needed to see it). */
   async function aboveTheFold(page: Page, selector: string): Promise<boolean> {
@@ -204,6 +220,50 @@ describe(`screens on a phone, in LINE and for screen readers (${describeBackends
         expect((await page.locator('h1').textContent())?.trim()).toBe(locale === 'en' ? 'Confirm it\'s you to link Apple' : 'Apple を連携するための本人確認');
         expect(await page.title()).toContain('Apple');
         await screenshot(page, `phone-8-link-code-${locale}`);
+        expect(await axeViolations(page)).toEqual([]);
+        await context.close();
+      });
+    }
+  });
+
+  describe('9. the account page', () => {
+    for (const locale of LOCALES) {
+      it(`titles the add-phone screen, shows the number as typed, apps' access in words and times in the reader's zone (${locale})`, async () => {
+        const context = await phoneContext(locale);
+        const page = await context.newPage();
+        await signUpOnAccountPage(page, uniqueEmail(`account-words-${locale}`));
+
+        await page.goto(`${issuer}/account/phones/new`);
+        const addPhone = locale === 'en' ? 'Add a phone number' : '電話番号を追加';
+        expect((await page.locator('h1').textContent())?.trim()).toBe(addPhone);
+        expect(await page.title()).toContain(addPhone);
+        const national = `090-${randomDigits(4)}-${randomDigits(4)}`;
+        await page.locator('#phone').fill(national);
+        await screenshot(page, `phone-9-add-phone-${locale}`);
+        expect(await axeViolations(page)).toEqual([]);
+        await page.locator('form[action="/account/phones"] button[type=submit]').click();
+        await page.locator('input[autocomplete="one-time-code"]').waitFor();
+        const e164 = `+81${national.replace(/-/g, '').slice(1)}`;
+        const sms = server.services.outbox?.list().find((m) => m.channel === 'sms' && m.to === e164);
+        await page.locator('input[autocomplete="one-time-code"]').fill(/\d{6}/.exec(sms?.text ?? '')?.[0] ?? '');
+        await page.locator('form[action="/account/phones/verify"] button[type=submit]').click();
+        await page.waitForURL(/\/account\?notice=phone_added/);
+
+        // An application with access: the shop, after consent to email, profile and phone.
+        await page.goto(authUrl(shopId, locale, 'openid email profile phone'));
+        await page.locator('form[action$="/consent"] button[type=submit]').click();
+        await page.waitForURL((u) => u.href.startsWith(REDIRECT));
+        await page.goto(`${issuer}/account`);
+        const phones = await page.locator('section[aria-labelledby="phones-h"] .item-main').allTextContents();
+        expect(phones).toEqual([national]);
+        const apps = (await page.locator('section[aria-labelledby="apps-h"] .detail').allTextContents()).join(' ');
+        expect(apps).toContain(locale === 'en' ? 'Email address, Name and Phone number' : 'メールアドレス、名前、電話番号');
+        expect(apps).not.toContain('openid');
+        // Event times: Japan time for Japanese readers, UTC otherwise, and named.
+        const events = await page.locator('.events .detail').allTextContents();
+        expect(events.length).toBeGreaterThan(0);
+        for (const at of events) expect(at).toContain(locale === 'en' ? 'UTC' : 'JST');
+        await screenshot(page, `phone-9-account-${locale}`);
         expect(await axeViolations(page)).toEqual([]);
         await context.close();
       });
