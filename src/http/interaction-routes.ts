@@ -6,14 +6,14 @@ import { maskPhone, parsePhoneNumber } from '../accounts/phone-number.js';
 import type { CodeVerification } from '../methods/one-time-code-method.js';
 import { completeSignIn, decideAfterEmailProof, decideAfterPhoneProof, type RequestFacts } from '../flows/login.js';
 import { cancelSignup, confirmSignup } from '../flows/signup.js';
-import { grantConsent, describeConsent } from '../flows/consent.js';
+import { grantConsent, describeConsent, signedInAs } from '../flows/consent.js';
 import { parseCode } from '../methods/one-time-code.js';
 import type { Services } from '../services.js';
 import { isUpstreamProviderName } from '../upstream/index.js';
 import { requireCsrf } from './csrf.js';
 import { interactionSession, StaleInteraction, type Interaction } from './interaction-session.js';
 import { formBody, page, type PageState } from './page.js';
-import { inAppBrowserGuidance } from './in-app-browser-guidance.js';
+import { authorizationUrlOf, inAppBrowserGuidance } from './in-app-browser-guidance.js';
 
 /**
  * Tsunagi's screens inside an oidc-provider interaction: login by email code, signup confirmation,
@@ -48,7 +48,16 @@ export function interactionRoutes(services: Services): Router {
     }
     if (details.prompt.name === 'login') return renderLogin(ctx, details);
     if (details.prompt.name === 'consent') {
-      return page(ctx, services, 'consent', { uid: details.uid, clientName: await clientName(details), ...describeConsent(details) });
+      const account = details.session?.accountId ? await accounts.findAccountById(details.session.accountId) : undefined;
+      return page(ctx, services, 'consent', {
+        uid: details.uid, clientName: await clientName(details), ...describeConsent(details),
+        signedInAs: account ? signedInAs(account, services.config.defaultPhoneRegion) : '',
+        // "Not you?": the same authorization with a new sign-in (prompt=login), without hints of this account.
+        switchAccountHref: authorizationUrlOf(services.config.issuer, details, {
+          prompt: String(details.params.prompt ?? '').split(' ').includes('consent') ? 'login consent' : 'login',
+          login_hint: undefined, id_token_hint: undefined, idp_hint: undefined, max_age: undefined,
+        }),
+      });
     }
     throw new errors.InvalidRequest(`unsupported prompt ${details.prompt.name}`);
   });

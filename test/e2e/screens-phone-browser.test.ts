@@ -6,6 +6,7 @@ import { FakeGoogle } from '../fakes/google.js';
 import { SmtpSink, codeFrom } from '../fakes/smtp-sink.js';
 import { parseEmailAddress, type EmailAddress } from '../../src/accounts/email-address.js';
 import { withTransaction } from '../../src/db/database.js';
+import { listGrantsOfAccount } from '../../src/oidc/adapter/grant-lookup.js';
 import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
 import { launchChromium, screenshot } from '../support/chromium.js';
 import { axeViolations } from '../support/axe.js';
@@ -265,6 +266,51 @@ describe(`screens on a phone, in LINE and for screen readers (${describeBackends
         for (const at of events) expect(at).toContain(locale === 'en' ? 'UTC' : 'JST');
         await screenshot(page, `phone-9-account-${locale}`);
         expect(await axeViolations(page)).toEqual([]);
+        await context.close();
+      });
+    }
+  });
+
+  describe('10. consent', () => {
+    for (const locale of LOCALES) {
+      it(`shows who is signed in, lets someone else sign in for the same authorization, and says Cancel (${locale})`, async () => {
+        const context = await phoneContext(locale);
+        const page = await context.newPage();
+        const first = uniqueEmail(`consent-first-${locale}`);
+        await signUpOnAccountPage(page, first);
+        await page.goto(authUrl(shopId, locale, 'openid email profile'));
+        await page.locator('form[action$="/consent"] button[type=submit]').waitFor();
+        expect(await page.locator('.signed-in-as strong').textContent()).toBe(first);
+        expect((await page.locator('form[action$="/abort"] button').textContent())?.trim()).toBe(locale === 'en' ? 'Cancel' : 'キャンセル');
+        expect(await smallTargets(page)).toEqual([]);
+        await screenshot(page, `phone-10-consent-${locale}`);
+        expect(await axeViolations(page)).toEqual([]);
+
+        // "Not you?": a new sign-in for this same authorization, then consent for that account.
+        await page.locator('a.switch-account').click();
+        await page.locator('#email').waitFor();
+        expect(await page.inputValue('#email')).toBe('');
+        const second = uniqueEmail(`consent-second-${locale}`);
+        await page.locator('#email').fill(second);
+        await page.locator('form[action$="/email"] button[type=submit]').click();
+        await page.locator('input[autocomplete="one-time-code"]').fill(codeFrom(await sink.nextMailTo(second)));
+        await page.locator('form[action$="/code"] button[type=submit]').click();
+        await page.locator('form[action$="/signup"] button[type=submit]').click();
+        await page.locator('a.button.secondary').click();
+        await page.locator('form[action$="/consent"] button[type=submit]').waitFor();
+        expect(await page.locator('.signed-in-as strong').textContent()).toBe(second);
+        await page.locator('form[action$="/consent"] button[type=submit]').click();
+        await page.waitForURL((u) => u.href.startsWith(REDIRECT));
+        const back = new URL(page.url());
+        expect(back.searchParams.get('state')).toBe('s');
+        expect(back.searchParams.get('code')).toEqual(expect.any(String));
+        // The grant went to the account that signed in second, not to the first one.
+        const grantsOf = async (email: string) => {
+          const account = await server.services.accounts.findAccountByVerifiedEmail(parseEmailAddress(email) as EmailAddress);
+          return (await listGrantsOfAccount(server.services.db.pool, account?.id as string)).map((g) => g.clientId);
+        };
+        expect(await grantsOf(second)).toContain(shopId);
+        expect(await grantsOf(first)).not.toContain(shopId);
         await context.close();
       });
     }
