@@ -121,8 +121,8 @@ describe(`Apple server-to-server notifications (${describeBackends()})`, () => {
     expect(english.body).toContain('A notice from Apple was ignored');
     const japanese = await browser.follow(`${issuer}/account?lang=ja`);
     expect(japanese.res.status).toBe(200);
-    expect(japanese.body).toContain('Apple がプライベートリレーアドレスからのメール転送を停止');
-    expect(japanese.body).toContain('Apple がプライベートリレーアドレスからのメール転送を再開');
+    expect(japanese.body).toContain('Apple が「メールを非公開」のアドレスへのメール転送を停止');
+    expect(japanese.body).toContain('Apple が「メールを非公開」のアドレスへのメール転送を再開');
     expect(japanese.body).toContain('Apple からの通知を無視');
   });
 

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { RunningServer } from '../../src/server.js';
 import { DEVICE_CODE_GRANT } from '../../src/oidc/device-flow.js';
@@ -311,6 +312,43 @@ describe(`screens on a phone, in LINE and for screen readers (${describeBackends
         };
         expect(await grantsOf(second)).toContain(shopId);
         expect(await grantsOf(first)).not.toContain(shopId);
+        await context.close();
+      });
+    }
+  });
+
+  describe('11. wording', () => {
+    it('uses full-width brackets and question marks throughout the Japanese catalogue', () => {
+      const japanese = Object.entries(JSON.parse(fs.readFileSync('views/locales/ja.json', 'utf8')) as Record<string, string>);
+      expect(japanese.filter(([, text]) => /[()?]/.test(text)).map(([key]) => key)).toEqual([]);
+    });
+
+    it('says "Demo shop にログイン" and uses Apple\'s own 「メールを非公開」 for a relay address (ja)', async () => {
+      const context = await phoneContext('ja');
+      const page = await context.newPage();
+      await page.goto(authUrl(shopId, 'ja'));
+      expect((await page.locator('p.lead').textContent())?.trim()).toBe('Demo shop にログイン');
+      await screenshot(page, 'phone-11-login-ja');
+      apple.nextUser({ sub: `001.${randomDigits(12)}`, email: `${randomDigits(10)}@privaterelay.appleid.com`, email_verified: 'true', is_private_email: 'true' });
+      await page.locator('button.upstream-apple').click();
+      await page.locator('form[action$="/upstream-signup"]').waitFor();
+      const main = await page.textContent('main');
+      expect(main).toContain('「メールを非公開」');
+      expect(main).not.toContain('プライベートリレー');
+      await screenshot(page, 'phone-11-apple-relay-signup-ja');
+      expect(await axeViolations(page)).toEqual([]);
+      await context.close();
+    });
+
+    for (const locale of LOCALES) {
+      it(`explains passkeys without jargon (${locale})`, async () => {
+        const context = await phoneContext(locale);
+        const page = await context.newPage();
+        await signUpOnAccountPage(page, uniqueEmail(`passkey-words-${locale}`));
+        const main = await page.textContent('main');
+        expect(main).toContain(locale === 'en' ? 'A fake website cannot use your passkey' : '偽のサイトにだまされても、パスキーは使われません');
+        expect(main).not.toMatch(/phish|フィッシング/);
+        await screenshot(page, `phone-11-account-passkeys-${locale}`);
         await context.close();
       });
     }
