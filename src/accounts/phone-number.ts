@@ -1,4 +1,5 @@
 import { parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js';
+import type { MaskedValue } from './masked-value.js';
 
 /**
  * A phone number as people type it ("090-1234-5678", "+81 90 1234 5678"), normalised to E.164.
@@ -8,6 +9,11 @@ export function parsePhoneNumber(raw: unknown, defaultRegion: string): string | 
   if (typeof raw !== 'string' || raw.length > 40) return undefined;
   const parsed = parsePhoneNumberFromString(raw.normalize('NFKC'), defaultRegion as CountryCode);
   return parsed?.isValid() ? parsed.number : undefined;
+}
+
+/** maskPhone with its spoken form ("a phone number ending in 1 2 3 4": digit by digit). */
+export function maskedPhone(e164: string): MaskedValue {
+  return { shown: maskPhone(e164), spoken: { key: 'masked.phone', vars: { last: e164.slice(-4).split('').join(' ') } } };
 }
 
 /** •••-••••-1234: the last four digits, enough to recognise one's own number. */

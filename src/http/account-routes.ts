@@ -4,7 +4,7 @@ import type { Context } from 'koa';
 import type { Account } from '../accounts/account-store.js';
 import { parseEmailAddress } from '../accounts/email-address.js';
 import { PasskeyStore } from '../accounts/passkey-store.js';
-import { formatPhoneNumber, maskPhone, parsePhoneNumber } from '../accounts/phone-number.js';
+import { formatPhoneNumber, maskedPhone, maskPhone, parsePhoneNumber } from '../accounts/phone-number.js';
 import { describeGrantedScopes, formatDate, formatDateTime } from '../i18n/format.js';
 import { isAuditEventType, isUuid } from '../accounts/account-store.js';
 import { AccountSettings, type SettingsChange } from '../flows/account-settings.js';
@@ -260,7 +260,7 @@ export function accountRoutes(services: Services): Router {
 
   // Adding a phone: an SMS code to the new number, bound to this account-page session.
   const smsCodePage = (target: string, state: PageState = {}) => ({
-    target: maskPhone(target), titleKey: 'code.sms.title', leadKey: 'code.sms.lead', action: '/account/phones/verify',
+    target: maskPhone(target), maskedTarget: maskedPhone(target), titleKey: 'code.sms.title', leadKey: 'code.sms.lead', action: '/account/phones/verify',
     resendAction: '/account/phones', resendField: 'phone', resendValue: target, backHref: '/account', backKey: 'account.back', ...state,
   });
 

@@ -2,7 +2,7 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import { errors } from 'oidc-provider';
 import { parseEmailAddress } from '../accounts/email-address.js';
-import { maskPhone, parsePhoneNumber } from '../accounts/phone-number.js';
+import { maskedPhone, maskPhone, parsePhoneNumber } from '../accounts/phone-number.js';
 import type { CodeVerification } from '../methods/one-time-code-method.js';
 import { completeSignIn, decideAfterEmailProof, decideAfterPhoneProof, type RequestFacts } from '../flows/login.js';
 import { cancelSignup, confirmSignup } from '../flows/signup.js';
@@ -119,7 +119,7 @@ export function interactionRoutes(services: Services): Router {
   // Sign-in by SMS code to a verified phone number.
   const phonePage = (uid: string, state: PageState = {}) => ({ action: `/interaction/${uid}/phone`, backHref: `/interaction/${uid}`, ...state });
   const smsCodePage = (uid: string, target: string, state: PageState = {}) => ({
-    uid, target: maskPhone(target), titleKey: 'code.sms.title', leadKey: 'code.sms.lead', action: `/interaction/${uid}/sms-code`,
+    uid, target: maskPhone(target), maskedTarget: maskedPhone(target), titleKey: 'code.sms.title', leadKey: 'code.sms.lead', action: `/interaction/${uid}/sms-code`,
     resendAction: `/interaction/${uid}/phone`, resendField: 'phone', resendValue: target, backHref: `/interaction/${uid}/phone`, backKey: 'code.other_phone', ...state,
   });
 

@@ -30,7 +30,9 @@ export function formatList(items: string[], locale: Locale): string {
 }
 
 /** Scopes with words on the account page (views/locales: account.scope.*). */
-const NAMED_SCOPES = new Set(['email', 'profile', 'phone', 'offline_access']);
+const NAMED_SCOPES = ['email', 'profile', 'phone', 'offline_access'] as const;
+type NamedScope = (typeof NAMED_SCOPES)[number];
+const isNamedScope = (scope: string): scope is NamedScope => (NAMED_SCOPES as readonly string[]).includes(scope);
 
 /**
  * What an application may see, in words ("Email address, Name and Phone number"), for a grant's
@@ -38,6 +40,6 @@ const NAMED_SCOPES = new Set(['email', 'profile', 'phone', 'offline_access']);
  */
 export function describeGrantedScopes(scope: string, locale: Locale): string {
   const t = translator(locale);
-  const named = scope.split(' ').filter((s) => s && s !== 'openid').map((s) => (NAMED_SCOPES.has(s) ? t(`account.scope.${s}`) : s));
+  const named = scope.split(' ').filter((s) => s && s !== 'openid').map((s) => (isNamedScope(s) ? t(`account.scope.${s}`) : s));
   return named.length ? formatList(named, locale) : t('account.scope.openid');
 }

@@ -353,4 +353,39 @@ describe(`screens on a phone, in LINE and for screen readers (${describeBackends
       });
     }
   });
+
+  describe('12. masked values for screen readers', () => {
+    for (const locale of LOCALES) {
+      it(`gives masked addresses and numbers a spoken form instead of bullets (${locale})`, async () => {
+        const email = uniqueEmail(`masked-${locale}`);
+        await existingAccount(email, `+8190${randomDigits(4)}2645`);
+        const context = await phoneContext(locale);
+        const page = await context.newPage();
+        await page.goto(authUrl(shopId, locale));
+        apple.nextUser({ sub: `001.${randomDigits(12)}`, email, email_verified: 'true', is_private_email: 'false' });
+        await page.locator('button.upstream-apple').click();
+        await page.locator('ul.methods').waitFor();
+        const spokenEmail = locale === 'en' ? 'an email address that starts with m at example.test' : 'm で始まる example.test のメールアドレス';
+        const spokenPhone = locale === 'en' ? 'a phone number ending in 2 6 4 5' : '末尾が 2 6 4 5 の電話番号';
+        // What assistive technology gets (the accessibility tree), and what the eye still sees.
+        const methods = await page.locator('ul.methods').ariaSnapshot();
+        expect(methods).not.toContain('•');
+        expect(methods).toContain(spokenEmail);
+        expect(methods).toContain(spokenPhone);
+        expect(await page.locator('form[action$="/link/sms"] .method-detail [aria-hidden=true]').textContent()).toBe('•••-••••-2645');
+        await screenshot(page, `phone-12-link-offer-${locale}`);
+        expect(await axeViolations(page)).toEqual([]);
+
+        await page.locator('form[action$="/link/sms"] button').click();
+        await page.locator('input[autocomplete="one-time-code"]').waitFor();
+        const lead = await page.locator('p.lead').ariaSnapshot();
+        expect(lead).not.toContain('•');
+        expect(lead).toContain(spokenPhone);
+        expect(await page.locator('p.lead').innerText()).toContain('•••-••••-2645');
+        await screenshot(page, `phone-12-link-sms-code-${locale}`);
+        expect(await axeViolations(page)).toEqual([]);
+        await context.close();
+      });
+    }
+  });
 });
