@@ -1,5 +1,5 @@
 import { domainToASCII, domainToUnicode } from 'node:url';
-
+import type { MaskedValue } from './masked-value.js';
 // Email addresses typed by people, parsed and normalised once, here, at the edge.
 //
 // Policy (README, "Security"): the local part (before the @) must be ASCII: letters, digits and
@@ -71,6 +71,12 @@ function asciiDomain(typed: string): string | undefined {
 /** The message key a page shows for a refused address. */
 export function emailProblemMessage(problem: EmailAddressProblem): string {
   return problem === 'format' ? 'login.error.invalid_email' : `login.error.email_${problem}`;
+}
+
+/** maskEmail with its spoken form ("an email address that starts with t at example.com"). */
+export function maskedEmail(address: string): MaskedValue {
+  const at = address.lastIndexOf('@');
+  return { shown: maskEmail(address), spoken: { key: 'masked.email', vars: { first: address.slice(0, 1), domain: address.slice(at + 1) } } };
 }
 
 /** t•••@example.com: enough for a person to recognise their address, not enough to harvest it. */

@@ -1,4 +1,6 @@
 import type { Provider } from 'oidc-provider';
+import type { Account } from '../accounts/account-store.js';
+import { formatPhoneNumber } from '../accounts/phone-number.js';
 
 type Interaction = Awaited<ReturnType<Provider['interactionDetails']>>;
 
@@ -15,6 +17,18 @@ export function describeConsent(details: Interaction): { scopes: string[]; claim
     scopes: (d.missingOIDCScope ?? []).filter((s) => s !== 'openid'),
     claims: (d.missingOIDCClaims ?? []).filter((c) => !['sub', 'sid', 'auth_time', 'acr', 'amr', 'iss'].includes(c)),
   };
+}
+
+/**
+ * How the consent screen names the signed-in account, so that a person on a shared device sees whose
+ * data the client gets: the primary email address, else a phone number, else the name.
+ */
+export function signedInAs(account: Account, defaultPhoneRegion: string): string {
+  const email = account.emails.find((e) => e.isPrimary && e.verifiedAt) ?? account.emails.find((e) => e.verifiedAt);
+  if (email) return email.address;
+  const phone = account.phones.find((p) => p.verifiedAt);
+  if (phone) return formatPhoneNumber(phone.phone, defaultPhoneRegion);
+  return account.name ?? '';
 }
 
 /** The person agreed: add exactly what was missing to the grant (a new one if none) and save it. */

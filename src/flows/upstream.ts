@@ -1,8 +1,9 @@
 import type pg from 'pg';
 import type { Account, AccountStore } from '../accounts/account-store.js';
 import { EmailAlreadyRegistered } from '../accounts/account-store.js';
-import { maskEmail, parseEmailAddress } from '../accounts/email-address.js';
-import { maskPhone } from '../accounts/phone-number.js';
+import { maskedEmail, parseEmailAddress } from '../accounts/email-address.js';
+import type { MaskedValue } from '../accounts/masked-value.js';
+import { maskedPhone } from '../accounts/phone-number.js';
 import type { ProofStore } from '../accounts/proof-store.js';
 import {
   HIJACKING_PAUSE, IdentityAlreadyLinked, ProviderAlreadyLinkedToAccount, type UpstreamIdentity, type UpstreamIdentityStore, type UpstreamProviderName, type UpstreamTokenCipher,
@@ -108,8 +109,8 @@ export function vouchedEmail(identity: Pick<UpstreamIdentityClaims, 'email' | 'e
 
 /** What the link screen offers: the target account's own ways to sign in, masked. */
 export interface LinkOptions {
-  emails: Array<{ key: string; masked: string }>;
-  phones: Array<{ phone: string; masked: string }>;
+  emails: Array<{ key: string; masked: MaskedValue }>;
+  phones: Array<{ phone: string; masked: MaskedValue }>;
   passkey: boolean;
   upstream: Array<{ provider: UpstreamProviderName; subject: string; loginHint: string }>;
 }
@@ -122,8 +123,8 @@ export async function linkOptionsFor(
 ): Promise<LinkOptions> {
   const linked = await deps.identities.listForAccount(account.id);
   return {
-    emails: account.emails.filter((e) => e.verifiedAt).map((e) => ({ key: e.key, masked: maskEmail(e.address) })),
-    phones: available.sms ? account.phones.filter((p) => p.verifiedAt).map((p) => ({ phone: p.phone, masked: maskPhone(p.phone) })) : [],
+    emails: account.emails.filter((e) => e.verifiedAt).map((e) => ({ key: e.key, masked: maskedEmail(e.address) })),
+    phones: available.sms ? account.phones.filter((p) => p.verifiedAt).map((p) => ({ phone: p.phone, masked: maskedPhone(p.phone) })) : [],
     passkey: (await deps.passkeyCount(account.id)) > 0,
     // A paused identity (Google reported a problem with it) proves nothing.
     upstream: linked

@@ -4,7 +4,8 @@ import type { Context } from 'koa';
 import type { Account } from '../accounts/account-store.js';
 import { checkEmailAddress, emailProblemMessage } from '../accounts/email-address.js';
 import { PasskeyStore } from '../accounts/passkey-store.js';
-import { maskPhone, parsePhoneNumber } from '../accounts/phone-number.js';
+import { formatPhoneNumber, maskedPhone, maskPhone, parsePhoneNumber } from '../accounts/phone-number.js';
+import { describeGrantedScopes, formatDate, formatDateTime } from '../i18n/format.js';
 import { isAuditEventType, isUuid } from '../accounts/account-store.js';
 import { AccountSettings, type SettingsChange } from '../flows/account-settings.js';
 import { linkFromAccountPage, pausedSignIn, type UpstreamDeps } from '../flows/upstream.js';
@@ -140,16 +141,17 @@ export function accountRoutes(services: Services): Router {
       clientNames.set(g.clientId, (client?.clientName as string | undefined) ?? g.clientId);
     }
     const notice = typeof ctx.query.notice === 'string' && NOTICES.has(ctx.query.notice) ? ctx.query.notice : undefined;
+    const locale = ctx.state.locale;
     page(ctx, services, 'account', {
       emails: account.emails.filter((e) => e.verifiedAt).map((e) => ({ address: e.address, key: e.key, isPrimary: e.isPrimary })),
-      phones: account.phones.filter((p) => p.verifiedAt).map((p) => ({ phone: p.phone, masked: maskPhone(p.phone) })),
+      phones: account.phones.filter((p) => p.verifiedAt).map((p) => ({ phone: p.phone, display: formatPhoneNumber(p.phone, config.defaultPhoneRegion) })),
       passkeys: keys,
       identities: linked.map((i) => ({
-        id: i.id, providerName: PROVIDER_NAMES[i.provider], email: i.isPrivateEmail ? '' : i.email, createdAt: i.createdAt, paused: pausedSignIn(i),
+        id: i.id, providerName: PROVIDER_NAMES[i.provider], email: i.isPrivateEmail ? '' : i.email, linkedOn: formatDate(i.createdAt, locale), paused: pausedSignIn(i),
       })),
       linkable: upstream.enabledProviders().filter((p) => !linked.some((i) => i.provider === p)).map((p) => ({ id: p, name: PROVIDER_NAMES[p] })),
-      grants: grants.filter((g) => g.clientId !== ACCOUNT_APP_CLIENT_ID).map((g) => ({ ...g, clientName: clientNames.get(g.clientId) ?? g.clientId })),
-      events: events.map((e) => ({ labelKey: eventLabelKey(e.type, services.log), at: e.createdAt.toISOString().replace('T', ' ').slice(0, 16), ip: e.ip ?? '' })),
+      grants: grants.filter((g) => g.clientId !== ACCOUNT_APP_CLIENT_ID).map((g) => ({ ...g, clientName: clientNames.get(g.clientId) ?? g.clientId, access: describeGrantedScopes(g.scope, locale) })),
+      events: events.map((e) => ({ labelKey: eventLabelKey(e.type, services.log), at: formatDateTime(e.createdAt, locale), ip: e.ip ?? '' })),
       onlyOneMethod: methodCount <= 1,
       recent: signedInRecently(session),
       smsAvailable: Boolean(verifyPhone),
@@ -269,14 +271,14 @@ export function accountRoutes(services: Services): Router {
 
   // Adding a phone: an SMS code to the new number, bound to this account-page session.
   const smsCodePage = (target: string, state: PageState = {}) => ({
-    target: maskPhone(target), titleKey: 'code.sms.title', leadKey: 'code.sms.lead', action: '/account/phones/verify',
+    target: maskPhone(target), maskedTarget: maskedPhone(target), titleKey: 'code.sms.title', leadKey: 'code.sms.lead', action: '/account/phones/verify',
     resendAction: '/account/phones', resendField: 'phone', resendValue: target, backHref: '/account', backKey: 'account.back', ...state,
   });
 
   router.get('/phones/new', async (ctx) => {
     if (!verifyPhone) return seeOther(ctx, '/account');
     if (await signedIn(ctx, { recent: true, returnTo: '/account/phones/new' })) {
-      page(ctx, services, 'phone', { action: '/account/phones', backHref: '/account', backKey: 'account.back', leadKey: 'account.phone.lead' });
+      page(ctx, services, 'phone', { action: '/account/phones', backHref: '/account', backKey: 'account.back', titleKey: 'account.phone.title', leadKey: 'account.phone.lead' });
     }
   });
 
@@ -286,7 +288,7 @@ export function accountRoutes(services: Services): Router {
     if (!me) return;
     const raw = body(ctx).phone;
     const phone = parsePhoneNumber(raw, config.defaultPhoneRegion);
-    const phonePage = (state: PageState) => ({ languageReturnTo: '/account/phones/new', action: '/account/phones', backHref: '/account', backKey: 'account.back', leadKey: 'account.phone.lead', phone: typeof raw === 'string' ? raw : '', ...state });
+    const phonePage = (state: PageState) => ({ languageReturnTo: '/account/phones/new', action: '/account/phones', backHref: '/account', backKey: 'account.back', titleKey: 'account.phone.title', leadKey: 'account.phone.lead', phone: typeof raw === 'string' ? raw : '', ...state });
     if (!phone) return badRequest(ctx, 'phone', phonePage({ error: 'phone.error.invalid' }));
     const started = await verifyPhone.start({ binding: accountBinding(me.session), phone, ip: ctx.ip, locale: ctx.state.locale, accountId: me.account.id });
     services.metrics.otpSends.inc({ channel: 'sms', result: started.ok ? 'sent' : started.reason });

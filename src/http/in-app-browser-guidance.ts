@@ -26,13 +26,17 @@ const APP_NAMES: Record<InAppBrowser['kind'], string> = { line: 'LINE', facebook
 const PROVIDER_NAMES: Record<UpstreamProviderName, string> = { google: 'Google', apple: 'Apple' };
 
 /**
- * The authorization request of this interaction again, to be opened in another browser: a new
- * interaction starts there (the cookie of this one stays in the webview).
+ * The authorization request of this interaction again, to be opened in another browser (a new
+ * interaction starts there; the cookie of this one stays in the webview) or, with `changes`, for a
+ * new sign-in in this one ("Not you?" on the consent screen). A change to undefined drops the parameter.
  */
-function authorizationUrlOf(issuer: string, details: Interaction): string {
+export function authorizationUrlOf(issuer: string, details: Interaction, changes: Record<string, string | undefined> = {}): string {
   const url = new URL(`${issuer}/auth`);
   for (const [name, value] of Object.entries(details.params)) {
     if (typeof value === 'string' || typeof value === 'number') url.searchParams.set(name, String(value));
+  }
+  for (const [name, value] of Object.entries(changes)) {
+    if (value === undefined) url.searchParams.delete(name); else url.searchParams.set(name, value);
   }
   return url.href;
 }

@@ -2,18 +2,18 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import { errors } from 'oidc-provider';
 import { checkEmailAddress, emailProblemMessage, parseEmailAddress } from '../accounts/email-address.js';
-import { maskPhone, parsePhoneNumber } from '../accounts/phone-number.js';
+import { maskedPhone, maskPhone, parsePhoneNumber } from '../accounts/phone-number.js';
 import type { CodeStart, CodeVerification } from '../methods/one-time-code-method.js';
 import { completeSignIn, decideAfterEmailProof, decideAfterPhoneProof, emailCodeRecipient, type RequestFacts } from '../flows/login.js';
 import { cancelSignup, confirmSignup } from '../flows/signup.js';
-import { grantConsent, describeConsent } from '../flows/consent.js';
+import { grantConsent, describeConsent, signedInAs } from '../flows/consent.js';
 import { parseCode } from '../methods/one-time-code.js';
 import type { Services } from '../services.js';
 import { isUpstreamProviderName } from '../upstream/index.js';
 import { requireCsrf } from './csrf.js';
 import { interactionSession, StaleInteraction, type Interaction } from './interaction-session.js';
 import { formBody, page, type PageState } from './page.js';
-import { inAppBrowserGuidance } from './in-app-browser-guidance.js';
+import { authorizationUrlOf, inAppBrowserGuidance } from './in-app-browser-guidance.js';
 import { RETRY_AFTER_SECONDS } from '../db/dependency.js';
 
 /**
@@ -51,7 +51,16 @@ export function interactionRoutes(services: Services): Router {
     }
     if (details.prompt.name === 'login') return renderLogin(ctx, details);
     if (details.prompt.name === 'consent') {
-      return page(ctx, services, 'consent', { uid: details.uid, clientName: await clientName(details), ...describeConsent(details) });
+      const account = details.session?.accountId ? await accounts.findAccountById(details.session.accountId) : undefined;
+      return page(ctx, services, 'consent', {
+        uid: details.uid, clientName: await clientName(details), ...describeConsent(details),
+        signedInAs: account ? signedInAs(account, services.config.defaultPhoneRegion) : '',
+        // "Not you?": the same authorization with a new sign-in (prompt=login), without hints of this account.
+        switchAccountHref: authorizationUrlOf(services.config.issuer, details, {
+          prompt: String(details.params.prompt ?? '').split(' ').includes('consent') ? 'login consent' : 'login',
+          login_hint: undefined, id_token_hint: undefined, idp_hint: undefined, max_age: undefined,
+        }),
+      });
     }
     throw new errors.InvalidRequest(`unsupported prompt ${details.prompt.name}`);
   });
@@ -132,7 +141,7 @@ export function interactionRoutes(services: Services): Router {
   // Sign-in by SMS code to a verified phone number.
   const phonePage = (uid: string, state: PageState = {}) => ({ action: `/interaction/${uid}/phone`, backHref: `/interaction/${uid}`, ...state });
   const smsCodePage = (uid: string, target: string, state: PageState = {}) => ({
-    uid, target: maskPhone(target), titleKey: 'code.sms.title', leadKey: 'code.sms.lead', action: `/interaction/${uid}/sms-code`,
+    uid, target: maskPhone(target), maskedTarget: maskedPhone(target), titleKey: 'code.sms.title', leadKey: 'code.sms.lead', action: `/interaction/${uid}/sms-code`,
     resendAction: `/interaction/${uid}/sms-code/resend`, languageReturnTo: `/interaction/${uid}/sms-code`, backHref: `/interaction/${uid}/phone`, backKey: 'code.other_phone', ...state,
   });
   // Unknown numbers get the same answer and the same limits, but no SMS: the page must not reveal

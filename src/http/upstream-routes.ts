@@ -2,8 +2,8 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import type { Account } from '../accounts/account-store.js';
 import { EmailAlreadyRegistered } from '../accounts/account-store.js';
-import { checkEmailAddress, emailProblemMessage, maskEmail, parseEmailAddress } from '../accounts/email-address.js';
-import { maskPhone } from '../accounts/phone-number.js';
+import { checkEmailAddress, emailProblemMessage, maskedEmail, maskEmail, parseEmailAddress } from '../accounts/email-address.js';
+import { maskedPhone, maskPhone } from '../accounts/phone-number.js';
 import type { UpstreamProviderName } from '../accounts/upstream-identity-store.js';
 import { withTransaction } from '../db/database.js';
 import { AccountSettings } from '../flows/account-settings.js';
@@ -283,6 +283,11 @@ export function upstreamRoutes(services: Services): Router {
     seeOther(ctx, '/link/code');
   });
 
+  // The code page keeps the linking context: "Confirm it's you to link Apple", not just "Check your email".
+  const linkCodeTitle = async (details: Interaction) => {
+    const target = await linkTarget(details);
+    return target ? { titleKey: 'link.code_title', titleParams: { provider: PROVIDER_NAMES[target.identity.provider] } } : {};
+  };
   const linkCodePage = (uid: string, masked: string, key: string, state: PageState = {}) => ({
     uid, target: masked, action: `/interaction/${uid}/link/code`, resendAction: `/interaction/${uid}/link/email`, resendField: 'key', resendValue: key,
     backHref: `/interaction/${uid}/link`, backKey: 'link.other_way', ...state,
@@ -291,7 +296,7 @@ export function upstreamRoutes(services: Services): Router {
     const address = await emailOtp.pendingTarget(linkBinding(details.uid));
     if (!address) return seeOther(ctx, '/link');
     const key = parseEmailAddress(address)?.key ?? '';
-    page(ctx, services, 'code', linkCodePage(details.uid, maskEmail(address), key, state));
+    page(ctx, services, 'code', { ...linkCodePage(details.uid, maskEmail(address), key, state), maskedTarget: maskedEmail(address), ...await linkCodeTitle(details) });
   };
   router.get('/interaction/:uid/link/code', ...inInteraction, async (ctx) => renderLinkCode(ctx, await load(ctx)));
   router.post('/interaction/:uid/link/code', ...inInteraction, async (ctx) => {
@@ -332,7 +337,7 @@ export function upstreamRoutes(services: Services): Router {
     const phone = smsOtp ? await smsOtp.pendingTarget(linkBinding(details.uid)) : undefined;
     if (!phone) return seeOther(ctx, '/link');
     page(ctx, services, 'code', {
-      uid: details.uid, target: maskPhone(phone), titleKey: 'code.sms.title', leadKey: 'link.sms_lead',
+      uid: details.uid, target: maskPhone(phone), maskedTarget: maskedPhone(phone), titleKey: 'code.sms.title', leadKey: 'link.sms_lead', ...await linkCodeTitle(details),
       action: `/interaction/${details.uid}/link/sms-code`, resendAction: `/interaction/${details.uid}/link/sms`, resendField: 'phone', resendValue: phone,
       backHref: `/interaction/${details.uid}/link`, backKey: 'link.other_way', ...state,
     });

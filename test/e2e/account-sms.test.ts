@@ -213,7 +213,8 @@ describe(`the account page and SMS codes (${describeBackends()})`, () => {
     const before = c.twilio.messages.length;
     const page = await browser.follow(new URL(formAction(phonePage.body, '/phone'), issuer).href, { form: { _csrf: csrfOf(phonePage.body), phone: unknown.typed } });
     expect(page.body).toContain('autocomplete="one-time-code"');
-    expect(page.body).toContain('If •••-••••-');
+    expect(page.body).toContain(`<span aria-hidden="true">•••-••••-${unknown.e164.slice(-4)}</span>`);
+    expect(page.body).toContain(' is registered, we sent a 6-digit code');
     expect(c.twilio.messages.length).toBe(before);
     const wrong = await browser.request(new URL(formAction(page.body, '/sms-code'), issuer).href, { form: { _csrf: csrfOf(page.body), code: '123456' } });
     expect(wrong.res.status).toBe(400);

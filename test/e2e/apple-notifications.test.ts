@@ -114,8 +114,8 @@ describe(`Apple server-to-server notifications (${describeBackends()})`, () => {
     expect(english.body).toContain('A notice from a sign-in provider was received (nothing to change)');
     const japanese = await browser.follow(`${issuer}/account?lang=ja`);
     expect(japanese.res.status).toBe(200);
-    expect(japanese.body).toContain('Apple がプライベートリレーアドレスからのメール転送を停止');
-    expect(japanese.body).toContain('Apple がプライベートリレーアドレスからのメール転送を再開');
+    expect(japanese.body).toContain('Apple が「メールを非公開」のアドレスへのメール転送を停止');
+    expect(japanese.body).toContain('Apple が「メールを非公開」のアドレスへのメール転送を再開');
     expect(japanese.body).toContain('ログイン方法の提供元から通知を受信（変更なし）');
   });
 

@@ -240,7 +240,9 @@ describe(`device authorization grant and Google inside LINE (${describeBackends(
       expect(page.body).toContain('data-in-app-browser="facebook"');
       expect(page.body).not.toContain('Sign in with a code');
       expect(page.body).not.toContain('openExternalBrowser');
-      expect(page.body).toContain('id="in-app-url"');
+      // No way out of Facebook's browser is offered: this client could not pick up a sign-in finished elsewhere.
+      expect(page.body).not.toContain('data-open-external');
+      expect(page.body).toContain('Sign in here with email, a text message, a passkey or Apple instead.');
     });
 
     it('answers a POST to Google from LINE with the guidance page, never a redirect to Google', async () => {

@@ -222,7 +222,7 @@ describe(`federation with Google and Apple (${describeBackends()})`, () => {
     const browser = new Browser();
     const { req, page } = await startUpstream(browser, 'apple', needsEmail);
     expect(page.url).toMatch(/\/upstream-signup$/);
-    expect(page.body).toContain('private relay address');
+    expect(page.body).toContain('Hide My Email');
     expect(page.body).toContain('Ren Kato'); // Apple's `user` JSON of the first authorization
     let next = await confirmSignup(browser, page);
     expect(next.url).toMatch(/\/require-email$/);

@@ -47,7 +47,7 @@ describe(`Tsunagi's screens in Chromium (${describeBackends()})`, () => {
       const req = await authorizationRequest(thirdParty, redirectUri, { ui_locales: locale, scope: 'openid email profile' });
       const text = locale === 'en'
         ? { send: 'Send me a code', go: 'Continue', create: 'Create account', allow: 'Allow', signOut: 'Sign out', lead: 'to continue to Example Shop', offer: 'Add a passkey?', createPasskey: 'Create a passkey', skip: 'Not now, continue to Example Shop' }
-        : { send: '確認コードを送信', go: '続ける', create: 'アカウントを作成', allow: '許可する', signOut: 'ログアウト', lead: 'Example Shop を続けるにはログインしてください', offer: 'パスキーを追加しますか？', createPasskey: 'パスキーを作成', skip: '今はしないで Example Shop に進む' };
+        : { send: '確認コードを送信', go: '続ける', create: 'アカウントを作成', allow: '許可する', signOut: 'ログアウト', lead: 'Example Shop にログイン', offer: 'パスキーを追加しますか？', createPasskey: 'パスキーを作成', skip: '今はしないで Example Shop に進む' };
 
       await page.goto(req.url.href);
       await page.getByText(text.lead).waitFor();

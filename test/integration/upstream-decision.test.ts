@@ -217,8 +217,8 @@ describe(`linkOptionsFor: the target account's own methods, masked (${describeBa
     const { account, primary, phone } = await richAccount();
     const google = await linkGoogle(account.id, 'taro@gmail.com');
     const options = await linkOptionsFor(optionsDeps(2), account, { sms: true, providers: ['google', 'apple'] }, 'apple');
-    expect(options.emails).toEqual([{ key: emailOf(primary).key, masked: `t•••@example.test` }]);
-    expect(options.phones).toEqual([{ phone, masked: `•••-••••-${phone.slice(-4)}` }]);
+    expect(options.emails).toEqual([{ key: emailOf(primary).key, masked: { shown: `t•••@example.test`, spoken: { key: 'masked.email', vars: { first: 't', domain: 'example.test' } } } }]);
+    expect(options.phones).toEqual([{ phone, masked: { shown: `•••-••••-${phone.slice(-4)}`, spoken: { key: 'masked.phone', vars: { last: phone.slice(-4).split('').join(' ') } } } }]);
     expect(options.passkey).toBe(true);
     expect(options.upstream).toEqual([{ provider: 'google', subject: google.subject, loginHint: google.subject }]);
     // Nothing unmasked leaks into what the page shows.
