@@ -177,6 +177,8 @@ describe(`screens on a phone, in LINE and for screen readers (${describeBackends
         const emailField = await fieldLook(page, '#email');
         await page.locator('a[href$="/phone"]').click();
         await page.locator('#phone').waitFor();
+        // Measured once the page's stylesheet has loaded (the element can exist before it applies).
+        await page.waitForLoadState('load');
         const phoneField = await fieldLook(page, '#phone');
         // 16 px or more: iOS does not zoom the page when the field gets focus.
         expect(phoneField.fontSize).toBeGreaterThanOrEqual(16);

@@ -139,7 +139,7 @@ describe(`LIFF page, method 2 (CIBA), and Tsunagi's approval page in Chromium ($
 
     const phone = await phoneBrowser('ja-JP');
     await signInFromLink(phone, linkIn((await world.sink.nextMailTo(email)).text), email);
-    await phone.getByText('アプリからの確認依頼を承認しますか?').waitFor();
+    await phone.getByText('アプリからの確認依頼を承認しますか？').waitFor();
     expect(await phone.locator('[data-binding-message]').textContent()).toBe(binding);
     await shot(phone, '5-approve-ja');
     await phone.getByRole('button', { name: '拒否する' }).click();
