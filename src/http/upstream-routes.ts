@@ -21,7 +21,7 @@ import { requireCsrf } from './csrf.js';
 import { codeError, passkeyOfferMarker } from './interaction-routes.js';
 import { interactionSession, type Interaction } from './interaction-session.js';
 import { formBody, page, type PageState } from './page.js';
-import { refuseUpstreamInAppBrowser } from './in-app-browser-guidance.js';
+import { authorizationUrlOf, refuseUpstreamInAppBrowser } from './in-app-browser-guidance.js';
 import { upstreamBrowserCookies } from './upstream-browser-cookies.js';
 
 /** Where Google and Apple send people back (register these at each provider). */
@@ -418,6 +418,23 @@ export function upstreamRoutes(services: Services): Router {
   const requireEmailBinding = (uid: string) => `require-email:${uid}`;
   const heldSignIn = async (details: Interaction) => proofs.peek(details.uid, 'require_email', new Date());
 
+  /**
+   * The typed address belongs to another account. Nothing moves between accounts here: the page
+   * offers a different address (the form again), or signing in to that account instead, which
+   * starts this client's authorization again with the address as login_hint, so that account is
+   * proven with its own methods; the account just made stays as it is.
+   */
+  const renderAddressTaken = async (ctx: Context, details: Interaction, typed: string) => {
+    ctx.status = 409;
+    page(ctx, services, 'require-email', {
+      uid: details.uid, clientName: await clientName(details), email: typed, error: 'require_email.error.taken', taken: true,
+      signInInsteadHref: authorizationUrlOf(services.config.issuer, details, {
+        prompt: String(details.params.prompt ?? '').split(' ').includes('consent') ? 'login consent' : 'login',
+        login_hint: typed, id_token_hint: undefined, idp_hint: undefined, max_age: undefined,
+      }),
+    });
+  };
+
   router.get('/interaction/:uid/require-email', ...inInteraction, async (ctx) => {
     const details = await load(ctx);
     if (!(await heldSignIn(details))) return seeOther(ctx, '');
@@ -438,7 +455,7 @@ export function upstreamRoutes(services: Services): Router {
     const { email } = typed;
     // An address someone else verified is refused here, before any code: it never moves between accounts.
     const owner = await accounts.findAccountByVerifiedEmail(email);
-    if (owner && owner.id !== held.proof.subject.accountId) return again(409, 'require_email.error.taken');
+    if (owner && owner.id !== held.proof.subject.accountId) return renderAddressTaken(ctx, details, email.address);
     const started = await emailOtp.start({
       interactionUid: requireEmailBinding(details.uid), email, ip: ctx.ip, locale: ctx.state.locale, accountId: held.proof.subject.accountId,
     });
@@ -493,8 +510,7 @@ export function upstreamRoutes(services: Services): Router {
     });
     if (!outcome.ok) {
       if (outcome.reason === 'expired') return seeOther(ctx, '');
-      ctx.status = 409;
-      return page(ctx, services, 'require-email', { uid: details.uid, clientName: await clientName(details), email: proven.address, error: 'require_email.error.taken' });
+      return renderAddressTaken(ctx, details, proven.address);
     }
     const account = await accounts.findAccountById(outcome.accountId);
     if (!account) return seeOther(ctx, '');
