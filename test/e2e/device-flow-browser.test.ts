@@ -5,6 +5,7 @@ import { FakeGoogle } from '../fakes/google.js';
 import { SmtpSink } from '../fakes/smtp-sink.js';
 import { describeBackends, startTestServer } from '../support/harness.js';
 import { launchChromium, screenshot } from '../support/chromium.js';
+import { axeViolations } from '../support/axe.js';
 
 const REDIRECT = 'http://127.0.0.1:9/cb';
 const LIFF_UA = 'Mozilla/5.0 (iPhone; CPU iPhone OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 Safari Line/13.14.0 LIFF';
@@ -55,6 +56,7 @@ describe(`device pages and in-app browser guidance in Chromium (${describeBacken
       expect(await page.locator('button.upstream-google').count()).toBe(0);
       expect(await page.locator('a[data-open-external]').getAttribute('href')).toContain('openExternalBrowser=1');
       await shot(page, `in-app-login-${locale}`);
+      expect(await axeViolations(page)).toEqual([]);
 
       // A stale page (or a hand-made form) that still posts to Google gets the guidance page.
       const before = google.authorizeRequests.length;
@@ -69,6 +71,7 @@ describe(`device pages and in-app browser guidance in Chromium (${describeBacken
       expect(new URL(page.url()).pathname).toMatch(/\/upstream\/google$/);
       expect(google.authorizeRequests.length).toBe(before);
       await shot(page, `in-app-guidance-${locale}`);
+      expect(await axeViolations(page)).toEqual([]);
       await context.close();
     });
 
@@ -80,18 +83,22 @@ describe(`device pages and in-app browser guidance in Chromium (${describeBacken
       const page = await context.newPage();
       await page.goto(device.verification_uri);
       await shot(page, `device-code-${locale}`);
+      expect(await axeViolations(page)).toEqual([]);
       await page.locator('#user_code').fill('BCDF-GHJK');
       await page.locator('button[type=submit]').click();
       await page.locator('.alert[role=alert]').waitFor();
       await shot(page, `device-code-wrong-${locale}`);
+      expect(await axeViolations(page)).toEqual([]);
       await page.locator('#user_code').fill(device.user_code.toLowerCase());
       await page.locator('button[type=submit]').click();
       await page.locator('[data-user-code]').waitFor();
       expect(await page.locator('[data-user-code]').textContent()).toBe(device.user_code);
       await shot(page, `device-confirm-${locale}`);
+      expect(await axeViolations(page)).toEqual([]);
       await page.locator('button[name=abort]').click();
       await page.locator('.alert[role=alert]').waitFor();
       await shot(page, `device-cancelled-${locale}`);
+      expect(await axeViolations(page)).toEqual([]);
       const poll = await fetch(`${issuer}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: DEVICE_CODE_GRANT, device_code: device.device_code, client_id: clientId }) });
       expect(((await poll.json()) as { error: string }).error).toBe('access_denied');
       await context.close();
@@ -115,6 +122,7 @@ describe(`device pages and in-app browser guidance in Chromium (${describeBacken
       if (!(await success.isVisible())) await offer.click();
       await success.waitFor();
       await shot(page, `device-success-${locale}`);
+      expect(await axeViolations(page)).toEqual([]);
       const poll = await fetch(`${issuer}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: DEVICE_CODE_GRANT, device_code: device.device_code, client_id: clientId }) });
       expect(poll.status).toBe(200);
       expect(((await poll.json()) as { id_token?: string }).id_token).toEqual(expect.any(String));

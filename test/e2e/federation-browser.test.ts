@@ -7,6 +7,7 @@ import { SmtpSink, codeFrom } from '../fakes/smtp-sink.js';
 import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
 import { RelyingPartyServer, authorizationRequest, discover, type AuthRequest } from './support.js';
 import { launchChromium, screenshot } from '../support/chromium.js';
+import { axeViolations } from '../support/axe.js';
 
 const TEXT = {
   en: {
@@ -85,12 +86,14 @@ describe(`Google and Apple screens in Chromium (${describeBackends()})`, () => {
       const { context, page, req, csp } = await open(locale, shop);
       await page.getByRole('button', { name: t.google }).waitFor();
       await shot(page, `${locale}-20-login-upstream`);
+      expect(await axeViolations(page)).toEqual([]);
       const email = `g${sub()}@gmail.com`;
       google.nextUser({ sub: sub(), email, email_verified: true, name: locale === 'ja' ? '佐藤 花' : 'Hana Sato' });
       await page.getByRole('button', { name: t.google }).click();
       await page.getByRole('button', { name: t.create }).waitFor();
       expect(await page.textContent('main')).toContain(email);
       await shot(page, `${locale}-21-upstream-signup`);
+      expect(await axeViolations(page)).toEqual([]);
       await page.getByRole('button', { name: t.create }).click();
       await page.getByRole('link', { name: t.skip }).click();
       const tokens = await tokensAt(page, shop, req);
@@ -118,9 +121,11 @@ describe(`Google and Apple screens in Chromium (${describeBackends()})`, () => {
       await page.getByRole('button', { name: t.apple }).click();
       await page.getByRole('heading', { level: 1, name: t.linkTitle }).waitFor();
       await shot(page, `${locale}-22-link-offer`);
+      expect(await axeViolations(page)).toEqual([]);
       await page.locator('form[action$="/link/email"] button[type=submit]').click();
       await page.locator('input[autocomplete="one-time-code"]').waitFor();
       await shot(page, `${locale}-23-link-code`);
+      expect(await axeViolations(page)).toEqual([]);
       await page.locator('input[autocomplete="one-time-code"]').fill(codeFrom(await sink.nextMailTo(email)));
       await page.locator('form[action$="/link/code"] button[type=submit]').click();
       const tokens = await tokensAt(page, shop, req);
@@ -137,9 +142,11 @@ describe(`Google and Apple screens in Chromium (${describeBackends()})`, () => {
       await page.getByRole('button', { name: t.create }).waitFor();
       expect(await page.textContent('main')).not.toContain('privaterelay');
       await shot(page, `${locale}-24-upstream-signup-relay`);
+      expect(await axeViolations(page)).toEqual([]);
       await page.getByRole('button', { name: t.create }).click();
       await page.getByRole('heading', { level: 1, name: t.requireTitle }).waitFor();
       await shot(page, `${locale}-25-require-email`);
+      expect(await axeViolations(page)).toEqual([]);
       const mine = uniqueEmail(`relay-${locale}`);
       await page.locator('#email').fill(mine);
       await page.getByRole('button', { name: t.send }).click();
@@ -156,6 +163,7 @@ describe(`Google and Apple screens in Chromium (${describeBackends()})`, () => {
       await page.getByRole('button', { name: t.google }).click();
       await page.getByText(t.cancelled).waitFor();
       await shot(page, `${locale}-26-upstream-error`);
+      expect(await axeViolations(page)).toEqual([]);
       await page.locator('a.button.secondary').click();
       await page.getByRole('button', { name: t.google }).waitFor();
       await context.close();
@@ -182,6 +190,7 @@ describe(`Google and Apple screens in Chromium (${describeBackends()})`, () => {
       await victimPage.goto(providerUrl);
       await victimPage.getByText(t.otherBrowser).waitFor();
       await shot(victimPage, `${locale}-29-upstream-other-browser`);
+      expect(await axeViolations(victimPage)).toEqual([]);
       await other.close();
 
       // The browser that began it can still finish: the attempt was not used up.
@@ -228,6 +237,7 @@ describe(`Google and Apple screens in Chromium (${describeBackends()})`, () => {
     await page.getByRole('button', { name: 'Continue with Google' }).click();
     await page.getByRole('heading', { level: 1, name: 'Link your account?' }).waitFor();
     await screenshot(page, 'en-27-link-offer-passkey');
+    expect(await axeViolations(page)).toEqual([]);
     await cdp.send('WebAuthn.setAutomaticPresenceSimulation', { authenticatorId, enabled: true });
     await page.getByRole('button', { name: 'Use a passkey' }).click();
     const linked = await tokensAt(page, shop, again);
@@ -255,6 +265,7 @@ describe(`Google and Apple screens in Chromium (${describeBackends()})`, () => {
     await page.getByRole('button', { name: TEXT.ja.apple }).click();
     await page.getByRole('heading', { level: 1, name: TEXT.ja.linkTitle }).waitFor();
     await screenshot(page, 'ja-27-link-offer-google');
+    expect(await axeViolations(page)).toEqual([]);
     await page.getByRole('button', { name: 'Google でログイン' }).click();
     const linked = await tokensAt(page, shop, req);
     expect(linked.claims()?.sub).toBe(owner.claims()?.sub);
@@ -265,6 +276,7 @@ describe(`Google and Apple screens in Chromium (${describeBackends()})`, () => {
     await page.getByRole('heading', { level: 2, name: '外部ログイン' }).waitFor();
     expect(await page.textContent('#providers-h + ul')).toContain('Apple');
     await screenshot(page, 'ja-28-account-providers');
+    expect(await axeViolations(page)).toEqual([]);
     const appleIdentity = await server.services.identities.findByIssuerSubject(apple.issuer, appleSub);
     await page.locator(`form[action="/account/providers/${appleIdentity?.id}/unlink"] button`).click();
     await page.waitForURL(/notice=upstream_unlinked/);

@@ -6,6 +6,7 @@ import { SmtpSink, codeFrom } from '../fakes/smtp-sink.js';
 import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
 import { RelyingPartyServer, authorizationRequest, discover } from './support.js';
 import { launchChromium, screenshot } from '../support/chromium.js';
+import { axeViolations } from '../support/axe.js';
 
 // A person's whole journey in Chromium, with SMS through the fake Twilio (real HTTP, the real SDK):
 // sign up by email code, add and verify a phone on the account page, sign out, sign in by SMS code;
@@ -85,6 +86,7 @@ describe(`a person's journey in Chromium (${describeBackends()})`, () => {
       await page.getByText(t.added).waitFor();
       expect(await page.textContent('main')).toContain(digits.slice(4));
       await shot(page, `${locale}-16-account-phone-added`);
+      expect(await axeViolations(page)).toEqual([]);
       const account = await server.services.accounts.findAccountByVerifiedPhone(e164);
       expect(account?.emails.map((e) => e.address)).toEqual([email]);
 
@@ -99,6 +101,7 @@ describe(`a person's journey in Chromium (${describeBackends()})`, () => {
       await page.locator('form[action$="/phone"] button[type=submit]').click();
       await page.locator('input[autocomplete="one-time-code"]').waitFor();
       await shot(page, `${locale}-17-login-sms-code`);
+      expect(await axeViolations(page)).toEqual([]);
       const loginSms = twilio.lastMessageTo(e164);
       expect(loginSms).not.toBe(sms);
       await page.locator('input[autocomplete="one-time-code"]').fill(smsCode(loginSms?.body ?? ''));
@@ -122,6 +125,7 @@ describe(`a person's journey in Chromium (${describeBackends()})`, () => {
     const explanation = await page.locator('#last-method').textContent();
     expect(explanation).toContain('only one way to sign in');
     await shot(page, 'en-18-account-last-method');
+    expect(await axeViolations(page)).toEqual([]);
 
     // Forcing the form anyway (as a script could) changes nothing and says why.
     const action = await page.locator('form[action$="/remove"]').first().getAttribute('action');

@@ -5,6 +5,7 @@ import { SmtpSink, codeFrom } from '../fakes/smtp-sink.js';
 import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
 import { RelyingPartyServer, authorizationRequest, discover } from './support.js';
 import { launchChromium, screenshot } from '../support/chromium.js';
+import { axeViolations } from '../support/axe.js';
 
 /** A CDP virtual authenticator: a platform authenticator with resident keys and user verification. */
 async function addAuthenticator(page: Page): Promise<{ cdp: CDPSession; authenticatorId: string }> {
@@ -83,6 +84,7 @@ describe(`passkeys in Chromium (${describeBackends()})`, () => {
 
     const signup = await signUpToOffer(page, email);
     await shot(page, 'en-12-passkey-offer');
+    expect(await axeViolations(page)).toEqual([]);
     const { cdp, authenticatorId } = await addAuthenticator(page);
     await page.locator('#passkey-name').fill('Test phone');
     await page.getByRole('button', { name: 'Create a passkey' }).click();
@@ -108,6 +110,7 @@ describe(`passkeys in Chromium (${describeBackends()})`, () => {
     await page.goto(byButton.url.href);
     await page.getByRole('button', { name: 'Sign in with a passkey' }).waitFor();
     await shot(page, 'en-13-login-passkey');
+    expect(await axeViolations(page)).toEqual([]);
     await cdp.send('WebAuthn.setAutomaticPresenceSimulation', { authenticatorId, enabled: true });
     await page.getByRole('button', { name: 'Sign in with a passkey' }).click();
     const second = await tokensFrom(page, byButton);
@@ -135,6 +138,7 @@ describe(`passkeys in Chromium (${describeBackends()})`, () => {
     const signup = await signUpToOffer(page, email, { ui_locales: 'ja' });
     await page.getByRole('button', { name: 'パスキーを作成' }).waitFor();
     await shot(page, 'ja-12-passkey-offer');
+    expect(await axeViolations(page)).toEqual([]);
     await page.getByRole('link', { name: '今はしないで Example Shop に進む' }).click();
     await tokensFrom(page, signup);
     expect((await passkeysOf(email)).passkeys).toHaveLength(0);
@@ -155,6 +159,7 @@ describe(`passkeys in Chromium (${describeBackends()})`, () => {
     await page.waitForURL(/notice=passkey_added/);
     expect(await page.textContent('main')).toContain('仕事用ノートPC');
     await shot(page, 'ja-14-account-passkey');
+    expect(await axeViolations(page)).toEqual([]);
     expect((await passkeysOf(email)).passkeys.map((k) => k.name)).toEqual(['仕事用ノートPC']);
     expect((await sink.nextMailTo(email)).subject).toContain('パスキー');
 
@@ -164,6 +169,7 @@ describe(`passkeys in Chromium (${describeBackends()})`, () => {
     await page.locator('[data-passkey-error]:not([hidden])').waitFor();
     expect(await page.textContent('[data-passkey-error]')).toBe('この端末には、すでにあなたのアカウントのパスキーがあります。');
     await shot(page, 'ja-15-account-passkey-duplicate');
+    expect(await axeViolations(page)).toEqual([]);
     expect((await passkeysOf(email)).passkeys).toHaveLength(1);
 
     // Signing in with it (button; autofill paused so the button is what answers).
@@ -172,6 +178,7 @@ describe(`passkeys in Chromium (${describeBackends()})`, () => {
     await page.goto(again.url.href);
     await page.getByRole('button', { name: 'パスキーでログイン' }).waitFor();
     await shot(page, 'ja-13-login-passkey');
+    expect(await axeViolations(page)).toEqual([]);
     await cdp.send('WebAuthn.setAutomaticPresenceSimulation', { authenticatorId, enabled: true });
     await page.getByRole('button', { name: 'パスキーでログイン' }).click();
     const tokens = await tokensFrom(page, again);
@@ -201,6 +208,7 @@ describe(`passkeys in Chromium (${describeBackends()})`, () => {
     expect(await page.textContent('[data-passkey-error]')).toContain('not registered with your account');
     expect(page.url()).toContain('/interaction/');
     await shot(page, 'en-15-login-passkey-unknown');
+    expect(await axeViolations(page)).toEqual([]);
     await context.close();
   });
 });

@@ -6,6 +6,7 @@ import { describeBackends, startTestServer, uniqueEmail } from '../support/harne
 import { RelyingPartyServer, authorizationRequest, discover } from './support.js';
 import { launchChromium, screenshot } from '../support/chromium.js';
 import { DEVICE_CODE_GRANT } from '../../src/oidc/device-flow.js';
+import { axeViolations } from '../support/axe.js';
 
 // The recovery paths off the happy path (issue 12): an expired code, a stale logout form, switching
 // language on any screen, too many wrong codes and resending. English and Japanese, phone-sized.
@@ -93,6 +94,7 @@ describe(`recovery paths in Chromium (${describeBackends()})`, () => {
       expect(await resend.getAttribute('class')).toBe('primary');
       expect(await page.locator(`input[value="${email}"]`).count()).toBe(0);
       await screenshot(page, `${locale}-recovery-1-email-code-expired`);
+      expect(await axeViolations(page)).toEqual([]);
 
       // A reload of the code page says the same, instead of an empty address.
       await page.reload();
@@ -103,6 +105,7 @@ describe(`recovery paths in Chromium (${describeBackends()})`, () => {
       expect((await page.getByRole('status').textContent())?.trim()).toBe(t.sent);
       expect(await page.textContent('main')).toContain(email);
       await screenshot(page, `${locale}-recovery-2-email-code-resent`);
+      expect(await axeViolations(page)).toEqual([]);
       const newCode = codeFrom(await sink.nextMailTo(email));
       await page.locator('input[autocomplete="one-time-code"]').fill(newCode);
       await page.getByRole('button', { name: t.go }).click();
@@ -145,6 +148,7 @@ describe(`recovery paths in Chromium (${describeBackends()})`, () => {
       expect((await page.getByRole('alert').textContent())?.trim()).toBe(t.expired(masked));
       expect(page.url()).toMatch(/\/sms-code$/);
       await screenshot(page, `${locale}-recovery-3-sms-code-expired`);
+      expect(await axeViolations(page)).toEqual([]);
 
       await page.getByRole('button', { name: t.resend }).click();
       await page.getByRole('status').waitFor();
@@ -195,6 +199,7 @@ describe(`recovery paths in Chromium (${describeBackends()})`, () => {
       expect(await first.textContent('main')).not.toContain('xsrf');
       expect(await first.textContent('main')).toContain('Example Shop');
       await screenshot(first, `${locale}-recovery-4-logout-fresh-form`);
+      expect(await axeViolations(first)).toEqual([]);
       await first.getByRole('button', { name: t.signOut, exact: true }).click();
       await first.waitForURL((u) => u.href.startsWith(`${rp.origin}/bye`));
       expect(new URL(first.url()).searchParams.get('state')).toBe('st-1');
@@ -204,6 +209,7 @@ describe(`recovery paths in Chromium (${describeBackends()})`, () => {
       await second.getByRole('heading', { level: 1, name: t.signedOut }).waitFor();
       expect(await second.textContent('main')).not.toContain(t.error);
       await screenshot(second, `${locale}-recovery-4b-logout-second-tab`);
+      expect(await axeViolations(second)).toEqual([]);
       await context.close();
     });
 
@@ -226,6 +232,7 @@ describe(`recovery paths in Chromium (${describeBackends()})`, () => {
       expect(await first.locator('[role=alert]').count()).toBe(0);
       expect(await first.locator('#user_code').inputValue()).toBe(device.user_code);
       await screenshot(first, `${locale}-recovery-5-device-fresh-form`);
+      expect(await axeViolations(first)).toEqual([]);
       await first.locator('form button[type=submit]').click();
       await first.locator('[data-user-code]').waitFor();
       expect(await first.locator('[data-user-code]').textContent()).toBe(device.user_code);
@@ -256,6 +263,7 @@ describe(`recovery paths in Chromium (${describeBackends()})`, () => {
       expect(await page.getAttribute('html', 'lang')).toBe(other);
       expect(new URL(page.url()).pathname).toBe(`/interaction/${uid}`);
       await screenshot(page, `${locale}-recovery-6-language-after-post`);
+      expect(await axeViolations(page)).toEqual([]);
 
       // The logout page keeps its query (and so the client's name) and switches on the first click.
       await signUpToAccountPage(page, uniqueEmail(`lang-${locale}`));
@@ -269,6 +277,7 @@ describe(`recovery paths in Chromium (${describeBackends()})`, () => {
       expect(new URL(page.url()).searchParams.get('client_id')).toBe(clientId);
       expect(await page.textContent('main')).toContain(heading[other].lead);
       await screenshot(page, `${locale}-recovery-7-language-logout`);
+      expect(await axeViolations(page)).toEqual([]);
       await context.close();
     });
   }
@@ -298,6 +307,7 @@ describe(`recovery paths in Chromium (${describeBackends()})`, () => {
       expect(await page.getByRole('button', { name: text[locale].resend }).getAttribute('class')).toBe('primary');
       expect(await page.locator('input[autocomplete="one-time-code"]').count()).toBe(0);
       await screenshot(page, `${locale}-recovery-8-too-many-attempts`);
+      expect(await axeViolations(page)).toEqual([]);
 
       await page.getByRole('button', { name: text[locale].resend }).click();
       await page.getByRole('status').waitFor();
@@ -306,6 +316,7 @@ describe(`recovery paths in Chromium (${describeBackends()})`, () => {
       expect(await page.getByRole('button', { name: text[locale].resend }).isDisabled()).toBe(true);
       expect((await page.locator('#resend-wait').textContent())?.trim()).toMatch(t.wait);
       await screenshot(page, `${locale}-recovery-9-code-resent-cooldown`);
+      expect(await axeViolations(page)).toEqual([]);
       await page.locator('input[autocomplete="one-time-code"]').fill(codeFrom(await sink.nextMailTo(email)));
       await page.getByRole('button', { name: text[locale].go }).click();
       await page.getByRole('button', { name: text[locale].create }).waitFor();
@@ -321,6 +332,7 @@ describe(`recovery paths in Chromium (${describeBackends()})`, () => {
       await page.locator('#email').waitFor();
       expect(await page.locator('#email').inputValue()).toBe(email);
       await screenshot(page, `${locale}-recovery-10-signup-different-email`);
+      expect(await axeViolations(page)).toEqual([]);
       await context.close();
     });
   }

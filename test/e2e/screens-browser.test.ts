@@ -5,6 +5,7 @@ import { SmtpSink, codeFrom } from '../fakes/smtp-sink.js';
 import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
 import { RelyingPartyServer, authorizationRequest, discover } from './support.js';
 import { launchChromium, screenshot } from '../support/chromium.js';
+import { axeViolations } from '../support/axe.js';
 
 // The sign-in screens in a real browser (a phone-sized viewport, as in LINE's in-app browser),
 // with screenshots of every screen in English and Japanese saved to test-output/screenshots/.
@@ -53,6 +54,7 @@ describe(`Tsunagi's screens in Chromium (${describeBackends()})`, () => {
       await page.getByText(text.lead).waitFor();
       expect(await page.getAttribute('html', 'lang')).toBe(locale);
       await shot(page, `${locale}-1-login`);
+      expect(await axeViolations(page)).toEqual([]);
 
       // An invalid address is refused on the page itself, with the field marked invalid.
       await page.getByLabel(locale === 'en' ? 'Email address' : 'メールアドレス').fill('not-an-email');
@@ -60,11 +62,13 @@ describe(`Tsunagi's screens in Chromium (${describeBackends()})`, () => {
       await page.getByRole('alert').waitFor();
       expect(await page.getAttribute('#email', 'aria-invalid')).toBe('true');
       await shot(page, `${locale}-2-login-error`);
+      expect(await axeViolations(page)).toEqual([]);
 
       await page.getByLabel(locale === 'en' ? 'Email address' : 'メールアドレス').fill(email);
       await page.getByRole('button', { name: text.send }).click();
       await page.locator('input[autocomplete="one-time-code"]').waitFor();
       await shot(page, `${locale}-3-code`);
+      expect(await axeViolations(page)).toEqual([]);
       const mail = await sink.nextMailTo(email);
       if (locale === 'ja') expect(mail.subject).toContain('確認コード');
       await page.locator('input[autocomplete="one-time-code"]').fill(codeFrom(mail));
@@ -73,16 +77,19 @@ describe(`Tsunagi's screens in Chromium (${describeBackends()})`, () => {
       await page.getByRole('button', { name: text.create }).waitFor();
       expect(await page.textContent('main')).toContain(email);
       await shot(page, `${locale}-4-signup`);
+      expect(await axeViolations(page)).toEqual([]);
       await page.getByRole('button', { name: text.create }).click();
 
       // A new account is offered a passkey; this person takes the "not now" link.
       await page.getByRole('heading', { level: 1, name: text.offer }).waitFor();
       await page.getByRole('button', { name: text.createPasskey }).waitFor();
       await shot(page, `${locale}-4b-passkey-offer`);
+      expect(await axeViolations(page)).toEqual([]);
       await page.getByRole('link', { name: text.skip }).click();
 
       await page.getByRole('button', { name: text.allow }).waitFor();
       await shot(page, `${locale}-5-consent`);
+      expect(await axeViolations(page)).toEqual([]);
       const callback = page.waitForURL((u) => u.href.startsWith(redirectUri));
       await page.getByRole('button', { name: text.allow }).click();
       await callback;
@@ -92,9 +99,11 @@ describe(`Tsunagi's screens in Chromium (${describeBackends()})`, () => {
       await page.goto(oidc.buildEndSessionUrl(thirdParty, { id_token_hint: tokens.id_token as string, ui_locales: locale }).href);
       await page.getByRole('button', { name: text.signOut }).waitFor();
       await shot(page, `${locale}-6-logout`);
+      expect(await axeViolations(page)).toEqual([]);
       await page.getByRole('button', { name: text.signOut }).click();
       await page.getByRole('heading', { name: locale === 'en' ? 'Signed out' : 'ログアウトしました' }).waitFor();
       await shot(page, `${locale}-7-logged-out`);
+      expect(await axeViolations(page)).toEqual([]);
 
       expect(cspViolations).toEqual([]);
       await context.close();
@@ -118,13 +127,16 @@ describe(`Tsunagi's screens in Chromium (${describeBackends()})`, () => {
       await page.getByRole('heading', { level: 1, name: locale === 'en' ? 'Your account' : 'アカウント' }).waitFor();
       expect(await page.textContent('main')).toContain(email);
       await shot(page, `${locale}-9-account`);
+      expect(await axeViolations(page)).toEqual([]);
 
       await page.goto(`${issuer}/account/phones/new`);
       await page.locator('#phone').fill('090-0000-1111');
       await shot(page, `${locale}-10-add-phone`);
+      expect(await axeViolations(page)).toEqual([]);
       await page.locator('form[action="/account/phones"] button[type=submit]').click();
       await page.locator('input[autocomplete="one-time-code"]').waitFor();
       await shot(page, `${locale}-11-sms-code`);
+      expect(await axeViolations(page)).toEqual([]);
       const sms = server.services.outbox?.list().find((m) => m.channel === 'sms' && m.to === '+819000001111');
       expect(sms?.text).toMatch(/\d{6}/);
       await context.close();
@@ -140,6 +152,7 @@ describe(`Tsunagi's screens in Chromium (${describeBackends()})`, () => {
     await page.getByRole('heading', { name: 'Something went wrong' }).waitFor();
     expect(await page.textContent('main')).toContain('redirect_uri');
     await shot(page, 'en-8-error');
+    expect(await axeViolations(page)).toEqual([]);
     await context.close();
   });
 });

@@ -6,6 +6,7 @@ import { codeFrom } from '../../../test/fakes/smtp-sink.js';
 import { describeBackends, freePort, uniqueEmail } from '../../../test/support/harness.js';
 import type { RunningLinkApp } from '../src/main.js';
 import { CHANNEL_ID, OTHER_CHANNEL_ID, exampleConfig, startExample, startWorld, type World } from './support.js';
+import { axeViolations } from '../../../test/support/axe.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SHOTS = path.resolve('test-output/screenshots');
@@ -78,6 +79,7 @@ describe(`LIFF page in Chromium (${describeBackends()})`, () => {
     await page.getByRole('button', { name: 'Sign in and link' }).waitFor();
     expect(await page.evaluate(() => (globalThis as unknown as { liffInits: string[] }).liffInits)).toEqual([LIFF_ID]);
     await shot(page, '1-start');
+    expect(await axeViolations(page)).toEqual([]);
 
     await page.getByRole('button', { name: 'Sign in and link' }).click();
     await page.getByLabel('Email address').fill(email);
@@ -91,6 +93,7 @@ describe(`LIFF page in Chromium (${describeBackends()})`, () => {
 
     await page.getByText('Linked! You will get updates on LINE.').waitFor();
     await shot(page, '2-linked');
+    expect(await axeViolations(page)).toEqual([]);
     expect(page.url()).toBe(`${app.url}/`);
     const sub = await app.store.subOf(userId);
     expect(sub).toEqual(expect.any(String));
@@ -109,6 +112,7 @@ describe(`LIFF page in Chromium (${describeBackends()})`, () => {
     await page.getByRole('button', { name: 'Sign in and link' }).click();
     await page.getByRole('alert').getByText('another LINE channel').waitFor();
     await shot(page, '3-other-channel');
+    expect(await axeViolations(page)).toEqual([]);
     expect(page.url()).toBe(`${app.url}/`);
     expect(await app.store.subOf(userId)).toBeUndefined();
     await context.close();

@@ -7,6 +7,7 @@ import { createAccount, linkIn } from '../../../test/support/ciba-approval.js';
 import { describeBackends, freePort, uniqueEmail } from '../../../test/support/harness.js';
 import type { RunningLinkApp } from '../src/main.js';
 import { CHANNEL_ID, exampleConfig, startExample, startWorld, type World } from './support.js';
+import { axeViolations } from '../../../test/support/axe.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SHOTS = path.resolve('test-output/screenshots');
@@ -107,6 +108,7 @@ describe(`LIFF page, method 2 (CIBA), and Tsunagi's approval page in Chromium ($
     const binding = (await page.locator('#binding-message').textContent()) ?? '';
     expect(binding).toMatch(/^[A-Z]{4}-\d{4}$/);
     await shot(page, '1-waiting');
+    expect(await axeViolations(page)).toEqual([]);
 
     const mail = await world.sink.nextMailTo(email);
     expect(mail.text).toContain(binding);
@@ -115,12 +117,15 @@ describe(`LIFF page, method 2 (CIBA), and Tsunagi's approval page in Chromium ($
     expect(await phone.locator('[data-binding-message]').textContent()).toBe(binding);
     await phone.getByText('Example Shop mini app asks to confirm').waitFor();
     await shot(phone, '2-approve-en');
+    expect(await axeViolations(phone)).toEqual([]);
     await phone.getByRole('button', { name: 'Approve Example Shop mini app' }).click();
     await phone.getByText('Approved').first().waitFor();
     await shot(phone, '3-approved-en');
+    expect(await axeViolations(phone)).toEqual([]);
 
     await page.getByText('Linked! You will get updates on LINE.').waitFor({ timeout: 20_000 });
     await shot(page, '4-linked');
+    expect(await axeViolations(page)).toEqual([]);
     expect(await app.store.subOf(userId)).toBe(account.id);
     await phone.context().close();
     await context.close();
@@ -142,12 +147,15 @@ describe(`LIFF page, method 2 (CIBA), and Tsunagi's approval page in Chromium ($
     await phone.getByText('アプリからの確認依頼を承認しますか？').waitFor();
     expect(await phone.locator('[data-binding-message]').textContent()).toBe(binding);
     await shot(phone, '5-approve-ja');
+    expect(await axeViolations(phone)).toEqual([]);
     await phone.getByRole('button', { name: '拒否する' }).click();
     await phone.getByText('拒否しました').first().waitFor();
     await shot(phone, '6-refused-ja');
+    expect(await axeViolations(phone)).toEqual([]);
 
     await page.getByRole('alert').getByText('refused').waitFor({ timeout: 20_000 });
     await shot(page, '7-refused');
+    expect(await axeViolations(page)).toEqual([]);
     expect(await app.store.subOf(userId)).toBeUndefined();
     await phone.context().close();
     await context.close();
@@ -166,6 +174,7 @@ describe(`LIFF page, method 2 (CIBA), and Tsunagi's approval page in Chromium ($
     const code = (await phone.locator('[data-link-code]').textContent()) ?? '';
     expect(code).toMatch(/^\d{4}-\d{4}$/);
     await shot(phone, '8-link-code-ja');
+    expect(await axeViolations(phone)).toEqual([]);
 
     const userId = FakeLinePlatform.newUserId();
     const { context, page } = await liffPage(world.line.issueAccessToken({ userId, channelId: CHANNEL_ID }));
@@ -177,6 +186,7 @@ describe(`LIFF page, method 2 (CIBA), and Tsunagi's approval page in Chromium ($
     await page.getByRole('button', { name: 'Link with the code' }).click();
     await page.getByText('Linked! You will get updates on LINE.').waitFor();
     await shot(page, '9-linked-by-code');
+    expect(await axeViolations(page)).toEqual([]);
     expect(await app.store.subOf(userId)).toBe(account.id);
     await phone.context().close();
     await context.close();
