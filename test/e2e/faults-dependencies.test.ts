@@ -2,7 +2,8 @@ import net from 'node:net';
 import type { RunningServer } from '../../src/server.js';
 import { FakeGoogle } from '../fakes/google.js';
 import { Browser, csrfOf, formAction } from '../support/browserless.js';
-import { eventually, FaultProxy, OwnRedis, timed } from '../support/faults.js';
+import { DisposableRedis } from '../support/disposable-redis.js';
+import { eventually, FaultProxy, timed } from '../support/faults.js';
 import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
 import { authorizationRequest, discover } from './support.js';
 
@@ -77,13 +78,13 @@ async function readyAgain(server: RunningServer, withinMs: number): Promise<void
 }
 
 describe(`Redis frozen, then killed and restarted empty (its own redis-server behind a proxy; ${describeBackends()})`, () => {
-  const redis = new OwnRedis();
+  let redis: DisposableRedis;
   let proxy: FaultProxy;
   let server: RunningServer;
   let clients: Awaited<ReturnType<typeof clientsOf>>;
 
   beforeAll(async () => {
-    await redis.start();
+    redis = await DisposableRedis.start();
     proxy = new FaultProxy('127.0.0.1', redis.port);
     await proxy.start();
     server = await startTestServer({ REDIS_URL: `redis://127.0.0.1:${proxy.port}`, REDIS_COMMAND_TIMEOUT_MS: '1000', REDIS_CONNECT_TIMEOUT_MS: '1000' });
@@ -93,7 +94,7 @@ describe(`Redis frozen, then killed and restarted empty (its own redis-server be
     proxy?.setMode('pass');
     await server?.close(0);
     await proxy?.close();
-    await redis.kill();
+    await redis?.stop();
   });
 
   it('frozen: a command already sent fails at its deadline with 503 + Retry-After, and traffic resumes when Redis answers again', async () => {
@@ -133,7 +134,7 @@ describe(`Redis frozen, then killed and restarted empty (its own redis-server be
     expect(again.ms).toBeLessThan(5000);
     expectReadableUnavailablePage(again.value);
 
-    await redis.start(); // same port, empty
+    await redis.launch(); // same port, empty
     await readyAgain(server, 15_000);
     // Commands refused during the outage were not queued and replayed into the new Redis.
     expect(await redis.command('DBSIZE')).toBe(':0');

@@ -2,6 +2,7 @@
 // Redis: the shared Redis of CI and of the other helpers' test files is never touched.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './harness.js';
@@ -68,6 +69,21 @@ export class DisposableRedis {
     await new Promise<void>((resolve) => {
       child.once('exit', () => resolve());
       child.kill('SIGKILL');
+    });
+  }
+
+  /** One command over a raw connection (no client library, so nothing of the app's is involved). */
+  async command(...args: string[]): Promise<string> {
+    const socket = net.connect(this.port, '127.0.0.1');
+    const payload = `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
+    return new Promise((resolve, reject) => {
+      let reply = '';
+      socket.on('data', (chunk: Buffer) => {
+        reply += chunk.toString();
+        if (reply.endsWith('\r\n')) { socket.end(); resolve(reply.trim()); }
+      });
+      socket.on('error', reject);
+      socket.write(payload);
     });
   }
 

@@ -82,57 +82,6 @@ export class FaultProxy {
   }
 }
 
-/** A redis-server of the test's own on a free port (no persistence): it may be killed and restarted empty. */
-export class OwnRedis {
-  private child: ChildProcess | undefined;
-  port = 0;
-
-  get url(): string { return `redis://127.0.0.1:${this.port}`; }
-
-  async start(): Promise<string> {
-    this.port ||= await freePort();
-    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child = child;
-    await new Promise<void>((resolve, reject) => {
-      let out = '';
-      const onData = (chunk: Buffer) => {
-        out += chunk.toString();
-        if (out.includes('Ready to accept connections')) { child.stdout?.off('data', onData); resolve(); }
-      };
-      child.stdout?.on('data', onData);
-      child.once('exit', (code) => reject(new Error(`redis-server exited (${code}): ${out.slice(-500)}`)));
-      child.once('error', reject);
-    });
-    child.stdout?.resume();
-    return this.url;
-  }
-
-  /** SIGKILL: Redis disappears mid-traffic, as in a crash or an OOM kill. */
-  async kill(): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.kill('SIGKILL');
-    await exited;
-    this.child = undefined;
-  }
-
-  /** One command over a raw connection (no client library, so nothing of the app's is involved). */
-  async command(...args: string[]): Promise<string> {
-    const socket = net.connect(this.port, '127.0.0.1');
-    const payload = `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
-    return new Promise((resolve, reject) => {
-      let reply = '';
-      socket.on('data', (chunk: Buffer) => {
-        reply += chunk.toString();
-        if (reply.endsWith('\r\n')) { socket.end(); resolve(reply.trim()); }
-      });
-      socket.on('error', reject);
-      socket.write(payload);
-    });
-  }
-}
-
 /** Polls `probe` until it returns a value (not undefined), or fails after `withinMs`. */
 export async function eventually<T>(probe: () => Promise<T | undefined>, withinMs: number, what: string): Promise<T> {
   const until = Date.now() + withinMs;
