@@ -1,11 +1,11 @@
 import * as oidc from 'openid-client';
 import { createClient } from 'redis';
 import type { RunningServer } from '../../src/server.js';
-import { SmtpSink } from '../fakes/smtp-sink.js';
+import type { SmtpSink } from '../fakes/smtp-sink.js';
 import { DisposableRedis } from '../support/disposable-redis.js';
 import { Browser } from '../support/browserless.js';
-import { startTestServer, uniqueEmail } from '../support/harness.js';
-import { RelyingPartyServer, authorizationRequest, discover, signInWithEmail } from './support.js';
+import { uniqueEmail } from '../support/harness.js';
+import { authorizationRequest, discover, signInWithEmail, startSpaFixture, type SpaFixture } from './support.js';
 
 // Redis holds only what may be lost (README: "What survives a Redis restart"). This file starts a
 // Redis of its own (the shared one is never flushed), so it runs on the embedded database as well.
@@ -13,36 +13,22 @@ describe(`a Redis flushed and restarted empty (${process.env.DATABASE_URL ? 'pos
   let redis: DisposableRedis;
   let server: RunningServer;
   let sink: SmtpSink;
-  let rp: RelyingPartyServer;
+  let fixture: SpaFixture;
   let issuer: string;
   let redirectUri: string;
   let spaId: string;
 
   beforeAll(async () => {
     redis = await DisposableRedis.start();
-    sink = new SmtpSink();
-    const smtpUrl = await sink.start();
-    rp = new RelyingPartyServer();
-    redirectUri = `${await rp.start()}/cb`;
-    server = await startTestServer({ SMTP_URL: smtpUrl, REDIS_URL: redis.url });
-    issuer = server.services.config.issuer;
     // A public SPA without offline_access: its refresh token ends with the browser session (OIDC
     // Core section 11), so it is the token a lost session would take with it.
-    const spa = await server.services.clients.add({
-      client_name: 'SPA across a Redis restart',
-      redirect_uris: [redirectUri],
-      grant_types: ['authorization_code', 'refresh_token'],
-      token_endpoint_auth_method: 'none',
-      first_party: true,
-    });
-    spaId = spa.client_id as string;
+    fixture = await startSpaFixture('SPA across a Redis restart', { REDIS_URL: redis.url });
+    ({ server, sink, issuer, redirectUri, spaId } = fixture);
   });
 
   afterAll(async () => {
-    await server?.close();
+    await fixture?.close();
     await redis?.stop();
-    await sink?.close();
-    await rp?.close();
   });
 
   /** Flushes the test's Redis, kills it, starts it again empty, and waits until Tsunagi is reconnected. */

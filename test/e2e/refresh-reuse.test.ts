@@ -1,9 +1,9 @@
 import * as oidc from 'openid-client';
 import type { RunningServer } from '../../src/server.js';
-import { SmtpSink } from '../fakes/smtp-sink.js';
+import type { SmtpSink } from '../fakes/smtp-sink.js';
 import { Browser } from '../support/browserless.js';
-import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
-import { RelyingPartyServer, authorizationRequest, discover, signInWithEmail } from './support.js';
+import { describeBackends, uniqueEmail } from '../support/harness.js';
+import { authorizationRequest, discover, signInWithEmail, startSpaFixture, type SpaFixture } from './support.js';
 
 const REUSE_SECONDS = 30;
 
@@ -14,7 +14,7 @@ interface TokenAnswer { status: number; body: { access_token?: string; refresh_t
 describe(`refresh token reuse interval (${describeBackends()})`, () => {
   let server: RunningServer;
   let sink: SmtpSink;
-  let rp: RelyingPartyServer;
+  let fixture: SpaFixture;
   let issuer: string;
   let redirectUri: string;
   let spaId: string;
@@ -22,29 +22,12 @@ describe(`refresh token reuse interval (${describeBackends()})`, () => {
   const at = (secondsLater: number, from: number) => { clockMs = from + secondsLater * 1000; };
 
   beforeAll(async () => {
-    sink = new SmtpSink();
-    const smtpUrl = await sink.start();
-    rp = new RelyingPartyServer();
-    redirectUri = `${await rp.start()}/cb`;
-    server = await startTestServer(
-      { SMTP_URL: smtpUrl, REFRESH_TOKEN_REUSE_SECONDS: String(REUSE_SECONDS) },
-      { refreshTokenClock: () => new Date(clockMs) },
-    );
-    issuer = server.services.config.issuer;
-    const spa = await server.services.clients.add({
-      client_name: 'SPA with two tabs',
-      redirect_uris: [redirectUri],
-      grant_types: ['authorization_code', 'refresh_token'],
-      token_endpoint_auth_method: 'none',
-      first_party: true,
-    });
-    spaId = spa.client_id as string;
+    fixture = await startSpaFixture('SPA with two tabs', { REFRESH_TOKEN_REUSE_SECONDS: String(REUSE_SECONDS) }, { refreshTokenClock: () => new Date(clockMs) });
+    ({ server, sink, issuer, redirectUri, spaId } = fixture);
   });
 
   afterAll(async () => {
-    await server?.close();
-    await sink?.close();
-    await rp?.close();
+    await fixture?.close();
   });
 
   async function signIn(): Promise<string> {

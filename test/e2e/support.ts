@@ -3,7 +3,9 @@ import type { AddressInfo } from 'node:net';
 import * as oidc from 'openid-client';
 import type { RunningServer } from '../../src/server.js';
 import { Browser, csrfOf, formAction } from '../support/browserless.js';
-import { codeFrom, type SmtpSink } from '../fakes/smtp-sink.js';
+import { codeFrom, SmtpSink } from '../fakes/smtp-sink.js';
+import { startTestServer } from '../support/harness.js';
+import type { ServiceOverrides } from '../../src/services.js';
 
 /** A relying party's callback endpoint on loopback; also receives back-channel logout tokens. */
 export class RelyingPartyServer {
@@ -116,4 +118,37 @@ export async function stillSignedIn(browser: Browser, config: oidc.Configuration
   if (page.url.startsWith(redirectUri)) return true;
   if (!page.body.includes('name="email" type="email"')) throw new Error(`neither signed in nor at the login page: ${page.res.status} ${page.url}`);
   return false;
+}
+
+/** A Tsunagi with an SMTP sink, a relying party on loopback and one first-party public SPA client. */
+export interface SpaFixture {
+  server: RunningServer;
+  sink: SmtpSink;
+  issuer: string;
+  redirectUri: string;
+  spaId: string;
+  close(): Promise<void>;
+}
+
+export async function startSpaFixture(clientName: string, env: Record<string, string> = {}, overrides: ServiceOverrides = {}): Promise<SpaFixture> {
+  const sink = new SmtpSink();
+  const smtpUrl = await sink.start();
+  const rp = new RelyingPartyServer();
+  const redirectUri = `${await rp.start()}/cb`;
+  const server = await startTestServer({ SMTP_URL: smtpUrl, ...env }, overrides);
+  const spa = await server.services.clients.add({
+    client_name: clientName,
+    redirect_uris: [redirectUri],
+    grant_types: ['authorization_code', 'refresh_token'],
+    token_endpoint_auth_method: 'none',
+    first_party: true,
+  });
+  return {
+    server, sink, redirectUri, issuer: server.services.config.issuer, spaId: spa.client_id as string,
+    async close() {
+      await server.close();
+      await sink.close();
+      await rp.close();
+    },
+  };
 }
