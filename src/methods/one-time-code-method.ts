@@ -125,8 +125,8 @@ export class OneTimeCodeMethod {
 
   /** Where the binding's live code went, for the code-entry page. */
   async pendingTarget(binding: string): Promise<string | undefined> {
-    const c = await this.deps.challenges.latestFor(binding, this.spec.channel, this.purpose);
-    return c && c.expiresAt > this.now() ? c.target : undefined;
+    const latest = await this.latestTarget(binding);
+    return latest && !latest.expired ? latest.target : undefined;
   }
 
   /**
