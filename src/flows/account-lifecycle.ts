@@ -301,8 +301,8 @@ export class AccountLifecycle {
     const deleted = await withTransaction(this.deps.pool, async (tx) => {
       if (!(await this.deps.accounts.lockAccount(tx, account.id))) return false;
       const removed = await this.deps.store.deleteAccount(tx, account.id);
-      // Recorded after the scrub: it names no email or phone, only counts.
-      await this.audit('account_deleted', account.id, actor, {
+      // Recorded after the scrub, and like the scrubbed events without IP address or browser: counts only.
+      await this.audit('account_deleted', account.id, anonymous(actor), {
         sessions: ended.sessions, grants: ended.grants, appleTokens: appleTokens.length,
       }, tx);
       return removed;
@@ -374,6 +374,11 @@ export class AccountLifecycle {
   async sweepAuditEvents(now = this.now()): Promise<number> {
     return this.deps.store.sweepAuditEvents(new Date(now.getTime() - this.deps.auditRetentionDays * 86_400_000));
   }
+}
+
+/** The actor without where it acted from (the deletion's own event keeps nothing that locates the person). */
+function anonymous(actor: Actor): Actor {
+  return actor.kind === 'person' ? { kind: 'person' } : actor.kind === 'admin_client' ? { kind: 'admin_client', clientId: actor.clientId } : actor;
 }
 
 function linkView(i: UpstreamIdentity): LinkedProviderView {
