@@ -7,8 +7,10 @@ import { AccountDisabled } from '../../src/flows/account-disabled.js';
 import { completeSignIn } from '../../src/flows/login.js';
 import type { Proof } from '../../src/methods/proof.js';
 import type { RunningServer } from '../../src/server.js';
+import { FakeGoogle } from '../fakes/google.js';
 import { SmtpSink } from '../fakes/smtp-sink.js';
-import { Browser } from '../support/browserless.js';
+import { SoftwareAuthenticator } from '../fakes/software-authenticator.js';
+import { Browser, csrfOf, formAction } from '../support/browserless.js';
 import { describeBackends, startTestServer, testConfig, uniqueEmail } from '../support/harness.js';
 import { RelyingPartyServer, authorizationRequest, discover, signInWithEmail } from './support.js';
 
@@ -21,6 +23,7 @@ describe(`Account lifecycle for operators (${describeBackends()})`, () => {
   let server: RunningServer;
   let sink: SmtpSink;
   let rp: RelyingPartyServer;
+  let google: FakeGoogle;
   let shop: oidc.Configuration;
   let pairwise: { id: string; config: oidc.Configuration };
   let redirectUri: string;
@@ -30,7 +33,8 @@ describe(`Account lifecycle for operators (${describeBackends()})`, () => {
     rp = new RelyingPartyServer();
     const origin = await rp.start();
     redirectUri = `${origin}/cb`;
-    server = await startTestServer({ SMTP_URL: await sink.start(), OUTBOUND_ALLOW_PRIVATE: '127.0.0.1' });
+    google = await new FakeGoogle().start();
+    server = await startTestServer({ SMTP_URL: await sink.start(), OUTBOUND_ALLOW_PRIVATE: '127.0.0.1', ...google.env() });
     const a = await server.services.clients.add({
       client_name: 'Shop', redirect_uris: [redirectUri], first_party: true,
       backchannel_logout_uri: `${origin}/backchannel`, backchannel_logout_session_required: true,
@@ -44,6 +48,7 @@ describe(`Account lifecycle for operators (${describeBackends()})`, () => {
     await server?.close();
     await sink?.close();
     await rp?.close();
+    await google?.close();
   });
 
   /** Signs up by email code at `config`; the account id and the sub that client got. */
@@ -137,6 +142,48 @@ describe(`Account lifecycle for operators (${describeBackends()})`, () => {
     const refused = await server.services.accounts.listAuditEvents({ accountId, type: 'sign_in_refused_disabled', limit: 10 });
     expect(refused.map((e) => e.data.method).sort()).toEqual(['email_otp', 'passkey', 'sms_otp', 'upstream']);
     expect(await server.services.accounts.listAuditEvents({ accountId, type: 'sign_in', limit: 10 })).toHaveLength(1);
+  });
+
+  it('answers a passkey sign-in to a disabled account with the disabled message, over HTTP', async () => {
+    const { accountId } = await signedUp();
+    const account = await server.services.accounts.findAccountById(accountId);
+    if (!account) throw new Error('no account');
+    const { issuer, webauthn } = server.services.config;
+    const authenticator = new SoftwareAuthenticator(webauthn.rpId, new URL(issuer).origin);
+    const binding = `account:${randomUUID()}`;
+    const registered = await server.services.passkeys.verifyRegistration(account, binding,
+      authenticator.register(await server.services.passkeys.registrationOptions(account, binding)), 'Laptop');
+    expect(registered.ok).toBe(true);
+    await server.services.lifecycle.disableAccount(accountId, OPERATOR);
+
+    const browser = new Browser();
+    const login = await browser.follow((await authorizationRequest(shop, redirectUri)).url.href);
+    const uid = /data-options-url="\/interaction\/([^/]+)\/passkey\/options"/.exec(login.body)?.[1] as string;
+    const csrf = /data-passkey-login-area[^>]*data-csrf="([^"]+)"/.exec(login.body)?.[1] as string;
+    const post = (path: string, body: unknown) => fetch(`${issuer}${path}`, {
+      method: 'POST', body: JSON.stringify(body),
+      headers: { 'content-type': 'application/json', accept: 'application/json', 'x-csrf-token': csrf, cookie: browser.jar.header() },
+    });
+    const options = await (await post(`/interaction/${uid}/passkey/options`, {})).json();
+    const res = await post(`/interaction/${uid}/passkey/verify`, { response: authenticator.authenticate(options as never) });
+    expect(res.status).toBe(403);
+    expect(await res.json()).toMatchObject({ error: 'account_disabled', message: expect.stringContaining('This account has been disabled') });
+    expect((await auditOf(accountId, 'sign_in_refused_disabled'))?.data).toMatchObject({ method: 'passkey' });
+  });
+
+  it('answers a Google sign-in to a disabled account with the disabled page, over HTTP', async () => {
+    const { accountId, email } = await signedUp();
+    const subject = `g-${randomUUID()}`;
+    await server.services.identities.link(undefined, accountId, { provider: 'google', issuer: google.issuer, subject, email, emailVerified: true, isPrivateEmail: false });
+    await server.services.lifecycle.disableAccount(accountId, OPERATOR);
+    google.nextUser({ sub: subject, email, email_verified: true });
+    const browser = new Browser();
+    const login = await browser.follow((await authorizationRequest(shop, redirectUri)).url.href);
+    const page = await browser.follow(new URL(formAction(login.body, '/upstream/google'), server.services.config.issuer).href,
+      { form: { _csrf: csrfOf(login.body) } }, (u) => u.startsWith(redirectUri));
+    expect(page.res.status).toBe(403);
+    expect(page.body).toContain('This account is disabled');
+    expect((await auditOf(accountId, 'sign_in_refused_disabled'))?.data).toMatchObject({ method: 'upstream' });
   });
 
   it('unlinks a provider, but never the last way to sign in', async () => {
