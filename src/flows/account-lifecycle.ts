@@ -308,17 +308,26 @@ export class AccountLifecycle {
     await withTransaction(this.deps.pool, async (tx) => {
       if (await this.deps.accounts.lockAccount(tx, account.id)) await this.deps.store.setDisabled(tx, account.id, { reason: 'deleting', at: this.now() });
     });
-    const ended = await this.endAll(account.id);
+    // A relying party or the token store failing here must not leave the person disabled and not
+    // deleted: the deletion goes on (a deleted account's sessions and tokens find no account and stop
+    // working anyway), and ending them is tried once more after the commit.
+    let ended: EndedSessions | undefined;
+    try {
+      ended = await this.endAll(account.id);
+    } catch (err) {
+      this.deps.log.warn({ err }, 'ending the sessions of an account being deleted failed; deleting it anyway');
+    }
     const deleted = await withTransaction(this.deps.pool, async (tx) => {
       if (!(await this.deps.accounts.lockAccount(tx, account.id))) return false;
       const removed = await this.deps.store.deleteAccount(tx, account.id);
       // Recorded after the scrub, and like the scrubbed events without IP address or browser: counts only.
       await this.audit('account_deleted', account.id, anonymous(actor), {
-        sessions: ended.sessions, grants: ended.grants, appleTokens: appleTokens.length,
+        sessions: ended?.sessions ?? null, grants: ended?.grants ?? null, appleTokens: appleTokens.length,
       }, tx);
       return removed;
     });
     if (!deleted) return { ok: false, reason: 'not_found' };
+    if (!ended) ended = await this.endAll(account.id).catch(() => ({ sessions: 0, grants: 0, logouts: [] }));
 
     const apple = await this.revokeApple(appleTokens);
     let confirmationSentTo: string | undefined;

@@ -54,11 +54,12 @@ describe(`Account lifecycle for operators (${describeBackends()})`, () => {
   /** Signs up by email code at `config`; the account id and the sub that client got. */
   async function signedUp(config = shop, email = uniqueEmail('op')) {
     const req = await authorizationRequest(config, redirectUri, { scope: 'openid email' });
-    const { callback } = await signInWithEmail(new Browser(), server.services.config.issuer, req.url, redirectUri, email, sink);
+    const browser = new Browser();
+    const { callback } = await signInWithEmail(browser, server.services.config.issuer, req.url, redirectUri, email, sink);
     const tokens = await oidc.authorizationCodeGrant(config, callback, { pkceCodeVerifier: req.verifier, expectedState: req.state, expectedNonce: req.nonce });
     const account = await server.services.accounts.findAccountByVerifiedEmail({ address: email, key: email });
     if (!account) throw new Error('no account');
-    return { accountId: account.id, sub: tokens.claims()?.sub as string, email, tokens };
+    return { accountId: account.id, sub: tokens.claims()?.sub as string, email, tokens, browser };
   }
 
   /** Runs `accounts ...` / `audit ...` as the CLI does, against the test server's lifecycle: its output, or its refusal. */
@@ -227,6 +228,30 @@ describe(`Account lifecycle for operators (${describeBackends()})`, () => {
     // The address is free: signing up with it makes a new account.
     const again = await signedUp(shop, email);
     expect(again.accountId).not.toBe(accountId);
+  });
+
+  it('the person\'s deletion needs a sign-in within 10 minutes and the ticked confirmation; refused, it changes nothing', async () => {
+    const { accountId, browser } = await signedUp();
+    const issuer = server.services.config.issuer;
+    const confirm = await browser.request(`${issuer}/account/delete`);
+    expect(confirm.res.status).toBe(200);
+    // Not ticked: the page again, with the reason, and the account is still there.
+    const unticked = await browser.request(`${issuer}/account/delete`, { form: { _csrf: csrfOf(confirm.body) } });
+    expect(unticked.res.status).toBe(400);
+    expect(unticked.body).toContain('Tick the box to confirm that you want to delete your account.');
+    expect(await server.services.accounts.findAccountById(accountId)).toBeDefined();
+    // Without a session: sign in first, then back here.
+    const anonymous = await new Browser().request(`${issuer}/account/delete`);
+    expect(anonymous.res.headers.get('location')).toBe('/account/login?return=%2Faccount%2Fdelete');
+    // A sign-in older than 10 minutes: signed in again (prompt=login) before anything is shown or done.
+    await server.services.db.pool.query(
+      `UPDATE oidc_payloads SET payload = jsonb_set(payload, '{loginTs}', to_jsonb(extract(epoch FROM now())::bigint - 11 * 60))
+       WHERE model = 'Session' AND payload->>'accountId' = $1`, [accountId]);
+    const stale = await browser.request(`${issuer}/account/delete`, { form: { _csrf: csrfOf(confirm.body), confirm: 'yes' } });
+    expect(stale.res.headers.get('location')).toBe('/account/login?return=%2Faccount%2Fdelete&reauth=1');
+    const reauth = await browser.request(new URL(stale.res.headers.get('location') as string, issuer).href);
+    expect(new URL(reauth.res.headers.get('location') as string).searchParams.get('prompt')).toBe('login');
+    expect(await server.services.accounts.findAccountById(accountId)).toBeDefined();
   });
 
   it('exports the audit events of a period, as JSON lines, and audits the export', async () => {
