@@ -223,7 +223,9 @@ export class CibaBackchannel {
       throw new CibaSlowDown(verdict.retryAfterSeconds);
     }
 
-    const account = email ? await this.deps.accounts.findAccountByVerifiedEmail(email) : await this.deps.accounts.findAccountByVerifiedPhone(phone as string);
+    const found = email ? await this.deps.accounts.findAccountByVerifiedEmail(email) : await this.deps.accounts.findAccountByVerifiedPhone(phone as string);
+    // A disabled account is answered like an unknown address: no approval link goes out.
+    const account = found?.disabledAt ? undefined : found;
     let target: Target | undefined;
     if (account && email) {
       // The address as stored on the account, never the string the backend sent.

@@ -10,6 +10,7 @@ import type { RunningServer } from '../../src/server.js';
 import { FakeGoogle } from '../fakes/google.js';
 import { SmtpSink } from '../fakes/smtp-sink.js';
 import { SoftwareAuthenticator } from '../fakes/software-authenticator.js';
+import { CIBA_GRANT } from '../../src/oidc/ciba.js';
 import { Browser, csrfOf, formAction } from '../support/browserless.js';
 import { describeBackends, startTestServer, testConfig, uniqueEmail } from '../support/harness.js';
 import { RelyingPartyServer, authorizationRequest, discover, signInWithEmail } from './support.js';
@@ -185,6 +186,26 @@ describe(`Account lifecycle for operators (${describeBackends()})`, () => {
     expect(page.res.status).toBe(403);
     expect(page.body).toContain('This account is disabled');
     expect((await auditOf(accountId, 'sign_in_refused_disabled'))?.data).toMatchObject({ method: 'upstream' });
+  });
+
+  it('sends no CIBA approval link to a disabled account (answered like an unknown address)', async () => {
+    const { accountId, email } = await signedUp();
+    const backend = await server.services.clients.add({
+      client_name: 'Mini app', grant_types: [CIBA_GRANT], response_types: [], redirect_uris: [],
+      token_endpoint_auth_method: 'client_secret_basic', backchannel_token_delivery_mode: 'poll', require_auth_time: true,
+    });
+    await server.services.lifecycle.disableAccount(accountId, OPERATOR);
+    const res = await fetch(`${server.services.config.issuer}/backchannel`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        authorization: `Basic ${Buffer.from(`${encodeURIComponent(backend.client_id as string)}:${encodeURIComponent(backend.client_secret as string)}`).toString('base64')}`,
+      },
+      body: new URLSearchParams({ scope: 'openid', binding_message: 'SHOP-1', login_hint: email }),
+    });
+    expect(res.status).toBe(200);
+    await server.services.ciba.idle();
+    expect(sink.messages.filter((m) => m.to.includes(email) && /\/account\/ciba\//.test(m.text))).toEqual([]);
   });
 
   it('unlinks a provider, but never the last way to sign in', async () => {
