@@ -41,6 +41,8 @@ export interface Config {
   trustProxy: number;
   logLevel: string;
   keysReloadSeconds: number;
+  /** Audit events older than this many days are swept (AUDIT_RETENTION_DAYS; README "Account lifecycle"). */
+  auditRetentionDays: number;
   /** Twilio for SMS codes; undefined means the development outbox (and no SMS at all in production). */
   twilio: {
     accountSid: string;
@@ -280,6 +282,7 @@ export function loadConfig(env: Env = process.env): Config {
     trustProxy: proxyHops(str('TRUST_PROXY'), problems),
     logLevel: str('LOG_LEVEL') ?? (nodeEnv === 'test' ? 'silent' : 'info'),
     keysReloadSeconds: int('KEYS_RELOAD_SECONDS', 60, 1, 86400),
+    auditRetentionDays: int('AUDIT_RETENTION_DAYS', 400, 1, 36500),
     twilio,
     defaultPhoneRegion,
     upstream,

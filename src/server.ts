@@ -53,6 +53,8 @@ export async function startServer(config: Config, options: ServiceOverrides & { 
     upstreamLogins: (now) => new UpstreamLoginStore(services.db.pool).sweep(now),
     appleNotifications: (now) => new AppleNotificationStore(services.db.pool).sweep(now),
     googleRiscEvents: (now) => new HandledEventStore(services.db.pool, 'google_risc_events').sweep(now),
+    // Not expiry but retention: AUDIT_RETENTION_DAYS (README "Account lifecycle").
+    auditEvents: (now) => services.lifecycle.sweepAuditEvents(now),
   };
   const sweep = async () => {
     const now = new Date();

@@ -37,6 +37,8 @@ import { sealSecretsAtRest } from './oidc/secrets-at-rest.js';
 import { SigningKeyStore } from './oidc/keys.js';
 import { ProviderHost } from './oidc/provider-host.js';
 import { UpstreamProviders } from './upstream/index.js';
+import { AccountLifecycleStore } from './accounts/account-lifecycle-store.js';
+import { AccountLifecycle } from './flows/account-lifecycle.js';
 
 /** Everything the HTTP layer and the CLI need, built once from a Config. */
 export interface Services {
@@ -74,6 +76,8 @@ export interface Services {
   /** LINE mini-app method 3: incremental export per client, and link codes. */
   exporter: ClientExporter;
   exportStore: ClientExportStore;
+  /** Issue 15: find, show, disable, enable, delete, unlink, end sessions, export (person, CLI, Admin API). */
+  lifecycle: AccountLifecycle;
   host: ProviderHost;
   views: Views;
   metrics: Metrics;
@@ -172,13 +176,27 @@ export async function createServices(config: Config, log: Logger, overrides: Ser
       },
     });
 
+    const lifecycle = new AccountLifecycle({
+      pool: db.pool, accounts, store: new AccountLifecycleStore(db.pool), identities, passkeys: passkeyStore, provider: () => host.current,
+      async subjectFor(clientId) {
+        const client = await host.current.Client.find(clientId);
+        if (!client) return undefined;
+        return client.subjectType === 'pairwise' ? (id) => pairwiseSubject(client.sectorIdentifier as string | undefined, id, pairwiseSalt) : (id) => id;
+      },
+      async clientName(clientId) {
+        return ((await host.current.Client.find(clientId))?.clientName as string | undefined) ?? undefined;
+      },
+      revokeAppleToken: upstream.isEnabled('apple') ? (token) => upstream.revokeAppleToken(token) : undefined,
+      mailer, log, auditRetentionDays: config.auditRetentionDays, defaultPhoneRegion: config.defaultPhoneRegion,
+    });
+
     const r = redis;
     const readiness = new Readiness({
       database: () => db.pool.query('SELECT 1'),
       ...(r ? { redis: () => r.ping() } : {}),
     });
     return {
-      config, log, db, redis, accounts, otpChallenges, proofs, passkeyStore, passkeys, limiter, mailer, outbox, emailOtp, smsOtp, verifyEmail, verifyPhone, identities, upstreamCipher, upstream, keys, clients, keyring, host, views, metrics, readiness, ciba, cibaApprovals, exporter, exportStore,
+      config, log, db, redis, accounts, otpChallenges, proofs, passkeyStore, passkeys, limiter, mailer, outbox, emailOtp, smsOtp, verifyEmail, verifyPhone, identities, upstreamCipher, upstream, keys, clients, keyring, host, views, metrics, readiness, ciba, cibaApprovals, exporter, exportStore, lifecycle,
       cookieKeys,
       secureCookies: new URL(config.issuer).protocol === 'https:',
       async close() {

@@ -13,6 +13,8 @@ export interface Account {
   updatedAt: Date;
   emails: AccountEmail[];
   phones: AccountPhone[];
+  /** Set while an operator keeps the account from signing in (src/flows/account-lifecycle.ts). */
+  disabledAt: Date | null;
 }
 
 /** The standard claims Tsunagi releases, keyed by OIDC claim name. */
@@ -50,6 +52,9 @@ export const AUDIT_EVENT_TYPES = [
   'upstream_email_disabled', 'upstream_email_enabled', 'upstream_notification_ignored',
   'upstream_paused', 'upstream_resumed', 'upstream_sessions_ended', 'upstream_sign_in_refused',
   'client_added', 'client_removed', 'client_secret_rotated',
+  // Account lifecycle (src/flows/account-lifecycle.ts): data.actor says who did it.
+  'account_disabled', 'account_enabled', 'account_deleted', 'sessions_ended', 'account_viewed', 'data_exported', 'audit_exported',
+  'sign_in_refused_disabled',
 ] as const;
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
 
@@ -70,14 +75,14 @@ export interface AuditEvent {
 export interface StoredAuditEvent extends Required<Omit<AuditEvent, 'data' | 'type'>> { id: string; type: string; data: Record<string, unknown>; createdAt: Date }
 
 interface AccountRow {
-  id: string; name: string | null; created_at: Date; updated_at: Date;
+  id: string; name: string | null; created_at: Date; updated_at: Date; disabled_at: Date | null;
   emails: Array<{ email: string; email_key: string; is_primary: boolean; verified_at: string | null }>;
   phones: Array<{ phone: string; verified_at: string | null }>;
 }
 
 // An account with its emails and phones in one round trip (this runs on every token refresh and
 // userinfo request through findAccount).
-const ACCOUNT_SELECT = `SELECT a.id, a.name, a.created_at, a.updated_at,
+const ACCOUNT_SELECT = `SELECT a.id, a.name, a.created_at, a.updated_at, a.disabled_at,
   COALESCE((SELECT json_agg(json_build_object('email', e.email, 'email_key', e.email_key, 'is_primary', e.is_primary, 'verified_at', e.verified_at)
                             ORDER BY e.is_primary DESC, e.created_at)
             FROM account_emails e WHERE e.account_id = a.id), '[]'::json) AS emails,
@@ -296,6 +301,7 @@ function toAccount(row: AccountRow): Account {
     name: row.name,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
+    disabledAt: row.disabled_at,
     emails: row.emails.map((e) => ({ address: e.email, key: e.email_key, isPrimary: e.is_primary, verifiedAt: e.verified_at ? new Date(e.verified_at) : null })),
     phones: row.phones.map((p) => ({ phone: p.phone, verifiedAt: p.verified_at ? new Date(p.verified_at) : null })),
   };

@@ -2,6 +2,7 @@ import type { Account, AccountStore } from '../accounts/account-store.js';
 import type { EmailAddress } from '../accounts/email-address.js';
 import type { ProofStore } from '../accounts/proof-store.js';
 import type { Proof } from '../methods/proof.js';
+import { AccountDisabled } from './account-disabled.js';
 
 /** How long a person has to confirm a signup after proving their email. */
 export const SIGNUP_CONFIRMATION_TTL_SECONDS = 15 * 60;
@@ -67,6 +68,11 @@ export async function completeSignIn(
   proof: Proof,
   facts: RequestFacts,
 ): Promise<LoginResult> {
+  // Every method ends here, so a disabled account is refused here, whatever the method.
+  if (account.disabledAt) {
+    await deps.accounts.recordAuditEvent({ type: 'sign_in_refused_disabled', accountId: account.id, clientId: facts.clientId, ip: facts.ip, userAgent: facts.userAgent, data: { method: proof.method } });
+    throw new AccountDisabled(account.id);
+  }
   const loginTs = Math.floor(proof.at.getTime() / 1000);
   const via = proof.subject.kind === 'account' ? proof.subject.via : undefined;
   await deps.accounts.recordAuditEvent({

@@ -99,7 +99,8 @@ export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
       const unreachable = deps.ciba.unreachableAccount(ctx, sub);
       if (unreachable) return unreachable;
       const account = await accounts.findAccountById(sub);
-      if (!account) return undefined;
+      // A disabled account's tokens stop working at once (userinfo, refresh), whatever is still stored.
+      if (!account || account.disabledAt) return undefined;
       return {
         accountId: account.id,
         async claims() {

@@ -67,7 +67,7 @@ describe('AccountStore', () => {
 
   it('releases no email claim for an account without a verified email', () => {
     const claims = accounts.claimsOf({
-      id: '00000000-0000-4000-8000-000000000000', name: null, createdAt: new Date(), updatedAt: new Date(0),
+      id: '00000000-0000-4000-8000-000000000000', name: null, createdAt: new Date(), updatedAt: new Date(0), disabledAt: null,
       emails: [{ address: 'x@example.test', key: 'x@example.test', isPrimary: true, verifiedAt: null }], phones: [],
     });
     expect(claims).toEqual({ sub: '00000000-0000-4000-8000-000000000000', updated_at: 0 });

@@ -124,6 +124,7 @@ describe('loadConfig defaults', () => {
       trustProxy: 0,
       logLevel: 'info',
       keysReloadSeconds: 60,
+      auditRetentionDays: 400,
       ttl: { accessToken: 3600, idToken: 3600, refreshToken: 14 * 86400, refreshTokenReuse: 30, session: 14 * 86400, interaction: 3600, grant: 365 * 86400 },
     });
   });
