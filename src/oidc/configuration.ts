@@ -37,10 +37,13 @@ export interface ProviderDeps {
 /** Client credentials only: pull the client's incremental export (LINE method 3, src/http/export-routes.ts). */
 export const EXPORT_SCOPE = 'tsunagi:export';
 
-/** What a client registered without a `scope` may ask for: everything but the Admin API's scopes. */
-export const ORDINARY_SCOPES = ['openid', 'offline_access', 'email', 'phone', 'profile', EXPORT_SCOPE];
+/**
+ * What a client registered without a `scope` may ask for. The export and Admin API scopes are for
+ * clients registered with them only (their endpoints check the registration too).
+ */
+export const ORDINARY_SCOPES = ['openid', 'offline_access', 'email', 'phone', 'profile'];
 
-export const SCOPES = [...ORDINARY_SCOPES, ...ADMIN_SCOPES];
+export const SCOPES = [...ORDINARY_SCOPES, EXPORT_SCOPE, ...ADMIN_SCOPES];
 
 export const CLAIMS = {
   // acr and amr are released in every ID token: relying parties need to know how the person signed in.

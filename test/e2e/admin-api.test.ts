@@ -24,6 +24,7 @@ describe(`Admin API (${describeBackends()})`, () => {
   let reader: TestClient;
   let writer: TestClient;
   let ordinary: TestClient;
+  let exporter: TestClient;
 
   beforeAll(async () => {
     server = await startTestServer({ INITIAL_ACCESS_TOKEN });
@@ -32,6 +33,7 @@ describe(`Admin API (${describeBackends()})`, () => {
     reader = await addClient({ client_name: 'Support (read)' }, 'read');
     writer = await addClient({ client_name: 'Support (write)' }, 'write');
     ordinary = await addClient({ client_name: 'Shop backend', grant_types: ['client_credentials'], response_types: [], redirect_uris: [] });
+    exporter = await addClient({ client_name: 'Mini app backend', grant_types: ['client_credentials'], response_types: [], redirect_uris: [], scope: 'tsunagi:export' });
   });
   afterAll(async () => { await server?.close(); });
 
@@ -130,8 +132,8 @@ describe(`Admin API (${describeBackends()})`, () => {
       expect(res.headers.get('www-authenticate')).toBe('Bearer realm="tsunagi-admin", error="insufficient_scope", scope="admin:write"');
       expect(res.body).toMatchObject({ error: 'insufficient_scope', scope: 'admin:write' });
       expect((await server.services.accounts.findAccountById(id))?.disabledAt).toBeNull();
-      // An ordinary client's tsunagi:export token is no admin token.
-      const exportToken = await tokenFor(ordinary, 'tsunagi:export');
+      // Another client's client-credentials token (the export's) is no admin token.
+      const exportToken = await tokenFor(exporter, 'tsunagi:export');
       expect(await call('GET', `/accounts/${id}`, exportToken)).toMatchObject({ status: 403, body: { scope: 'admin:read' } });
       const refused = await auditRows({ type: 'admin_api_refused', clientId: reader.id });
       expect(refused.at(-1)?.data).toMatchObject({ operation: 'disableAccount', status: 403, reason: 'insufficient_scope', actor: `admin:${reader.id}` });
@@ -304,7 +306,7 @@ describe(`Admin API (${describeBackends()})`, () => {
     expect(routed.length).toBeGreaterThan(5);
     expect(documented).toEqual(routed);
     // Each operation's documented scope is the one its route asks for: a token without it gets 403 naming it.
-    const noAdmin = await tokenFor(ordinary, 'tsunagi:export');
+    const noAdmin = await tokenFor(exporter, 'tsunagi:export');
     const readOnly = await read();
     for (const [path, ops] of Object.entries(doc.paths)) {
       for (const [method, op] of Object.entries(ops)) {
