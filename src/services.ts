@@ -29,7 +29,9 @@ import { ClientExportStore } from './accounts/client-export-store.js';
 import { ClientExporter } from './flows/client-export.js';
 import { pairwiseSubject } from './oidc/subject.js';
 import { createAdapterFactory } from './oidc/adapter/index.js';
-import { findLatestGrantId } from './oidc/adapter/grant-lookup.js';
+import { findLatestGrantId, listGrantsOfAccount } from './oidc/adapter/grant-lookup.js';
+import { accountIdsWithGrantsFor, listSessionsOfAccount } from './oidc/adapter/account-artifacts.js';
+import { endEverywhere } from './oidc/backchannel-logout.js';
 import { ClientStore, type ClientMetadata } from './oidc/client-store.js';
 import { ClientSecretVault, withClientSecretVault } from './oidc/client-secrets.js';
 import { clientPolicyOf } from './oidc/configuration.js';
@@ -177,7 +179,13 @@ export async function createServices(config: Config, log: Logger, overrides: Ser
     });
 
     const lifecycle = new AccountLifecycle({
-      pool: db.pool, accounts, store: new AccountLifecycleStore(db.pool), identities, passkeys: passkeyStore, provider: () => host.current,
+      pool: db.pool, accounts, store: new AccountLifecycleStore(db.pool), identities, passkeys: passkeyStore,
+      artifacts: {
+        listSessions: (accountId) => listSessionsOfAccount(db.pool, accountId),
+        listGrants: (accountId) => listGrantsOfAccount(db.pool, accountId),
+        accountIdsWithGrantsFor: (clientId) => accountIdsWithGrantsFor(db.pool, clientId),
+        endEverywhere: (accountId) => endEverywhere({ pool: db.pool, provider: () => host.current, log }, accountId),
+      },
       async subjectFor(clientId) {
         const client = await host.current.Client.find(clientId);
         if (!client) return undefined;

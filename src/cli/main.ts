@@ -8,6 +8,7 @@ import { importSessionsFromRedis } from '../oidc/adapter/legacy-redis-sessions.j
 import { sealSecretsAtRest } from '../oidc/secrets-at-rest.js';
 import { createServices, type Services } from '../services.js';
 import { exportAsCsv, exportAsJsonLines } from '../flows/client-export.js';
+import { ACCOUNTS_USAGE, cliActor, parseAccountsCommand, runAccountsCommand } from './accounts-commands.js';
 
 const USAGE = `Usage: npm run cli -- <command>
 
@@ -28,7 +29,8 @@ const USAGE = `Usage: npm run cli -- <command>
   secrets reencrypt                re-seal every secret at rest with the newest TSUNAGI_MASTER_KEY
                                    (after it, the keys in TSUNAGI_MASTER_KEY_PREVIOUS can be dropped)
   export --client <id> [--since <cursor>] [--format jsonl|csv]
-                                   the client's incremental export (LINE method 3), to standard output`;
+                                   the client's incremental export (LINE method 3), to standard output
+${ACCOUNTS_USAGE}`;
 
 class UsageError extends Error {}
 
@@ -163,6 +165,11 @@ export async function run(argv: string[], config: Config): Promise<void> {
       process.stdout.write(format === 'csv' ? exportAsCsv(result) : exportAsJsonLines(result));
       if (format === 'csv') process.stderr.write(`next cursor: ${result.nextCursor}${result.more ? ' (more waiting)' : ''}\n`);
     });
+    return;
+  }
+  if (group === 'accounts' || group === 'audit') {
+    const cmd = parseAccountsCommand(group, argv.slice(1), (m) => new UsageError(m));
+    await withServices(config, ({ lifecycle }) => runAccountsCommand(cmd, lifecycle, cliActor(), { out, refused: (m) => new CheckFailed(m) }));
     return;
   }
   throw new UsageError(group ? `unknown command ${group}` : 'no command given');

@@ -5,6 +5,7 @@
 export class AccountDisabled extends Error {
   readonly status = 403;
   readonly messageKey = 'error.account_disabled';
+  readonly titleKey = 'error.account_disabled.title';
   constructor(readonly accountId: string) {
     super('this account is disabled');
     this.name = 'AccountDisabled';

@@ -1,5 +1,4 @@
 import type pg from 'pg';
-import type { Provider } from 'oidc-provider';
 import type { AccountLifecycleStore } from '../accounts/account-lifecycle-store.js';
 import { isUuid, type Account, type AccountStore, type AuditEventType, type StoredAuditEvent } from '../accounts/account-store.js';
 import { parseEmailAddress } from '../accounts/email-address.js';
@@ -10,9 +9,8 @@ import { withTransaction } from '../db/database.js';
 import type { Mailer } from '../delivery/mailer.js';
 import { translator, type Locale } from '../i18n/index.js';
 import type { Logger } from '../logger.js';
-import { accountIdsWithGrantsFor, listSessionsOfAccount, type SessionSummary } from '../oidc/adapter/account-artifacts.js';
-import { listGrantsOfAccount, type GrantSummary } from '../oidc/adapter/grant-lookup.js';
-import { endEverywhere } from '../oidc/backchannel-logout.js';
+import type { SessionSummary } from '../oidc/adapter/account-artifacts.js';
+import type { GrantSummary } from '../oidc/adapter/grant-lookup.js';
 
 // An account's life after signup, for the person (/account), operators (the CLI) and support tools
 // (the Admin API): find, show, disable/enable, delete, unlink, end sessions, export. One function per
@@ -91,13 +89,26 @@ export interface PersonalDataExport {
   auditEvents: Array<{ type: string; at: string; clientId: string | null; ip: string | null; userAgent: string | null; data: Record<string, unknown> }>;
 }
 
+/**
+ * What oidc-provider holds for an account (browser sessions, grants and their tokens), reached
+ * through the composition root (src/services.ts wires src/oidc/adapter/ and src/oidc/backchannel-logout.ts).
+ */
+export interface AccountArtifacts {
+  listSessions(accountId: string): Promise<SessionSummary[]>;
+  listGrants(accountId: string): Promise<GrantSummary[]>;
+  /** Accounts with a grant to this client: where a pairwise sub is looked for first. */
+  accountIdsWithGrantsFor(clientId: string): Promise<string[]>;
+  /** Every session ended, every grant revoked, back-channel logout sent. */
+  endEverywhere(accountId: string): Promise<EndedSessions>;
+}
+
 export interface AccountLifecycleDeps {
   pool: pg.Pool;
+  artifacts: AccountArtifacts;
   accounts: AccountStore;
   store: AccountLifecycleStore;
   identities: UpstreamIdentityStore;
   passkeys: PasskeyStore;
-  provider: () => Provider;
   /** The sub a client sees for an account; undefined when the client is unknown. */
   subjectFor(clientId: string): Promise<((accountId: string) => string) | undefined>;
   /** The client's display name (data export); undefined when unknown. */
@@ -153,7 +164,7 @@ export class AccountLifecycle {
     if (!subjectOf) return undefined;
     // A pairwise sub is a one-way hash of the account id: the accounts that granted this client are
     // tried first, then (a grant may have expired) every account, a page at a time.
-    for (const id of await accountIdsWithGrantsFor(this.deps.pool, query.clientId)) if (subjectOf(id) === query.sub) return id;
+    for (const id of await this.deps.artifacts.accountIdsWithGrantsFor(query.clientId)) if (subjectOf(id) === query.sub) return id;
     let after: string | null = null;
     for (;;) {
       const page = await this.deps.store.accountIdsAfter(after, 1000);
@@ -183,8 +194,8 @@ export class AccountLifecycle {
       this.summaryOf(account),
       this.deps.passkeys.listForAccount(account.id),
       this.deps.identities.listForAccount(account.id),
-      listSessionsOfAccount(this.deps.pool, account.id),
-      listGrantsOfAccount(this.deps.pool, account.id),
+      this.deps.artifacts.listSessions(account.id),
+      this.deps.artifacts.listGrants(account.id),
       this.deps.accounts.listAuditEvents({ accountId: account.id, limit: 20 }),
       this.deps.store.disabledReason(account.id),
     ]);
@@ -232,7 +243,7 @@ export class AccountLifecycle {
   }
 
   private async endAll(accountId: string): Promise<EndedSessions> {
-    return endEverywhere({ pool: this.deps.pool, provider: this.deps.provider, log: this.deps.log }, accountId);
+    return this.deps.artifacts.endEverywhere(accountId);
   }
 
   /**
@@ -301,8 +312,8 @@ export class AccountLifecycle {
     const deleted = await withTransaction(this.deps.pool, async (tx) => {
       if (!(await this.deps.accounts.lockAccount(tx, account.id))) return false;
       const removed = await this.deps.store.deleteAccount(tx, account.id);
-      // Recorded after the scrub: it names no email or phone, only counts.
-      await this.audit('account_deleted', account.id, actor, {
+      // Recorded after the scrub, and like the scrubbed events without IP address or browser: counts only.
+      await this.audit('account_deleted', account.id, anonymous(actor), {
         sessions: ended.sessions, grants: ended.grants, appleTokens: appleTokens.length,
       }, tx);
       return removed;
@@ -330,8 +341,8 @@ export class AccountLifecycle {
     const [passkeys, links, grants, sessions, events] = await Promise.all([
       this.deps.passkeys.listForAccount(account.id),
       this.deps.identities.listForAccount(account.id),
-      listGrantsOfAccount(this.deps.pool, account.id),
-      listSessionsOfAccount(this.deps.pool, account.id),
+      this.deps.artifacts.listGrants(account.id),
+      this.deps.artifacts.listSessions(account.id),
       this.deps.store.auditEventsOfAccount(account.id),
     ]);
     const applications = [];
@@ -374,6 +385,11 @@ export class AccountLifecycle {
   async sweepAuditEvents(now = this.now()): Promise<number> {
     return this.deps.store.sweepAuditEvents(new Date(now.getTime() - this.deps.auditRetentionDays * 86_400_000));
   }
+}
+
+/** The actor without where it acted from (the deletion's own event keeps nothing that locates the person). */
+function anonymous(actor: Actor): Actor {
+  return actor.kind === 'person' ? { kind: 'person' } : actor.kind === 'admin_client' ? { kind: 'admin_client', clientId: actor.clientId } : actor;
 }
 
 function linkView(i: UpstreamIdentity): LinkedProviderView {

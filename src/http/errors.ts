@@ -31,6 +31,9 @@ export function errorPages(views: Views, log: Logger, metrics: Metrics) {
         const ownKey = (err as { messageKey?: unknown }).messageKey;
         key = typeof ownKey === 'string' ? ownKey : 'error.bad_request';
       }
+      // A refusal with its own heading (e.g. a disabled account, src/flows/account-disabled.ts).
+      const ownTitle = (err as { titleKey?: unknown } | null)?.titleKey;
+      const titleKey = status < 500 && typeof ownTitle === 'string' ? ownTitle : undefined;
       if (status >= 500 && !unavailable) log.error({ err, path: ctx.path }, 'request failed');
       // Malformed input is the sender's problem, not a fault: one warn line, no stack.
       else if (err instanceof MalformedRequest) log.warn({ path: ctx.path, method: ctx.method, reason: err.reason }, 'request refused');
@@ -43,7 +46,7 @@ export function errorPages(views: Views, log: Logger, metrics: Metrics) {
           : { error: status >= 500 ? 'server_error' : 'invalid_request', error_description: key };
       } else {
         ctx.type = 'html';
-        ctx.body = views.render('error', { locale: ctx.state.locale ?? 'en', nonce: cspNonce(ctx), languageLinks: languageLinks(ctx) }, { messageKey: key, status });
+        ctx.body = views.render('error', { locale: ctx.state.locale ?? 'en', nonce: cspNonce(ctx), languageLinks: languageLinks(ctx) }, { messageKey: key, status, titleKey });
       }
     }
   };

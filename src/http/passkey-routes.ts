@@ -4,6 +4,9 @@ import type { Context, Next } from 'koa';
 import { errors } from 'oidc-provider';
 import { AccountSettings } from '../flows/account-settings.js';
 import { completeSignIn, type RequestFacts } from '../flows/login.js';
+import { AccountDisabled } from '../flows/account-disabled.js';
+import type { Account } from '../accounts/account-store.js';
+import type { Proof } from '../methods/proof.js';
 import { completeLink, pendingUpstream, type UpstreamDeps } from '../flows/upstream.js';
 import { translator } from '../i18n/index.js';
 import type { RateLimitRule } from '../limits/rate-limiter.js';
@@ -22,7 +25,8 @@ type Interaction = Awaited<ReturnType<Services['host']['current']['interactionDe
 /** Why a passkey request was refused: the JSON `error`; `message` is its text in the person's language. */
 export type PasskeyRefusal =
   | PasskeyFailure
-  | 'csrf' | 'session_expired' | 'stale_interaction' | 'not_signed_in' | 'reauth_required' | 'rate_limited' | 'unknown_account' | 'wrong_account';
+  | 'csrf' | 'session_expired' | 'stale_interaction' | 'not_signed_in' | 'reauth_required' | 'rate_limited' | 'unknown_account' | 'wrong_account'
+  | 'account_disabled';
 
 /** Each options request stores a challenge: a generous cap per IP keeps anyone from filling the table. */
 export const PASSKEY_OPTIONS_LIMIT: RateLimitRule = { name: 'passkey-options:ip', limit: 120, windowSeconds: 15 * 60 };
@@ -53,6 +57,17 @@ export function passkeyRoutes(services: Services): Router {
   };
   const body = (ctx: Context) => (ctx.request.body ?? {}) as Record<string, unknown>;
   const failureStatus = (reason: PasskeyFailure) => (reason === 'already_registered' ? 409 : 400);
+  // A fetch gets the disabled account's refusal as JSON, shown where the passkey error shows (the
+  // pages' sign-ins render it as a page: src/http/errors.ts).
+  const signInUnlessDisabled = async (ctx: Context, account: Account, proof: Proof, facts: RequestFacts) => {
+    try {
+      return await completeSignIn({ accounts }, account, proof, facts);
+    } catch (err) {
+      if (!(err instanceof AccountDisabled)) throw err;
+      refuse(ctx, 403, 'account_disabled');
+      return undefined;
+    }
+  };
 
   /** The login interaction named in the path, or a refusal. */
   const interaction = async (ctx: Context): Promise<Interaction | undefined> => {
@@ -96,7 +111,8 @@ export function passkeyRoutes(services: Services): Router {
       return;
     }
     const facts: RequestFacts = { ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined, clientId: details.params.client_id as string | undefined };
-    const result = await completeSignIn({ accounts }, account, proof, facts);
+    const result = await signInUnlessDisabled(ctx, account, proof, facts);
+    if (!result) return;
     metrics.signIns.inc({ method: 'passkey' });
     // The browser navigates there itself: a fetch cannot follow a redirect into the relying party.
     ctx.body = { redirectTo: await host.current.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false }) };
@@ -150,7 +166,8 @@ export function passkeyRoutes(services: Services): Router {
     const linked = await completeLink(upstreamDeps, details.uid, proof, facts);
     if (!linked.ok) return refuse(ctx, 400, 'stale_interaction');
     await settings.notify(linked.account, 'upstream_linked', ctx.state.locale);
-    const result = await completeSignIn({ accounts }, linked.account, linked.proof, facts);
+    const result = await signInUnlessDisabled(ctx, linked.account, linked.proof, facts);
+    if (!result) return;
     metrics.signIns.inc({ method: 'upstream' });
     ctx.body = { redirectTo: await host.current.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false }) };
   });
