@@ -131,34 +131,39 @@ export function adminApiRoutes(services: Services): Router {
         refuse(ctx, 401, access.error, access.description);
         return undefined;
       }
+      // Counted like any call of that client, so refusals cannot flood the audit trail either.
+      if (!(await withinRateLimit(ctx, access.clientId, operation))) return undefined;
       await audited(ctx, { kind: 'admin_client', clientId: access.clientId, ip: ctx.ip }, operation, 403, 'insufficient_scope');
       refuse(ctx, 403, access.error, access.description, scope);
       return undefined;
     }
-    const verdict = await limiter.hit(ADMIN_API_RATE_LIMIT, access.clientId);
-    if (!verdict.allowed) {
-      // Not audited: a runaway client would fill the audit trail with these.
-      log.warn({ operation, clientId: access.clientId }, 'admin API rate limit reached');
-      ctx.set('Retry-After', String(verdict.retryAfterSeconds));
-      refuse(ctx, 429, 'rate_limited', `at most ${ADMIN_API_RATE_LIMIT.limit} calls a minute per client; try again in ${verdict.retryAfterSeconds} s`);
-      return undefined;
-    }
+    if (!(await withinRateLimit(ctx, access.clientId, operation))) return undefined;
     return { kind: 'admin_client', clientId: access.clientId, ip: ctx.ip };
   };
 
+  /** Counts the call against its client's window; answers 429 (not audited: a runaway client would fill the trail) when over. */
+  const withinRateLimit = async (ctx: Context, clientId: string, operation: string): Promise<boolean> => {
+    const verdict = await limiter.hit(ADMIN_API_RATE_LIMIT, clientId);
+    if (verdict.allowed) return true;
+    log.warn({ operation, clientId }, 'admin API rate limit reached');
+    ctx.set('Retry-After', String(verdict.retryAfterSeconds));
+    refuse(ctx, 429, 'rate_limited', `at most ${ADMIN_API_RATE_LIMIT.limit} calls a minute per client; try again in ${verdict.retryAfterSeconds} s`);
+    return false;
+  };
+
   /** An authenticated call that was refused: recorded with the operator client's id. */
-  const audited = async (ctx: Context, actor: Actor & { kind: 'admin_client' }, operation: string, status: number, reason: string, accountId?: string) => {
+  const audited = async (_ctx: Context, actor: Actor & { kind: 'admin_client' }, operation: string, status: number, reason: string, account?: { id: string; known: boolean }) => {
     await accounts.recordAuditEvent({
-      type: 'admin_api_refused', accountId: accountId ?? null, clientId: actor.clientId, ip: actor.ip ?? null,
-      data: { operation, status, reason, actor: `admin:${actor.clientId}` },
+      type: 'admin_api_refused', accountId: account?.known ? account.id : null, clientId: actor.clientId, ip: actor.ip ?? null,
+      data: { operation, status, reason, actor: `admin:${actor.clientId}`, ...(account && !account.known ? { requestedAccountId: account.id } : {}) },
     });
   };
 
   /** Runs a write or read operation with its refusals mapped once. */
   const refusal = async (ctx: Context, actor: Actor & { kind: 'admin_client' }, operation: string, reason: LifecycleRefusal, accountId: string) => {
     const r = REFUSAL_STATUS[reason];
-    // A 404's id names no account: it goes into the data, not the account column.
-    await audited(ctx, actor, operation, r.status, reason, r.status === 404 ? undefined : accountId);
+    // A 404's id may name no account: it goes into the data, not the account column.
+    await audited(ctx, actor, operation, r.status, reason, { id: accountId, known: r.status !== 404 });
     refuse(ctx, r.status, r.error, r.description);
   };
 

@@ -214,7 +214,10 @@ describe(`Admin API (${describeBackends()})`, () => {
       expect(shown.body.sessions).toEqual([{ signedInAt: expect.any(String), amr: ['otp'], clientIds: [], expiresAt: expect.any(String) }]);
       expect(JSON.stringify(shown.body)).not.toContain(sessionId);
       expect(Array.isArray(shown.body.recentAudit)).toBe(true);
-      expect((await call('GET', `/accounts/${randomUUID()}`, token))).toMatchObject({ status: 404, body: { error: 'not_found' } });
+      const unknown = randomUUID();
+      expect((await call('GET', `/accounts/${unknown}`, token))).toMatchObject({ status: 404, body: { error: 'not_found' } });
+      const refused = (await auditRows({ type: 'admin_api_refused', clientId: reader.id })).map((r) => r.data);
+      expect(refused).toContainEqual(expect.objectContaining({ operation: 'showAccount', status: 404, reason: 'not_found', requestedAccountId: unknown }));
       expect((await call('GET', '/accounts/not-a-uuid', token))).toMatchObject({ status: 400, body: { error: 'invalid_request' } });
     });
 
