@@ -5,6 +5,7 @@ import { refuseNulInUrl } from './http/input-guard.js';
 import { deviceFormNeedsSession } from './oidc/device-flow.js';
 import { accountRoutes } from './http/account-routes.js';
 import { accountLifecycleRoutes } from './http/account-lifecycle-routes.js';
+import { adminApiRoutes } from './http/admin-api.js';
 import { cibaRoutes } from './http/ciba-routes.js';
 import { exportRoutes } from './http/export-routes.js';
 import { interactionRoutes } from './http/interaction-routes.js';
@@ -58,7 +59,7 @@ export function createApp(services: Services): Koa {
   app.use(errorPages(services.views, log, metrics));
   app.use(refuseNulInUrl());
   app.use(deviceFormNeedsSession(() => services.host.current));
-  for (const router of [systemRoutes(services), interactionRoutes(services), accountRoutes(services), accountLifecycleRoutes(services), cibaRoutes(services), exportRoutes(services), passkeyRoutes(services), upstreamRoutes(services), appleNotificationRoutes(services), googleRiscRoutes(services)]) {
+  for (const router of [systemRoutes(services), interactionRoutes(services), accountRoutes(services), accountLifecycleRoutes(services), cibaRoutes(services), exportRoutes(services), passkeyRoutes(services), upstreamRoutes(services), appleNotificationRoutes(services), googleRiscRoutes(services), adminApiRoutes(services)]) {
     app.use(router.routes());
     app.use(router.allowedMethods());
   }

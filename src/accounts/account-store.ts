@@ -55,6 +55,8 @@ export const AUDIT_EVENT_TYPES = [
   // Account lifecycle (src/flows/account-lifecycle.ts): data.actor says who did it.
   'account_disabled', 'account_enabled', 'account_deleted', 'sessions_ended', 'account_viewed', 'data_exported', 'audit_exported',
   'sign_in_refused_disabled',
+  // An Admin API call refused after its client was known (src/http/admin-api.ts); data says which and why.
+  'admin_api_refused',
 ] as const;
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
 

@@ -3,7 +3,7 @@ import { ConfigError, loadConfig, type Config } from '../config.js';
 import { openDatabase } from '../db/database.js';
 import { migrate } from '../db/migrate.js';
 import { createLogger } from '../logger.js';
-import type { ClientMetadata } from '../oidc/client-store.js';
+import type { AdminAccess, ClientMetadata } from '../oidc/client-store.js';
 import { importSessionsFromRedis } from '../oidc/adapter/legacy-redis-sessions.js';
 import { sealSecretsAtRest } from '../oidc/secrets-at-rest.js';
 import { createServices, type Services } from '../services.js';
@@ -13,7 +13,10 @@ import { ACCOUNTS_USAGE, cliActor, parseAccountsCommand, runAccountsCommand } fr
 const USAGE = `Usage: npm run cli -- <command>
 
   migrate                          apply pending database migrations
-  clients add <file.json|->        register a client (RFC 7591 JSON); prints its id and secret once
+  clients add <file.json|-> [--admin read|write]
+                                   register a client (RFC 7591 JSON); prints its id and secret once.
+                                   --admin: an Admin API client (client credentials, scope admin:read,
+                                   with write also admin:write); nothing else can get those scopes
   clients list                     list registered clients
   clients show <client_id>         show a client's metadata (secret masked)
   clients remove <client_id>       remove a client and everything issued to it
@@ -45,6 +48,16 @@ async function readJson(source: string): Promise<ClientMetadata> {
   }
 }
 
+/** `--admin read|write` after `clients add <file>`; anything else there is a usage error. */
+function adminFlagOf(rest: string[]): AdminAccess | undefined {
+  if (rest.length === 0) return undefined;
+  const [flag, value, ...extra] = rest;
+  if (flag !== '--admin' || (value !== 'read' && value !== 'write') || extra.length > 0) {
+    throw new UsageError('clients add takes only --admin read or --admin write after the file name');
+  }
+  return value;
+}
+
 async function withServices<T>(config: Config, fn: (s: Services) => Promise<T>): Promise<T> {
   const services = await createServices({ ...config, logLevel: process.env.LOG_LEVEL ?? 'warn' }, createLogger(process.env.LOG_LEVEL ?? 'warn'));
   try {
@@ -73,7 +86,8 @@ export async function run(argv: string[], config: Config): Promise<void> {
       switch (command) {
         case 'add': {
           if (!arg) throw new UsageError('clients add needs a file name or - for standard input');
-          const metadata = await clients.add(await readJson(arg));
+          const admin = adminFlagOf(argv.slice(3));
+          const metadata = await clients.add(await readJson(arg), admin ? { admin } : {});
           out({ client_id: metadata.client_id, ...(metadata.client_secret ? { client_secret: metadata.client_secret } : {}) });
           if (metadata.client_secret) process.stderr.write('The client secret is shown only now; store it safely.\n');
           return;

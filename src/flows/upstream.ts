@@ -10,6 +10,7 @@ import {
 } from '../accounts/upstream-identity-store.js';
 import { withTransaction } from '../db/database.js';
 import type { ParkedUpstreamIdentity, Proof, UpstreamIdentityRef } from '../methods/proof.js';
+import type { UpstreamPolicy } from '../oidc/client-metadata.js';
 import type { UpstreamIdentityClaims } from '../upstream/identity-claims.js';
 import type { RequestFacts } from './login.js';
 
@@ -34,7 +35,13 @@ export type AfterUpstreamLogin =
   | { next: 'sign_in'; account: Account; proof: Proof }
   | { next: 'offer_link'; account: Account; identity: ParkedUpstreamIdentity }
   | { next: 'confirm_signup'; identity: ParkedUpstreamIdentity }
-  | { next: 'refused'; reason: PausedSignIn };
+  | { next: 'refused'; reason: PausedSignIn | typeof SIGN_IN_ONLY_UNLINKED };
+
+/**
+ * An identity not linked to any account, on a client whose upstream_policy is signin_only: the person
+ * signs in another way and links it on the account page (views/locales upstream.error.<this>).
+ */
+export const SIGN_IN_ONLY_UNLINKED = 'signin_only_unlinked';
 
 /**
  * Why a linked identity may not be used right now (views/locales upstream.error.<reason>):
@@ -59,8 +66,14 @@ export function pausedSignIn(identity: Pick<UpstreamIdentity, 'signInPaused'>): 
  *    account (its own methods), never the email;
  * 3. otherwise                            -> a signup confirmation; nothing exists until confirmed.
  * Steps 2 and 3 park the identity for this interaction only.
+ *
+ * A client with upstream_policy signin_only (MIXI M) keeps step 1 only, and takes no profile data
+ * from upstream (only the refresh token, which account deletion must revoke at Apple); anything
+ * unlinked is refused before steps 2 and 3, with nothing parked, offered or written.
  */
-export async function decideAfterUpstreamLogin(deps: UpstreamDeps, claims: UpstreamIdentityClaims, interactionUid: string): Promise<AfterUpstreamLogin> {
+export async function decideAfterUpstreamLogin(
+  deps: UpstreamDeps, claims: UpstreamIdentityClaims, interactionUid: string, policy: UpstreamPolicy = 'full',
+): Promise<AfterUpstreamLogin> {
   const now = deps.now?.() ?? new Date();
   const linked = await deps.identities.findByIssuerSubject(claims.issuer, claims.subject);
   const paused = linked && pausedSignIn(linked);
@@ -69,14 +82,17 @@ export async function decideAfterUpstreamLogin(deps: UpstreamDeps, claims: Upstr
     return { next: 'refused', reason: paused };
   }
   if (linked) {
-    await deps.identities.refreshAttributes(linked.id, {
-      email: claims.email ?? null, emailVerified: claims.emailVerified, isPrivateEmail: claims.isPrivateRelay,
-      name: claims.name, refreshToken: claims.refreshToken,
-    }, now);
+    await deps.identities.refreshAttributes(linked.id, policy === 'signin_only'
+      ? { email: null, emailVerified: linked.emailVerified, isPrivateEmail: linked.isPrivateEmail, refreshToken: claims.refreshToken }
+      : {
+        email: claims.email ?? null, emailVerified: claims.emailVerified, isPrivateEmail: claims.isPrivateRelay,
+        name: claims.name, refreshToken: claims.refreshToken,
+      }, now);
     const account = await deps.accounts.findAccountById(linked.accountId);
     if (!account) throw new Error('a linked identity without its account');
     return { next: 'sign_in', account, proof: upstreamProof(interactionUid, account.id, now, [refOf(claims)]) };
   }
+  if (policy === 'signin_only') return { next: 'refused', reason: SIGN_IN_ONLY_UNLINKED };
 
   const identity = park(deps.cipher, claims, interactionUid);
   const email = vouchedEmail(claims);

@@ -9,14 +9,15 @@ import { withTransaction } from '../db/database.js';
 import { AccountSettings } from '../flows/account-settings.js';
 import { completeSignIn } from '../flows/login.js';
 import {
-  completeLink, confirmUpstreamSignup, decideAfterUpstreamLogin, linkOptionsFor, parkUpstreamReturn, pausedSignIn, pendingUpstream, vouchedEmail,
-  type UpstreamDeps,
+  completeLink, confirmUpstreamSignup, decideAfterUpstreamLogin, linkOptionsFor, parkUpstreamReturn, pausedSignIn, pendingUpstream, SIGN_IN_ONLY_UNLINKED,
+  vouchedEmail, type UpstreamDeps,
 } from '../flows/upstream.js';
 import type { CodeStart, CodeVerification } from '../methods/one-time-code-method.js';
 import { parseCode } from '../methods/one-time-code.js';
 import type { Proof } from '../methods/proof.js';
 import type { Services } from '../services.js';
 import { isUpstreamProviderName, UpstreamError } from '../upstream/index.js';
+import { upstreamPolicyOf, type UpstreamPolicy } from '../oidc/client-metadata.js';
 import { requireCsrf } from './csrf.js';
 import { codeError, passkeyOfferMarker } from './interaction-routes.js';
 import { interactionSession, type Interaction } from './interaction-session.js';
@@ -62,6 +63,8 @@ export function upstreamRoutes(services: Services): Router {
       providerName: provider ? PROVIDER_NAMES[provider] : '',
       messageKey: `upstream.error.${messageFor(reason)}`,
       retryHref: uid ? `/interaction/${encodeURIComponent(uid)}?choose=1` : undefined,
+      // signin_only: the identity is linked from the account page, after signing in another way there.
+      ...(reason === SIGN_IN_ONLY_UNLINKED ? { settingsHref: '/account', nothingChangedKey: 'upstream.error.nothing_written' } : {}),
     });
   };
   /**
@@ -89,6 +92,13 @@ export function upstreamRoutes(services: Services): Router {
     }
     services.log.info({ provider, reason: err.reason, detail: err.message }, 'upstream sign-in failed');
     return failure(ctx, provider, err.reason, uid ?? err.pending?.interactionUid);
+  };
+
+  /** The upstream_policy of the client an interaction signs in to (an interaction gone keeps the default). */
+  const upstreamPolicyOfInteraction = async (uid: string): Promise<UpstreamPolicy> => {
+    const interaction = await host.current.Interaction.find(uid);
+    const clientId = interaction?.params.client_id;
+    return typeof clientId === 'string' ? upstreamPolicyOf(await host.current.Client.find(clientId)) : 'full';
   };
 
   const clientRequiresEmail = async (details: Interaction): Promise<boolean> => {
@@ -148,7 +158,7 @@ export function upstreamRoutes(services: Services): Router {
     const { pending, identity } = completed;
     const uid = pending.interactionUid;
     if (pending.purpose === 'login') {
-      const decision = await decideAfterUpstreamLogin(deps, identity, uid);
+      const decision = await decideAfterUpstreamLogin(deps, identity, uid, await upstreamPolicyOfInteraction(uid));
       if (decision.next === 'refused') return failure(ctx, provider, decision.reason, uid);
       if (decision.next === 'sign_in') {
         await parkUpstreamReturn(deps, uid, { kind: 'account', accountId: decision.account.id, via: identity });
@@ -535,6 +545,6 @@ function messageFor(reason: string): UpstreamMessage | 'untrusted_answer' | 'gen
 const UPSTREAM_MESSAGES = [
   'access_denied', 'timeout', 'unavailable', 'bad_state', 'replayed', 'other_browser', 'state_expired', 'not_configured', 'not_the_linked_account',
   'wrong_account', 'already_linked', 'provider_already_linked', 'email_taken', 'no_pending_link', 'code_rate_limited', 'code_not_sent',
-  'upstream_paused', 'upstream_disabled',
+  'upstream_paused', 'upstream_disabled', SIGN_IN_ONLY_UNLINKED,
 ] as const;
 type UpstreamMessage = (typeof UPSTREAM_MESSAGES)[number];

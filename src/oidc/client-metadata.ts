@@ -1,7 +1,41 @@
 import { errors } from 'oidc-provider';
 
 // Tsunagi's client metadata extensions (RFC 7591 style, snake_case).
-export const EXTRA_CLIENT_METADATA = ['first_party', 'require_email', 'allowed_cors_origins', 'allowed_resources'] as const;
+export const EXTRA_CLIENT_METADATA = ['first_party', 'require_email', 'allowed_cors_origins', 'allowed_resources', 'upstream_policy'] as const;
+
+/**
+ * What Google and Apple may do for a client's sign-ins: `full` (the default) signs in a linked
+ * identity, offers to link one whose email matches an account, or signs a new person up;
+ * `signin_only` (MIXI M) only signs in an identity already linked from the account page, and takes
+ * no profile data from it (src/flows/upstream.ts).
+ */
+export const UPSTREAM_POLICIES = ['full', 'signin_only'] as const;
+export type UpstreamPolicy = (typeof UPSTREAM_POLICIES)[number];
+
+export function isUpstreamPolicy(value: unknown): value is UpstreamPolicy {
+  return typeof value === 'string' && (UPSTREAM_POLICIES as readonly string[]).includes(value);
+}
+
+/** A client's policy as oidc-provider loaded it; a client without one (or an unreadable one) keeps the default. */
+export function upstreamPolicyOf(client: unknown): UpstreamPolicy {
+  const value = (client as TsunagiClientMetadata | undefined)?.upstream_policy;
+  return isUpstreamPolicy(value) ? value : 'full';
+}
+
+/**
+ * Scopes of the Admin API (src/http/admin-api.ts). A client gets them only when the operator
+ * registers it with `clients add --admin read|write`: dynamic registration refuses them, and a client
+ * without a registered `scope` may only ask for the ordinary scopes (src/oidc/configuration.ts).
+ */
+export const ADMIN_READ_SCOPE = 'admin:read';
+export const ADMIN_WRITE_SCOPE = 'admin:write';
+export const ADMIN_SCOPES = [ADMIN_READ_SCOPE, ADMIN_WRITE_SCOPE] as const;
+export type AdminScope = (typeof ADMIN_SCOPES)[number];
+
+export function adminScopesIn(scope: unknown): AdminScope[] {
+  const listed = typeof scope === 'string' ? scope.split(' ') : [];
+  return ADMIN_SCOPES.filter((s) => listed.includes(s));
+}
 
 export interface TsunagiClientMetadata {
   first_party?: boolean;
@@ -9,6 +43,7 @@ export interface TsunagiClientMetadata {
   allowed_cors_origins?: string[];
   /** Resource indicators (RFC 8707) this client may ask a JWT access token for; the token's aud is the resource. */
   allowed_resources?: string[];
+  upstream_policy?: UpstreamPolicy;
 }
 
 /** An origin is scheme://host[:port] and nothing else. */
@@ -57,12 +92,17 @@ export function validateExtraClientMetadata(key: string, value: unknown, options
           : 'allowed_resources must be an array of absolute https URIs without a fragment');
       }
       break;
+    case 'upstream_policy':
+      if (value !== undefined && !isUpstreamPolicy(value)) {
+        throw new errors.InvalidClientMetadata(`upstream_policy must be one of ${UPSTREAM_POLICIES.join(', ')}`);
+      }
+      break;
     default:
   }
 }
 
 /** A rule a careful OpenID Provider applies to every client it registers (and `clients lint` to stored ones). */
-export type ClientRule = 'public-client-credentials' | 'wildcard-uri' | 'http-redirect-uri' | 'http-uri' | 'reserved-client-id';
+export type ClientRule = 'public-client-credentials' | 'wildcard-uri' | 'http-redirect-uri' | 'http-uri' | 'reserved-client-id' | 'upstream-policy' | 'admin-scope';
 
 export interface ClientRuleViolation {
   rule: ClientRule;
@@ -73,6 +113,11 @@ export interface ClientRuleViolation {
 
 export interface ClientPolicy {
   production: boolean;
+  /**
+   * The operator registers this client for the Admin API (`clients add --admin`): it may list admin
+   * scopes. Never true for dynamic registration.
+   */
+  adminApi?: boolean;
   /** Client ids Tsunagi uses itself (the account page's client). */
   reservedClientIds: readonly string[];
 }
@@ -105,6 +150,10 @@ export function clientRuleViolations(metadata: Record<string, unknown>, policy: 
   if (typeof clientId === 'string' && policy.reservedClientIds.some((id) => id.toLowerCase() === clientId.toLowerCase())) {
     found.push({ rule: 'reserved-client-id', error: 'invalid_client_metadata', message: `client_id ${clientId} is reserved for Tsunagi's own account page` });
   }
+  if (metadata.upstream_policy !== undefined && !isUpstreamPolicy(metadata.upstream_policy)) {
+    found.push({ rule: 'upstream-policy', error: 'invalid_client_metadata', message: `upstream_policy must be one of ${UPSTREAM_POLICIES.join(', ')}` });
+  }
+  found.push(...adminScopeViolations(metadata, grantTypes, policy));
   for (const field of [...REDIRECT_URI_FIELDS, ...HTTPS_URI_FIELDS, ...OTHER_URI_FIELDS]) {
     const wild = stringsOf(metadata[field]).find((uri) => uri.includes('*'));
     if (wild !== undefined) {
@@ -137,6 +186,28 @@ export function clientRuleViolations(metadata: Record<string, unknown>, policy: 
     }
   }
   return found;
+}
+
+/**
+ * Admin scopes reach accounts of everyone: only a confidential client the operator registered for
+ * that, and one that acts as itself (client credentials only, never on a person's behalf).
+ */
+function adminScopeViolations(metadata: Record<string, unknown>, grantTypes: string[], policy: ClientPolicy): ClientRuleViolation[] {
+  const admin = adminScopesIn(metadata.scope);
+  if (admin.length === 0) return [];
+  if (!policy.adminApi) {
+    return [{
+      rule: 'admin-scope', error: 'invalid_client_metadata',
+      message: `scope ${admin.join(' ')} is only for Admin API clients the operator registers (clients add --admin read|write)`,
+    }];
+  }
+  if (grantTypes.length !== 1 || grantTypes[0] !== 'client_credentials' || metadata.token_endpoint_auth_method === 'none') {
+    return [{
+      rule: 'admin-scope', error: 'invalid_client_metadata',
+      message: 'an Admin API client uses client credentials only (grant_types ["client_credentials"], an authenticated client, no redirect_uris)',
+    }];
+  }
+  return [];
 }
 
 /** Refuses a registration that breaks a rule, with the first violation's error and every message. */

@@ -5,7 +5,9 @@ import type { AccountStore } from '../accounts/account-store.js';
 import type { Queryable } from '../db/database.js';
 import { isSealed } from '../db/master-key.js';
 import { notifyClientChanged } from './adapter/client-adapter.js';
-import { assertClientRules, clientRuleViolations, type ClientPolicy, type ClientRuleViolation } from './client-metadata.js';
+import {
+  ADMIN_READ_SCOPE, ADMIN_WRITE_SCOPE, assertClientRules, clientRuleViolations, type ClientPolicy, type ClientRuleViolation,
+} from './client-metadata.js';
 import { isHashedSecret, type ClientSecretVault } from './client-secrets.js';
 
 export type ClientMetadata = Record<string, unknown> & { client_id?: string; client_secret?: string };
@@ -21,6 +23,9 @@ export interface ClientLintFinding { clientId: string; clientName: string | unde
 
 /** A secret the operator chooses must be as hard to guess as a generated one (it is stored hashed). */
 const MIN_CHOSEN_SECRET_LENGTH = 32;
+
+/** `clients add --admin read|write`: an Admin API client, reading only or also changing accounts. */
+export type AdminAccess = 'read' | 'write';
 
 export interface ClientSummary { clientId: string; clientName: string | undefined; source: string; firstParty: boolean; createdAt: Date }
 
@@ -42,9 +47,16 @@ export class ClientStore {
    * Stores a new client; returns the full metadata, including the generated secret (shown once: the
    * table keeps it hashed, or sealed when oidc-provider needs it as a key).
    */
-  async add(input: ClientMetadata): Promise<ClientMetadata> {
+  async add(input: ClientMetadata, options: { admin?: AdminAccess } = {}): Promise<ClientMetadata> {
     const metadata: ClientMetadata = { ...input, client_id: input.client_id ?? newId() };
-    assertClientRules(metadata, this.policy);
+    if (options.admin) {
+      // An Admin API client acts as itself, with client credentials, and has exactly the admin scopes.
+      Object.assign(metadata, {
+        grant_types: input.grant_types ?? ['client_credentials'], response_types: input.response_types ?? [], redirect_uris: input.redirect_uris ?? [],
+        scope: options.admin === 'write' ? `${ADMIN_READ_SCOPE} ${ADMIN_WRITE_SCOPE}` : ADMIN_READ_SCOPE,
+      });
+    }
+    assertClientRules(metadata, { ...this.policy, adminApi: Boolean(options.admin) });
     if (this.needsSecret(metadata) && !metadata.client_secret) metadata.client_secret = newSecret();
     if (!this.needsSecret(metadata)) delete metadata.client_secret;
     const chosen = metadata.client_secret;
@@ -53,11 +65,14 @@ export class ClientStore {
     }
     await this.validate(metadata);
     const r = await this.pool.query(
-      `INSERT INTO clients (client_id, metadata, source) VALUES ($1, $2, 'cli') ON CONFLICT (client_id) DO NOTHING`,
-      [metadata.client_id, this.secrets.toStored(metadata)]);
+      `INSERT INTO clients (client_id, metadata, source) VALUES ($1, $2, $3) ON CONFLICT (client_id) DO NOTHING`,
+      [metadata.client_id, this.secrets.toStored(metadata), options.admin ? 'admin' : 'cli']);
     if (r.rowCount !== 1) throw new ClientAlreadyExists(metadata.client_id as string);
     await notifyClientChanged(this.pool, metadata.client_id as string);
-    await this.accounts.recordAuditEvent({ type: 'client_added', clientId: metadata.client_id as string, data: { client_name: metadata.client_name ?? null } });
+    await this.accounts.recordAuditEvent({
+      type: 'client_added', clientId: metadata.client_id as string,
+      data: { client_name: metadata.client_name ?? null, ...(options.admin ? { admin: options.admin } : {}) },
+    });
     return metadata;
   }
 
@@ -110,7 +125,7 @@ export class ClientStore {
     return rows
       .map((r) => ({
         clientId: r.client_id, clientName: r.metadata.client_name as string | undefined, source: r.source,
-        violations: clientRuleViolations({ ...r.metadata, client_id: r.client_id }, this.policy),
+        violations: clientRuleViolations({ ...r.metadata, client_id: r.client_id }, { ...this.policy, adminApi: r.source === 'admin' }),
       }))
       .filter((f) => f.violations.length > 0);
   }

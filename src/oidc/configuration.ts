@@ -5,7 +5,7 @@ import type { Config } from '../config.js';
 import { ACR_VALUES } from '../flows/login.js';
 import { isLocale, negotiateLocale } from '../i18n/index.js';
 import type { Views } from '../http/views.js';
-import { assertClientRules, EXTRA_CLIENT_METADATA, validateExtraClientMetadata, type ClientPolicy, type TsunagiClientMetadata } from './client-metadata.js';
+import { ADMIN_SCOPES, assertClientRules, EXTRA_CLIENT_METADATA, validateExtraClientMetadata, type ClientPolicy, type TsunagiClientMetadata } from './client-metadata.js';
 import type { Adapter } from './adapter/types.js';
 import { isHashedSecret, secretIsKeyMaterial } from './client-secrets.js';
 import type { LoadedKeys } from './keys.js';
@@ -37,7 +37,13 @@ export interface ProviderDeps {
 /** Client credentials only: pull the client's incremental export (LINE method 3, src/http/export-routes.ts). */
 export const EXPORT_SCOPE = 'tsunagi:export';
 
-export const SCOPES = ['openid', 'offline_access', 'email', 'phone', 'profile', EXPORT_SCOPE];
+/**
+ * What a client registered without a `scope` may ask for. The export and Admin API scopes are for
+ * clients registered with them only (their endpoints check the registration too).
+ */
+export const ORDINARY_SCOPES = ['openid', 'offline_access', 'email', 'phone', 'profile'];
+
+export const SCOPES = [...ORDINARY_SCOPES, EXPORT_SCOPE, ...ADMIN_SCOPES];
 
 export const CLAIMS = {
   // acr and amr are released in every ID token: relying parties need to know how the person signed in.
@@ -111,6 +117,9 @@ export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
       response_types: ['code'],
       id_token_signed_response_alg: 'RS256',
       token_endpoint_auth_method: 'client_secret_basic',
+      // oidc-provider lets a client without a registered `scope` ask for any scope: this default keeps
+      // the admin scopes for the clients the operator registered with them (clients add --admin).
+      scope: ORDINARY_SCOPES.join(' '),
     },
     enabledJWA: {
       idTokenSigningAlgValues: ['RS256', 'ES256', 'EdDSA'],

@@ -86,8 +86,10 @@ describe(`incremental export and link codes (${describeBackends()})`, () => {
     expect((await pull(undefined)).status).toBe(401);
     expect((await pull('not-a-token')).status).toBe(401);
     const plain = await addBackend();
-    // oidc-provider lets a client without `scope` metadata ask for any scope: Tsunagi's endpoint checks the registration.
-    const unregistered = await pull(await tokenFor(plain));
+    // A client registered without the scope cannot get a token with it (a client without `scope`
+    // metadata may ask only for the ordinary scopes), and the endpoint checks the registration too.
+    await expect(tokenFor(plain)).rejects.toThrow(/invalid_scope/);
+    const unregistered = await pull(await tokenFor(await addBackend('openid'), 'openid'));
     expect(unregistered.status).toBe(403);
     expect(JSON.parse(unregistered.text)).toMatchObject({ error: 'insufficient_scope' });
     const ok = await pull(await tokenFor(backend));
