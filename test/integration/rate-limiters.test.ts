@@ -83,7 +83,7 @@ describeWithRedis('RedisRateLimiter', () => {
     redis = await openRedis(REDIS_URL as string);
     limiter = new RedisRateLimiter(redis, `tsunagi:test-rl:${randomUUID()}:`);
   });
-  afterAll(async () => { await redis?.quit(); });
+  afterAll(async () => { await redis?.close(); });
 
   rateLimiterContract(() => limiter);
 
