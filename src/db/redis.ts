@@ -178,7 +178,7 @@ function withCommandDeadlines<T extends object>(target: T, ms: number): T {
 const UNAVAILABLE_REPLY = /^(READONLY|LOADING|MASTERDOWN|NOREPLICAS|CLUSTERDOWN|TRYAGAIN|MOVED|ASK)\b/;
 
 export function isRedisUnavailableReply(err: ErrorReply): boolean {
-  if (err instanceof MultiErrorReply) return [...err.errors()].some((e) => isRedisUnavailableReply(e));
+  if (err instanceof MultiErrorReply) return [...err.errors()].some((e) => e instanceof ErrorReply && isRedisUnavailableReply(e));
   return UNAVAILABLE_REPLY.test(err.message);
 }
 
