@@ -17,10 +17,12 @@ import { authorizationRequest, discover, signInWithEmail, startSpaFixture, type 
 // a restart. Redis holds only what may be lost, so sessions, grants and refresh tokens (Postgres)
 // all survive; a request caught in the failover gets 503 + Retry-After, never a 500 or a hang.
 const SETUP_MS = 180_000;
-const COMMAND_TIMEOUT_MS = 1000;
+// Long enough for a busy machine (the embedded database shares the event loop) never to miss it
+// outside a failover; a request caught in the failover waits that long, then gets 503.
+const COMMAND_TIMEOUT_MS = 3000;
 // A request makes a few Redis calls, each failing at its deadline at worst: far below this on any
 // machine, far above it for a request that waits on a failover with no end.
-const HANG_MS = 15_000;
+const HANG_MS = 20_000;
 
 interface Outcome { worker: string; status: number; retryAfter: string | null; error?: string; startedAt: number; ms: number }
 
@@ -34,12 +36,15 @@ describe(`Tsunagi on Redis Sentinel (${describeBackends().replace(' + redis', ''
     let db: Database;
     let redis: RedisConnection;
     const prefix = `tsunagi-sentinel-${randomUUID().slice(0, 8)}:`;
+    let opening: Promise<RedisConnection> | undefined;
     beforeAll(async () => {
+      opening = openRedis({ topology: 'sentinel', masterName: set.masterName, sentinels: set.sentinels.map((s) => ({ host: '127.0.0.1', port: s.port })), credentials: {}, sentinelCredentials: {} });
+      redis = await opening;
       db = await openTestDatabase();
-      redis = await openRedis({ topology: 'sentinel', masterName: set.masterName, sentinels: set.sentinels.map((s) => ({ host: '127.0.0.1', port: s.port })), credentials: {}, sentinelCredentials: {} });
-    });
+    }, SETUP_MS);
     afterAll(async () => {
-      await redis?.close();
+      // Also a client still connecting when the set-up gave up: left open it would retry for ever.
+      await (await opening?.catch(() => undefined))?.close();
       await db?.close();
     });
 
@@ -57,7 +62,7 @@ describe(`Tsunagi on Redis Sentinel (${describeBackends().replace(' + redis', ''
     let fixture: SpaFixture;
     beforeAll(async () => {
       fixture = await startSpaFixture('SPA on Redis Sentinel', {
-        ...set.env, REDIS_URL: '', REDIS_COMMAND_TIMEOUT_MS: String(COMMAND_TIMEOUT_MS), REDIS_CONNECT_TIMEOUT_MS: '1000',
+        ...set.env, REDIS_COMMAND_TIMEOUT_MS: String(COMMAND_TIMEOUT_MS), REDIS_CONNECT_TIMEOUT_MS: '2000',
       });
     }, SETUP_MS);
     afterAll(async () => { await fixture?.close(); });

@@ -139,9 +139,9 @@ export class RedisSentinelSet {
     readonly sentinels: RedisProcess[],
   ) {}
 
-  /** REDIS_SENTINELS / REDIS_SENTINEL_MASTER for Tsunagi. */
-  get env(): Record<string, string | undefined> {
-    return { REDIS_URL: undefined, REDIS_SENTINELS: this.sentinels.map((s) => s.address).join(','), REDIS_SENTINEL_MASTER: this.masterName };
+  /** REDIS_SENTINELS / REDIS_SENTINEL_MASTER for Tsunagi (and REDIS_URL blank: the shared Redis is not used). */
+  get env(): Record<string, string> {
+    return { REDIS_URL: '', REDIS_SENTINELS: this.sentinels.map((s) => s.address).join(','), REDIS_SENTINEL_MASTER: this.masterName };
   }
 
   static async start(): Promise<RedisSentinelSet> {
@@ -219,9 +219,9 @@ export class RedisSentinelSet {
 export class RedisClusterSet {
   private constructor(private readonly dir: string, readonly nodes: RedisProcess[]) {}
 
-  /** REDIS_CLUSTER_NODES for Tsunagi: one seed node; the client discovers the others. */
-  get env(): Record<string, string | undefined> {
-    return { REDIS_URL: undefined, REDIS_CLUSTER_NODES: this.nodes[0]?.address };
+  /** REDIS_CLUSTER_NODES for Tsunagi: one seed node, the client discovers the others (REDIS_URL blank). */
+  get env(): Record<string, string> {
+    return { REDIS_URL: '', REDIS_CLUSTER_NODES: this.nodes[0]?.address ?? '' };
   }
 
   static async start(): Promise<RedisClusterSet> {
