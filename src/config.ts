@@ -1,6 +1,7 @@
 import { createPrivateKey } from 'node:crypto';
 import net from 'node:net';
 import { DEVELOPMENT_MASTER_KEY, parseMasterKey } from './db/master-key.js';
+import type { RedisCredentials, RedisNodeAddress, RedisSettings } from './db/redis.js';
 
 // One typed Config from the environment, validated once. Every problem is reported, one line each,
 // so an operator fixes them in one go instead of one restart per mistake.
@@ -18,7 +19,8 @@ export interface Config {
   databaseUrl: string | undefined;
   dataDir: string;
   dbPoolMax: number;
-  redisUrl: string | undefined;
+  /** Redis (REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES); undefined means Postgres holds everything. */
+  redis: RedisSettings | undefined;
   /** Prepended to every Redis key, so deployments (or test servers) can share one Redis. */
   redisKeyPrefix: string;
   /** Secrets for signing cookies, newest first; undefined outside production means "generate and keep in the database". */
@@ -133,6 +135,57 @@ function outboundAllowList(raw: string | undefined, problems: string[]): Outboun
   return list;
 }
 
+// One of three topologies, never two: a node that found Redis two ways would write half its keys to each.
+function redisConfig(str: ReadVariable, problems: string[]): RedisSettings | undefined {
+  const url = str('REDIS_URL');
+  const sentinels = str('REDIS_SENTINELS');
+  const masterName = str('REDIS_SENTINEL_MASTER');
+  const clusterNodes = str('REDIS_CLUSTER_NODES');
+  const credentials: RedisCredentials = { ...optional('username', str('REDIS_USERNAME')), ...optional('password', str('REDIS_PASSWORD')) };
+  const sentinelCredentials: RedisCredentials = { ...optional('username', str('REDIS_SENTINEL_USERNAME')), ...optional('password', str('REDIS_SENTINEL_PASSWORD')) };
+  const chosen = [url && 'REDIS_URL', sentinels && 'REDIS_SENTINELS', clusterNodes && 'REDIS_CLUSTER_NODES'].filter(Boolean);
+  if (chosen.length > 1) {
+    problems.push(`set only one of REDIS_URL, REDIS_SENTINELS and REDIS_CLUSTER_NODES (got ${chosen.join(' and ')})`);
+    return undefined;
+  }
+  if (masterName !== undefined && sentinels === undefined) problems.push('REDIS_SENTINEL_MASTER needs REDIS_SENTINELS (the sentinels to ask for that primary)');
+  if (sentinels === undefined && Object.keys(sentinelCredentials).length > 0) problems.push('REDIS_SENTINEL_USERNAME and REDIS_SENTINEL_PASSWORD need REDIS_SENTINELS');
+  if (url !== undefined) {
+    if (!/^rediss?:\/\//.test(url)) problems.push('REDIS_URL must be a redis:// or rediss:// URL');
+    if (Object.keys(credentials).length > 0) problems.push('REDIS_USERNAME and REDIS_PASSWORD are for REDIS_SENTINELS and REDIS_CLUSTER_NODES: with REDIS_URL, put them in the URL (redis://user:password@host:port)');
+    return { topology: 'single', url };
+  }
+  if (sentinels !== undefined) {
+    if (masterName === undefined) problems.push('REDIS_SENTINELS needs REDIS_SENTINEL_MASTER (the name the sentinels monitor, as in `sentinel monitor <name> ...`)');
+    else if (!/^[A-Za-z0-9._-]{1,128}$/.test(masterName)) problems.push('REDIS_SENTINEL_MASTER may only contain letters, digits and . _ -');
+    return { topology: 'sentinel', sentinels: redisNodes('REDIS_SENTINELS', sentinels, 26379, problems), masterName: masterName ?? '', credentials, sentinelCredentials };
+  }
+  if (clusterNodes !== undefined) return { topology: 'cluster', nodes: redisNodes('REDIS_CLUSTER_NODES', clusterNodes, 6379, problems), credentials };
+  if (Object.keys(credentials).length > 0) problems.push('REDIS_USERNAME and REDIS_PASSWORD need REDIS_SENTINELS or REDIS_CLUSTER_NODES');
+  return undefined;
+}
+
+function optional<K extends string>(name: K, value: string | undefined): Partial<Record<K, string>> {
+  return value === undefined ? {} : { [name]: value } as Record<K, string>;
+}
+
+/** "host:port,host:port" (a port left out is the default one; an IPv6 address in brackets: [::1]:26379). */
+function redisNodes(name: string, raw: string, defaultPort: number, problems: string[]): RedisNodeAddress[] {
+  const nodes: RedisNodeAddress[] = [];
+  for (const entry of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+))(?::(\d{1,5}))?$/.exec(entry);
+    const host = m?.[1] ?? m?.[2];
+    const port = m?.[3] === undefined ? defaultPort : Number(m[3]);
+    if (!host || !Number.isInteger(port) || port < 1 || port > 65535 || (m?.[1] !== undefined && net.isIP(host) !== 6)) {
+      problems.push(`${name}: "${entry}" is not host:port`);
+      continue;
+    }
+    nodes.push({ host, port });
+  }
+  if (nodes.length === 0 && !problems.some((p) => p.startsWith(name))) problems.push(`${name} must list at least one host:port`);
+  return nodes;
+}
+
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
     super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
@@ -202,10 +255,7 @@ export function loadConfig(env: Env = process.env): Config {
     problems.push('DATABASE_URL must be a postgres:// or postgresql:// URL');
   }
 
-  const redisUrl = str('REDIS_URL');
-  if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) {
-    problems.push('REDIS_URL must be a redis:// or rediss:// URL');
-  }
+  const redis = redisConfig(str, problems);
   const redisKeyPrefix = str('REDIS_KEY_PREFIX') ?? 'tsunagi:';
   if (!/^[A-Za-z0-9:_.-]{1,64}$/.test(redisKeyPrefix)) problems.push('REDIS_KEY_PREFIX may only contain letters, digits and : _ . - (at most 64)');
 
@@ -271,7 +321,7 @@ export function loadConfig(env: Env = process.env): Config {
     databaseUrl,
     dataDir: str('DATA_DIR') ?? './.data',
     dbPoolMax: int('DB_POOL_MAX', 10, 1, 200),
-    redisUrl,
+    redis,
     redisKeyPrefix,
     cookieSecrets,
     masterKeys,

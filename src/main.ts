@@ -15,7 +15,7 @@ async function main(): Promise<void> {
   }
   const log = createLogger(config.logLevel);
   const running = await startServer(config, { log });
-  log.info({ issuer: config.issuer, url: running.url, database: running.services.db.embedded ? `embedded (${config.dataDir})` : 'postgres', redis: Boolean(config.redisUrl) },
+  log.info({ issuer: config.issuer, url: running.url, database: running.services.db.embedded ? `embedded (${config.dataDir})` : 'postgres', redis: config.redis?.topology ?? 'none' },
     `Tsunagi is listening on ${running.url} (issuer ${config.issuer})`);
   if (running.services.outbox) log.info(`development outbox: ${config.issuer}/dev/outbox`);
 

@@ -9,7 +9,7 @@ import { getOrCreateSecret } from './db/app-secrets.js';
 import { loadMasterKeyring, type MasterKeyring } from './db/master-key.js';
 import { openDatabase, type Database } from './db/database.js';
 import { migrate } from './db/migrate.js';
-import { openRedis, type RedisConnection } from './db/redis.js';
+import { checkRedis, openRedis, type RedisConnection } from './db/redis.js';
 import { withDeadline } from './db/dependency.js';
 import { DevOutbox, OutboxMailer, SmtpMailer, type Mailer } from './delivery/mailer.js';
 import { Metrics } from './http/metrics.js';
@@ -118,7 +118,10 @@ export async function createServices(config: Config, log: Logger, overrides: Ser
         `SELECT count(*) AS n FROM information_schema.tables WHERE table_name = 'schema_migrations'`);
       if (rows[0]?.n === '0') throw new Error('the database has no schema yet: run `npm run migrate` first');
     }
-    redis = config.redisUrl ? await openRedis(config.redisUrl, { commandTimeoutMs: config.timeouts.redisCommandMs, connectTimeoutMs: config.timeouts.redisConnectMs }) : undefined;
+    redis = config.redis ? await openRedis(
+      config.redis, { commandTimeoutMs: config.timeouts.redisCommandMs, connectTimeoutMs: config.timeouts.redisConnectMs },
+      (event) => log.info(event, 'redis topology changed'),
+    ) : undefined;
 
     const accounts = new AccountStore(db.pool);
     const otpChallenges = new OtpChallengeStore(db.pool);
@@ -201,7 +204,7 @@ export async function createServices(config: Config, log: Logger, overrides: Ser
     const r = redis;
     const readiness = new Readiness({
       database: () => db.pool.query('SELECT 1'),
-      ...(r ? { redis: () => r.ping() } : {}),
+      ...(r ? { redis: () => checkRedis(r) } : {}),
     });
     return {
       config, log, db, redis, accounts, otpChallenges, proofs, passkeyStore, passkeys, limiter, mailer, outbox, emailOtp, smsOtp, verifyEmail, verifyPhone, identities, upstreamCipher, upstream, keys, clients, keyring, host, views, metrics, readiness, ciba, cibaApprovals, exporter, exportStore, lifecycle,
@@ -211,13 +214,13 @@ export async function createServices(config: Config, log: Logger, overrides: Ser
         host.stop();
         await ciba.idle();
         if (mailer instanceof SmtpMailer) mailer.close();
-        // quit() needs a Redis that answers; otherwise stop at once (a process must be able to exit).
-        if (r) await withDeadline(r.quit(), config.timeouts.redisCommandMs, 'redis QUIT').catch(() => { r.destroy(); });
+        // close() waits for the replies still due; from a Redis that does not answer, stop at once (a process must be able to exit).
+        if (r) await withDeadline(r.close(), config.timeouts.redisCommandMs, 'redis close').catch(async () => { await r.destroy(); });
         await db.close();
       },
     };
   } catch (err) {
-    if (redis) await redis.quit().catch(() => undefined);
+    if (redis) await redis.close().catch(() => undefined);
     await db.close().catch(() => undefined);
     throw err;
   }

@@ -139,7 +139,7 @@ export async function run(argv: string[], config: Config): Promise<void> {
   }
   if (group === 'sessions') {
     if (command !== 'import-from-redis') throw new UsageError(`unknown sessions command ${command ?? ''}`);
-    if (!config.redisUrl) throw new UsageError('sessions import-from-redis needs REDIS_URL (the Redis the older version used)');
+    if (config.redis?.topology !== 'single') throw new UsageError('sessions import-from-redis needs REDIS_URL (the Redis the older version used)');
     await withServices(config, async ({ db, redis }) => {
       if (!redis) throw new UsageError('sessions import-from-redis needs REDIS_URL');
       out(await importSessionsFromRedis(db.pool, redis, `${config.redisKeyPrefix}oidc:`));

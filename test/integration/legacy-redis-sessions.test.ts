@@ -20,7 +20,7 @@ describeWithRedis('sessions import-from-redis (upgrading from a version that kep
     redis = await openRedis(REDIS_URL as string);
   });
   afterAll(async () => {
-    await redis?.quit();
+    await redis?.close();
     await db?.close();
   });
 

@@ -38,7 +38,7 @@ describeWithRedis('RedisAdapter (short-lived models, with Redis configured)', ()
     adapterFor = createAdapterFactory(db.pool, redis);
   });
   afterAll(async () => {
-    await redis?.quit();
+    await redis?.close();
     await db?.close();
   });
 

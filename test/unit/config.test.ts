@@ -118,7 +118,7 @@ describe('loadConfig defaults', () => {
       databaseUrl: undefined,
       dataDir: './.data',
       dbPoolMax: 10,
-      redisUrl: undefined,
+      redis: undefined,
       cookieSecrets: undefined,
       smtpUrl: undefined,
       trustProxy: 0,
@@ -171,6 +171,48 @@ describe('loadConfig defaults', () => {
 
   it('refuses an ISSUER with a query or fragment', () => {
     expect(problemsOf({ ISSUER: 'https://id.example.test/?tenant=a' })).toEqual(['ISSUER must not have a query or fragment']);
+  });
+});
+
+describe('loadConfig Redis topologies', () => {
+  it('reads one server from REDIS_URL', () => {
+    expect(loadConfig({ REDIS_URL: 'redis://127.0.0.1:6380' }).redis).toEqual({ topology: 'single', url: 'redis://127.0.0.1:6380' });
+  });
+
+  it('reads Sentinel: the sentinels (default port 26379, IPv6 in brackets), the primary name and both sets of credentials', () => {
+    const config = loadConfig({
+      REDIS_SENTINELS: 'sentinel-a:26380, 10.0.0.2 ,[::1]:26381', REDIS_SENTINEL_MASTER: 'tsunagi-primary',
+      REDIS_USERNAME: 'app', REDIS_PASSWORD: 'data-secret', REDIS_SENTINEL_PASSWORD: 'sentinel-secret',
+    });
+    expect(config.redis).toEqual({
+      topology: 'sentinel', masterName: 'tsunagi-primary',
+      sentinels: [{ host: 'sentinel-a', port: 26380 }, { host: '10.0.0.2', port: 26379 }, { host: '::1', port: 26381 }],
+      credentials: { username: 'app', password: 'data-secret' }, sentinelCredentials: { password: 'sentinel-secret' },
+    });
+  });
+
+  it('reads a Cluster from its seed nodes (default port 6379)', () => {
+    expect(loadConfig({ REDIS_CLUSTER_NODES: 'redis-0:7000,redis-1', REDIS_PASSWORD: 'p' }).redis).toEqual({
+      topology: 'cluster', nodes: [{ host: 'redis-0', port: 7000 }, { host: 'redis-1', port: 6379 }], credentials: { password: 'p' },
+    });
+  });
+
+  it('refuses two topologies at once, a Sentinel without its primary name, and malformed node lists', () => {
+    expect(problemsOf({ REDIS_URL: 'redis://a', REDIS_CLUSTER_NODES: 'b:7000' })).toEqual([
+      'set only one of REDIS_URL, REDIS_SENTINELS and REDIS_CLUSTER_NODES (got REDIS_URL and REDIS_CLUSTER_NODES)',
+    ]);
+    expect(problemsOf({ REDIS_SENTINELS: 'a:26379' }).join('\n')).toMatch(/REDIS_SENTINELS needs REDIS_SENTINEL_MASTER/);
+    expect(problemsOf({ REDIS_SENTINEL_MASTER: 'm' }).join('\n')).toMatch(/REDIS_SENTINEL_MASTER needs REDIS_SENTINELS/);
+    expect(problemsOf({ REDIS_CLUSTER_NODES: 'a:7000,b:99999,c:x' })).toEqual([
+      'REDIS_CLUSTER_NODES: "b:99999" is not host:port', 'REDIS_CLUSTER_NODES: "c:x" is not host:port',
+    ]);
+    expect(problemsOf({ REDIS_CLUSTER_NODES: ' , ' }).join('\n')).toMatch(/REDIS_CLUSTER_NODES must list at least one host:port/);
+  });
+
+  it('sends credentials for REDIS_URL to the URL itself, and refuses them without a topology that uses them', () => {
+    expect(problemsOf({ REDIS_URL: 'redis://a', REDIS_PASSWORD: 'p' }).join('\n')).toMatch(/put them in the URL/);
+    expect(problemsOf({ REDIS_PASSWORD: 'p' }).join('\n')).toMatch(/need REDIS_SENTINELS or REDIS_CLUSTER_NODES/);
+    expect(problemsOf({ REDIS_CLUSTER_NODES: 'a:7000', REDIS_SENTINEL_PASSWORD: 'p' }).join('\n')).toMatch(/REDIS_SENTINEL_PASSWORD need REDIS_SENTINELS/);
   });
 });
 

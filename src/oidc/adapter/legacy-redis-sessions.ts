@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { RedisConnection } from '../../db/redis.js';
+import { asSingleServer, type RedisConnection } from '../../db/redis.js';
 import { PostgresAdapter } from './postgres-adapter.js';
 import type { AdapterPayload } from './types.js';
 
@@ -14,7 +14,10 @@ export interface SessionImport { imported: number; skipped: number }
  * before the new ones serve: a cookie whose session is not found yet is replaced by a fresh session.
  * Without it, everyone signed in before the upgrade signs in once more. Running it again finds nothing.
  */
-export async function importSessionsFromRedis(pool: pg.Pool, redis: RedisConnection, redisPrefix: string): Promise<SessionImport> {
+export async function importSessionsFromRedis(pool: pg.Pool, connection: RedisConnection, redisPrefix: string): Promise<SessionImport> {
+  // The versions that kept sessions in Redis knew only REDIS_URL: one server, which SCAN covers whole.
+  const redis = asSingleServer(connection);
+  if (!redis) throw new Error('the sessions of an older version are in the one Redis its REDIS_URL named: run this with that REDIS_URL');
   const sessions = new PostgresAdapter('Session', pool, async () => { throw new Error('sessions are not consumed'); });
   const keyPrefix = `${redisPrefix}Session:`;
   const result: SessionImport = { imported: 0, skipped: 0 };

@@ -1,21 +1,17 @@
 import type { RedisConnection } from '../../db/redis.js';
 import { refuseUnstorable, type Adapter, type AdapterPayload, type ConsumeConflictHandler } from './types.js';
 
-const CONSUME_SCRIPT = `if redis.call('exists', KEYS[1]) == 0 then return 0 end
-return redis.call('hsetnx', KEYS[1], 'consumed', ARGV[1])`;
-
-// A lookup key (uid, user code) and the artifact it names, read in one round trip (the device
-// page finds a device code by its user code; sessions, found by uid, are in Postgres now, see
-// LOSABLE_MODELS). The artifact's key is built
-// inside the script from ARGV[1] (the model's key prefix), which a single Redis server allows (a
-// Redis Cluster would not; Tsunagi's MULTIs across a grant's keys do not support Cluster either).
-const FIND_BY_LOOKUP_SCRIPT = `local id = redis.call('get', KEYS[1])
-if not id then return false end
-return redis.call('hgetall', ARGV[1] .. id)`;
-
 // Each artifact is a hash { payload, consumed? } with the artifact's TTL (plus the grace of a model
 // kept past expiry, types.ts). A grant keeps a list of the keys issued under it so revokeByGrantId
-// can find them; uid and user code are lookup keys.
+// can find them; uid and user code are lookup keys naming the artifact's id.
+//
+// Every command and every MULTI touches one key, so the same code serves one Redis, a Sentinel
+// primary and a Redis Cluster (where keys in different hash slots cannot share a MULTI or a script,
+// and these keys cannot share a slot: an artifact is found by its id alone, not by its grant). What a
+// MULTI across keys used to make atomic is made safe by order instead: the grant's list and the
+// lookup keys are written before the artifact, so a write cut short leaves at most a name that points
+// at nothing (harmless: a lookup finds nothing, a revocation deletes nothing), never an artifact its
+// grant's revocation would miss. Key names are the same as before Cluster support.
 export class RedisAdapter implements Adapter {
   constructor(
     private readonly model: string,
@@ -34,17 +30,21 @@ export class RedisAdapter implements Adapter {
     const expiresIn = lifetime ? lifetime + this.graceSeconds : 0;
     refuseUnstorable(id, payload);
     const key = this.key(id);
-    const multi = this.redis.multi().del(key).hSet(key, { payload: JSON.stringify(payload) });
-    if (expiresIn) multi.expire(key, expiresIn);
+    const pointers: Array<Promise<unknown>> = [];
     if (payload.grantId) {
       const gk = this.grantKey(payload.grantId);
-      multi.rPush(gk, key);
+      const list = this.redis.multi().rPush(gk, key);
       // The list lives as long as its longest member (GT keeps the longer TTL; NX sets the first one).
-      if (expiresIn) { multi.expire(gk, expiresIn, 'NX'); multi.expire(gk, expiresIn, 'GT'); }
+      if (expiresIn) list.expire(gk, expiresIn, 'NX').expire(gk, expiresIn, 'GT');
+      pointers.push(list.exec());
     }
-    if (payload.userCode) multi.set(this.userCodeKey(payload.userCode), id, expiresIn ? { EX: expiresIn } : {});
-    if (payload.uid) multi.set(this.uidKey(payload.uid), id, expiresIn ? { EX: expiresIn } : {});
-    await multi.exec();
+    const lookup = expiresIn ? { EX: expiresIn } : {};
+    if (payload.userCode) pointers.push(this.redis.set(this.userCodeKey(payload.userCode), id, lookup));
+    if (payload.uid) pointers.push(this.redis.set(this.uidKey(payload.uid), id, lookup));
+    await Promise.all(pointers);
+    const artifact = this.redis.multi().del(key).hSet(key, { payload: JSON.stringify(payload) });
+    if (expiresIn) artifact.expire(key, expiresIn);
+    await artifact.exec();
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
@@ -59,19 +59,18 @@ export class RedisAdapter implements Adapter {
     return this.findByLookup(this.userCodeKey(userCode));
   }
 
+  // Two round trips: the artifact's key is another slot's in a Cluster. An artifact gone in between
+  // is simply not found, as if the lookup had come a moment later.
   private async findByLookup(lookupKey: string): Promise<AdapterPayload | undefined> {
-    const reply = await this.redis.eval(FIND_BY_LOOKUP_SCRIPT, { keys: [lookupKey], arguments: [this.key('')] });
-    if (!Array.isArray(reply)) return undefined; // no lookup key (Lua false -> nil reply)
-    const h: Record<string, string> = {};
-    for (let i = 0; i + 1 < reply.length; i += 2) h[String(reply[i])] = String(reply[i + 1]);
-    return fromHash(h);
+    const id = await this.redis.get(lookupKey);
+    return id === null ? undefined : this.find(id);
   }
 
   // HSETNX is atomic: of two requests consuming the same code, exactly one sets the field.
   async consume(id: string): Promise<void> {
     const key = this.key(id);
     // Only an existing artifact can be consumed (HSETNX alone would create a key without a TTL).
-    const won = await this.redis.eval(CONSUME_SCRIPT, { keys: [key], arguments: [String(Math.floor(Date.now() / 1000))] });
+    const won = await this.redis.consumeArtifact(key, Math.floor(Date.now() / 1000));
     if (won === 1) return;
     const payload = await this.redis.hGet(key, 'payload');
     const grantId = payload ? (JSON.parse(payload) as AdapterPayload).grantId : undefined;
@@ -85,8 +84,9 @@ export class RedisAdapter implements Adapter {
   async revokeByGrantId(grantId: string): Promise<void> {
     // The grant's list holds every model's keys; each model deletes its own, the list expires with them.
     const keys = await this.redis.lRange(this.grantKey(grantId), 0, -1);
-    const mine = keys.filter((k) => k.startsWith(`${this.prefix}${this.model}:`));
-    if (mine.length) await this.redis.del(mine);
+    const mine = [...new Set(keys.filter((k) => k.startsWith(`${this.prefix}${this.model}:`)))];
+    // One DEL per key: in a Cluster they are in different slots (node-redis pipelines them anyway).
+    await Promise.all(mine.map((k) => this.redis.del(k)));
   }
 }
 
