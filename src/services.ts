@@ -37,6 +37,7 @@ import { sealSecretsAtRest } from './oidc/secrets-at-rest.js';
 import { SigningKeyStore } from './oidc/keys.js';
 import { ProviderHost } from './oidc/provider-host.js';
 import { UpstreamProviders } from './upstream/index.js';
+import { CodeStep } from './flows/code-step.js';
 
 /** Everything the HTTP layer and the CLI need, built once from a Config. */
 export interface Services {
@@ -58,6 +59,8 @@ export interface Services {
   /** Codes sent from the account page to addresses and numbers being added (bound to the account session). */
   verifyEmail: EmailOtpMethod;
   verifyPhone: SmsOtpMethod | undefined;
+  /** The code step of every flow (src/flows/code-step.ts): sign-in, link and require-email codes, and the account page's. */
+  codes: CodeSteps;
   /** Google and Apple identities linked to accounts. */
   identities: UpstreamIdentityStore;
   /** Seals upstream refresh tokens (at rest, and while a link or signup decision waits). */
@@ -82,6 +85,13 @@ export interface Services {
   cookieKeys: string[];
   secureCookies: boolean;
   close(): Promise<void>;
+}
+
+export interface CodeSteps {
+  email: CodeStep;
+  sms: CodeStep | undefined;
+  addEmail: CodeStep;
+  addPhone: CodeStep | undefined;
 }
 
 export interface ServiceOverrides {
@@ -131,6 +141,11 @@ export async function createServices(config: Config, log: Logger, overrides: Ser
     const smsOtp = smsSender ? new SmsOtpMethod({ challenges: otpChallenges, limiter, pepper, sender: smsSender }) : undefined;
     const verifyPhone = smsSender ? new SmsOtpMethod({ challenges: otpChallenges, limiter, pepper, sender: smsSender }, 'add-phone') : undefined;
 
+    const codes: CodeSteps = {
+      email: new CodeStep('email', emailOtp), sms: smsOtp && new CodeStep('sms', smsOtp),
+      addEmail: new CodeStep('email', verifyEmail), addPhone: verifyPhone && new CodeStep('sms', verifyPhone),
+    };
+
     const upstreamCipher = await UpstreamTokenCipher.fromDatabase(db.pool, keyring);
     const identities = new UpstreamIdentityStore(db.pool, upstreamCipher);
     const upstream = overrides.upstream ?? new UpstreamProviders({ config: config.upstream, logins: new UpstreamLoginStore(db.pool) });
@@ -178,7 +193,7 @@ export async function createServices(config: Config, log: Logger, overrides: Ser
       ...(r ? { redis: () => r.ping() } : {}),
     });
     return {
-      config, log, db, redis, accounts, otpChallenges, proofs, passkeyStore, passkeys, limiter, mailer, outbox, emailOtp, smsOtp, verifyEmail, verifyPhone, identities, upstreamCipher, upstream, keys, clients, keyring, host, views, metrics, readiness, ciba, cibaApprovals, exporter, exportStore,
+      config, log, db, redis, accounts, otpChallenges, proofs, passkeyStore, passkeys, limiter, mailer, outbox, emailOtp, smsOtp, verifyEmail, verifyPhone, codes, identities, upstreamCipher, upstream, keys, clients, keyring, host, views, metrics, readiness, ciba, cibaApprovals, exporter, exportStore,
       cookieKeys,
       secureCookies: new URL(config.issuer).protocol === 'https:',
       async close() {

@@ -4,7 +4,7 @@ import type { Context } from 'koa';
 import type { Account } from '../accounts/account-store.js';
 import { checkEmailAddress, emailProblemMessage } from '../accounts/email-address.js';
 import { PasskeyStore } from '../accounts/passkey-store.js';
-import { formatPhoneNumber, maskedPhone, maskPhone, parsePhoneNumber } from '../accounts/phone-number.js';
+import { formatPhoneNumber, parsePhoneNumber } from '../accounts/phone-number.js';
 import { describeGrantedScopes, formatDate, formatDateTime } from '../i18n/format.js';
 import { isAuditEventType, isUuid } from '../accounts/account-store.js';
 import { AccountSettings, type SettingsChange } from '../flows/account-settings.js';
@@ -12,8 +12,7 @@ import { linkFromAccountPage, pausedSignIn, type UpstreamDeps } from '../flows/u
 import { isUpstreamProviderName, UpstreamError } from '../upstream/index.js';
 import { PROVIDER_NAMES, upstreamRedirectUri } from './upstream-routes.js';
 import type { RequestFacts } from '../flows/login.js';
-import { parseCode } from '../methods/one-time-code.js';
-import type { CodeStart } from '../methods/one-time-code-method.js';
+import { bindingKey, type CodeBinding } from '../flows/code-step.js';
 import { listGrantsOfAccount } from '../oidc/adapter/grant-lookup.js';
 import type { Services } from '../services.js';
 import {
@@ -21,7 +20,7 @@ import {
   type AccountSession,
 } from './account-session.js';
 import { requireCsrf } from './csrf.js';
-import { codeError } from './interaction-routes.js';
+import { codePage, countSend, refuseCode, refuseSend } from './code-step.js';
 import { formBody, page, type PageState } from './page.js';
 import { upstreamBrowserCookies } from './upstream-browser-cookies.js';
 
@@ -52,7 +51,7 @@ export function eventLabelKey(type: string, log: Pick<Services['log'], 'warn'>):
  * within the last 10 minutes (otherwise the person signs in again first).
  */
 export function accountRoutes(services: Services): Router {
-  const { host, accounts, config, verifyEmail, verifyPhone, db, log, mailer, identities, upstream, proofs, upstreamCipher } = services;
+  const { host, accounts, config, codes, db, log, mailer, identities, upstream, proofs, upstreamCipher } = services;
   const passkeys = new PasskeyStore(db.pool);
   const settings = new AccountSettings({
     pool: db.pool, accounts, mailer, log,
@@ -154,7 +153,7 @@ export function accountRoutes(services: Services): Router {
       events: events.map((e) => ({ labelKey: eventLabelKey(e.type, services.log), at: formatDateTime(e.createdAt, locale), ip: e.ip ?? '' })),
       onlyOneMethod: methodCount <= 1,
       recent: signedInRecently(session),
-      smsAvailable: Boolean(verifyPhone),
+      smsAvailable: Boolean(codes.addPhone),
       notice,
       noticeIsError: notice ? ['last_method', 'not_found', 'already_registered', 'wrong_proof', 'already_linked', 'provider_already_linked'].includes(notice) : false,
     });
@@ -206,14 +205,12 @@ export function accountRoutes(services: Services): Router {
   });
 
   // Adding an email: a code to the new address, bound to this account-page session.
-  const emailCodePage = (target: string, state: PageState = {}) => ({
-    target, action: '/account/emails/verify', resendAction: '/account/emails', resendField: 'email', resendValue: target,
-    backHref: '/account', backKey: 'account.back', titleKey: 'code.title', ...state,
-  });
-  const startFailure = (started: Exclude<CodeStart, { ok: true }>, prefix: string): PageState => ({
-    error: started.reason === 'rate_limited' ? `${prefix}.error.rate_limited` : (prefix === 'login' ? 'login.error.delivery_failed' : `phone.error.${started.problem}`),
-    retryAfterMinutes: started.reason === 'rate_limited' ? Math.ceil(started.retryAfterSeconds / 60) : undefined,
-  });
+  const emailCodePage = (target: string, state: PageState = {}) => codePage({
+    channel: 'email', target, action: '/account/emails/verify', resend: { action: '/account/emails', field: 'email', value: target },
+    back: { href: '/account', key: 'account.back' }, titleKey: 'code.title',
+  }, state);
+  const binding = (me: Signed): CodeBinding => ({ kind: 'account', sessionUid: me.session.sessionUid });
+  const request = (ctx: Context) => ({ ip: ctx.ip, locale: ctx.state.locale });
 
   router.post('/emails', async (ctx) => {
     const me = await signedIn(ctx, { recent: true });
@@ -221,11 +218,9 @@ export function accountRoutes(services: Services): Router {
     const typed = checkEmailAddress(body(ctx).email);
     if (!typed.ok) return badRequest(ctx, 'account-add', { kind: 'email', error: emailProblemMessage(typed.problem), value: String(body(ctx).email ?? ''), languageReturnTo: '/account/emails/new' });
     const { email } = typed;
-    const started = await verifyEmail.start({ interactionUid: accountBinding(me.session), email, ip: ctx.ip, locale: ctx.state.locale, accountId: me.account.id });
-    if (!started.ok) {
-      ctx.status = started.reason === 'rate_limited' ? 429 : 503;
-      return page(ctx, services, 'account-add', { kind: 'email', value: email.address, languageReturnTo: '/account/emails/new', ...startFailure(started, 'login') });
-    }
+    const started = await codes.addEmail.send(binding(me), email.address, request(ctx), me.account.id);
+    countSend(services.metrics, codes.addEmail, started);
+    if (!started.ok) return page(ctx, services, 'account-add', { kind: 'email', value: email.address, languageReturnTo: '/account/emails/new', ...refuseSend(ctx, started, 'login') });
     seeOther(ctx, '/account/emails/verify');
   });
 
@@ -236,7 +231,7 @@ export function accountRoutes(services: Services): Router {
   router.get('/emails/verify', async (ctx) => {
     const me = await signedIn(ctx);
     if (!me) return;
-    const target = await verifyEmail.pendingTarget(accountBinding(me.session));
+    const target = await codes.addEmail.pendingTarget(binding(me));
     if (!target) return seeOther(ctx, '/account');
     page(ctx, services, 'code', emailCodePage(target));
   });
@@ -244,17 +239,12 @@ export function accountRoutes(services: Services): Router {
   router.post('/emails/verify', async (ctx) => {
     const me = await signedIn(ctx, { recent: true });
     if (!me) return;
-    const binding = accountBinding(me.session);
-    const target = await verifyEmail.pendingTarget(binding);
+    const target = await codes.addEmail.pendingTarget(binding(me));
     if (!target) return seeOther(ctx, '/account');
-    const code = parseCode(body(ctx).code);
-    if (!code) return badRequest(ctx, 'code', emailCodePage(target, { error: 'code.error.format' }));
-    const verified = await verifyEmail.verify({ interactionUid: binding, code });
-    if (!verified.ok) {
-      ctx.status = 400;
-      return page(ctx, services, 'code', emailCodePage(target, codeError(verified)));
-    }
-    after(ctx, await settings.addEmail(me.account, binding, verified.proof, facts(ctx), ctx.state.locale), 'email_added');
+    const added = await codes.addEmail.verifyThen(binding(me), body(ctx).code,
+      (proof) => settings.addEmail(me.account, bindingKey(binding(me)), proof, facts(ctx), ctx.state.locale));
+    if (!added.ok) return page(ctx, services, 'code', emailCodePage(target, refuseCode(ctx, added)));
+    after(ctx, added.value, 'email_added');
   });
 
   router.post('/emails/primary', async (ctx) => {
@@ -270,57 +260,51 @@ export function accountRoutes(services: Services): Router {
   });
 
   // Adding a phone: an SMS code to the new number, bound to this account-page session.
-  const smsCodePage = (target: string, state: PageState = {}) => ({
-    target: maskPhone(target), maskedTarget: maskedPhone(target), titleKey: 'code.sms.title', leadKey: 'code.sms.lead', action: '/account/phones/verify',
-    resendAction: '/account/phones', resendField: 'phone', resendValue: target, backHref: '/account', backKey: 'account.back', ...state,
-  });
+  const smsCodePage = (target: string, state: PageState = {}) => codePage({
+    channel: 'sms', target, action: '/account/phones/verify', resend: { action: '/account/phones', field: 'phone', value: target },
+    back: { href: '/account', key: 'account.back' },
+  }, state);
 
   router.get('/phones/new', async (ctx) => {
-    if (!verifyPhone) return seeOther(ctx, '/account');
+    if (!codes.addPhone) return seeOther(ctx, '/account');
     if (await signedIn(ctx, { recent: true, returnTo: '/account/phones/new' })) {
       page(ctx, services, 'phone', { action: '/account/phones', backHref: '/account', backKey: 'account.back', titleKey: 'account.phone.title', leadKey: 'account.phone.lead' });
     }
   });
 
   router.post('/phones', async (ctx) => {
-    if (!verifyPhone) return seeOther(ctx, '/account');
+    const addPhone = codes.addPhone;
+    if (!addPhone) return seeOther(ctx, '/account');
     const me = await signedIn(ctx, { recent: true });
     if (!me) return;
     const raw = body(ctx).phone;
     const phone = parsePhoneNumber(raw, config.defaultPhoneRegion);
     const phonePage = (state: PageState) => ({ languageReturnTo: '/account/phones/new', action: '/account/phones', backHref: '/account', backKey: 'account.back', titleKey: 'account.phone.title', leadKey: 'account.phone.lead', phone: typeof raw === 'string' ? raw : '', ...state });
     if (!phone) return badRequest(ctx, 'phone', phonePage({ error: 'phone.error.invalid' }));
-    const started = await verifyPhone.start({ binding: accountBinding(me.session), phone, ip: ctx.ip, locale: ctx.state.locale, accountId: me.account.id });
-    services.metrics.otpSends.inc({ channel: 'sms', result: started.ok ? 'sent' : started.reason });
-    if (!started.ok) {
-      ctx.status = started.reason === 'rate_limited' ? 429 : 503;
-      return page(ctx, services, 'phone', phonePage(startFailure(started, 'phone')));
-    }
+    const started = await addPhone.send(binding(me), phone, request(ctx), me.account.id);
+    countSend(services.metrics, addPhone, started);
+    if (!started.ok) return page(ctx, services, 'phone', phonePage(refuseSend(ctx, started, 'phone')));
     seeOther(ctx, '/account/phones/verify');
   });
 
   router.get('/phones/verify', async (ctx) => {
     const me = await signedIn(ctx);
-    if (!me || !verifyPhone) return;
-    const target = await verifyPhone.pendingTarget(accountBinding(me.session));
+    if (!me || !codes.addPhone) return;
+    const target = await codes.addPhone.pendingTarget(binding(me));
     if (!target) return seeOther(ctx, '/account');
     page(ctx, services, 'code', smsCodePage(target));
   });
 
   router.post('/phones/verify', async (ctx) => {
+    const addPhone = codes.addPhone;
     const me = await signedIn(ctx, { recent: true });
-    if (!me || !verifyPhone) return;
-    const binding = accountBinding(me.session);
-    const target = await verifyPhone.pendingTarget(binding);
+    if (!me || !addPhone) return;
+    const target = await addPhone.pendingTarget(binding(me));
     if (!target) return seeOther(ctx, '/account');
-    const code = parseCode(body(ctx).code);
-    if (!code) return badRequest(ctx, 'code', smsCodePage(target, { error: 'code.error.format' }));
-    const verified = await verifyPhone.verify({ interactionUid: binding, code });
-    if (!verified.ok) {
-      ctx.status = 400;
-      return page(ctx, services, 'code', smsCodePage(target, codeError(verified)));
-    }
-    after(ctx, await settings.addPhone(me.account, binding, verified.proof, facts(ctx), ctx.state.locale), 'phone_added');
+    const added = await addPhone.verifyThen(binding(me), body(ctx).code,
+      (proof) => settings.addPhone(me.account, bindingKey(binding(me)), proof, facts(ctx), ctx.state.locale));
+    if (!added.ok) return page(ctx, services, 'code', smsCodePage(target, refuseCode(ctx, added)));
+    after(ctx, added.value, 'phone_added');
   });
 
   router.post('/phones/remove', async (ctx) => {

@@ -12,13 +12,13 @@ import {
   completeLink, confirmUpstreamSignup, decideAfterUpstreamLogin, linkOptionsFor, parkUpstreamReturn, pausedSignIn, pendingUpstream, vouchedEmail,
   type UpstreamDeps,
 } from '../flows/upstream.js';
-import type { CodeStart, CodeVerification } from '../methods/one-time-code-method.js';
-import { parseCode } from '../methods/one-time-code.js';
+import type { CodeBinding, CodeSendRefusal, CodeVerifyRefusal } from '../flows/code-step.js';
 import type { Proof } from '../methods/proof.js';
 import type { Services } from '../services.js';
 import { isUpstreamProviderName, UpstreamError } from '../upstream/index.js';
 import { requireCsrf } from './csrf.js';
-import { codeError, passkeyOfferMarker } from './interaction-routes.js';
+import { codePage, countSend, refuseCode, refuseSend } from './code-step.js';
+import { passkeyOfferMarker } from './interaction-routes.js';
 import { interactionSession, type Interaction } from './interaction-session.js';
 import { formBody, page, type PageState } from './page.js';
 import { authorizationUrlOf, refuseUpstreamInAppBrowser } from './in-app-browser-guidance.js';
@@ -42,7 +42,7 @@ export function upstreamRedirectUri(issuer: string, provider: UpstreamProviderNa
  * interaction, which only the browser holding the interaction's cookie can open.
  */
 export function upstreamRoutes(services: Services): Router {
-  const { upstream, identities, accounts, proofs, emailOtp, smsOtp, passkeyStore, db, metrics, config, upstreamCipher, host } = services;
+  const { upstream, identities, accounts, proofs, codes, passkeyStore, db, metrics, config, upstreamCipher, host } = services;
   const { load, finish, seeOther, clientName, facts, holdForRequiredEmail } = interactionSession(services);
   const deps: UpstreamDeps = { pool: db.pool, accounts, identities, proofs, cipher: upstreamCipher };
   const settings = new AccountSettings({ pool: db.pool, accounts, mailer: services.mailer, log: services.log });
@@ -53,6 +53,7 @@ export function upstreamRoutes(services: Services): Router {
     return isUpstreamProviderName(p) && upstream.isEnabled(p) ? p : undefined;
   };
   const body = (ctx: Context) => (ctx.request.body ?? {}) as Record<string, unknown>;
+  const request = (ctx: Context) => ({ ip: ctx.ip, locale: ctx.state.locale });
   const browserOf = (ctx: Context) => upstreamBrowserCookies(ctx, { issuer: config.issuer, secureCookies: services.secureCookies });
 
   /** A readable page for anything that went wrong upstream; nothing was linked or created. */
@@ -231,7 +232,7 @@ export function upstreamRoutes(services: Services): Router {
     const account = waiting?.linkToAccountId ? await accounts.findAccountById(waiting.linkToAccountId) : undefined;
     return waiting && account ? { identity: waiting.identity, account } : undefined;
   };
-  const linkBinding = (uid: string) => `link:${uid}`;
+  const linkBinding = (details: Interaction): CodeBinding => ({ kind: 'link', interactionUid: details.uid });
   /** A code or passkey proved `accountId`: link when it is the account the link offer is for. */
   const proveAndLink = async (ctx: Context, details: Interaction, accountId: string | undefined, verified: Proof) => {
     const target = await linkTarget(details);
@@ -250,7 +251,7 @@ export function upstreamRoutes(services: Services): Router {
     if (!target) return seeOther(ctx, '');
     const options = await linkOptionsFor(
       { accounts, identities, passkeyCount: async (id) => (await passkeyStore.listForAccount(id)).length },
-      target.account, { sms: Boolean(smsOtp), providers: upstream.enabledProviders() }, target.identity.provider,
+      target.account, { sms: Boolean(codes.sms), providers: upstream.enabledProviders() }, target.identity.provider,
     );
     page(ctx, services, 'link', {
       uid: details.uid, clientName: await clientName(details), providerName: PROVIDER_NAMES[target.identity.provider],
@@ -265,9 +266,12 @@ export function upstreamRoutes(services: Services): Router {
     seeOther(ctx, '');
   });
 
-  const startFailed = (ctx: Context, started: Exclude<CodeStart, { ok: true }>) => {
-    if (started.reason === 'rate_limited') ctx.set('Retry-After', String(started.retryAfterSeconds));
-    return failure(ctx, undefined, started.reason === 'rate_limited' ? 'code_rate_limited' : 'code_not_sent', ctx.params.uid);
+  /** A refused send on the link offer: the error page, with the one status and Retry-After of every code step. */
+  const linkSendRefused = (ctx: Context, details: Interaction, started: CodeSendRefusal) => {
+    const { error } = refuseSend(ctx, started, 'link');
+    page(ctx, services, 'upstream-error', {
+      providerName: '', messageKey: error, retryHref: `/interaction/${encodeURIComponent(details.uid)}?choose=1`,
+    });
   };
 
   router.post('/interaction/:uid/link/email', ...inInteraction, async (ctx) => {
@@ -275,11 +279,9 @@ export function upstreamRoutes(services: Services): Router {
     const target = await linkTarget(details);
     const email = target?.account.emails.find((e) => e.verifiedAt && e.key === body(ctx).key);
     if (!target || !email) return seeOther(ctx, '/link');
-    const started = await emailOtp.start({
-      interactionUid: linkBinding(details.uid), email: { address: email.address, key: email.key }, ip: ctx.ip, locale: ctx.state.locale, accountId: target.account.id,
-    });
-    metrics.otpSends.inc({ channel: 'email', result: started.ok ? 'sent' : started.reason });
-    if (!started.ok) return startFailed(ctx, started);
+    const started = await codes.email.send(linkBinding(details), email.address, request(ctx), target.account.id);
+    countSend(metrics, codes.email, started);
+    if (!started.ok) return linkSendRefused(ctx, details, started);
     seeOther(ctx, '/link/code');
   });
 
@@ -288,25 +290,20 @@ export function upstreamRoutes(services: Services): Router {
     const target = await linkTarget(details);
     return target ? { titleKey: 'link.code_title', titleParams: { provider: PROVIDER_NAMES[target.identity.provider] } } : {};
   };
-  const linkCodePage = (uid: string, masked: string, key: string, state: PageState = {}) => ({
-    uid, target: masked, action: `/interaction/${uid}/link/code`, resendAction: `/interaction/${uid}/link/email`, resendField: 'key', resendValue: key,
-    backHref: `/interaction/${uid}/link`, backKey: 'link.other_way', ...state,
-  });
   const renderLinkCode = async (ctx: Context, details: Interaction, state: PageState = {}) => {
-    const address = await emailOtp.pendingTarget(linkBinding(details.uid));
+    const address = await codes.email.pendingTarget(linkBinding(details));
     if (!address) return seeOther(ctx, '/link');
-    const key = parseEmailAddress(address)?.key ?? '';
-    page(ctx, services, 'code', { ...linkCodePage(details.uid, maskEmail(address), key, state), maskedTarget: maskedEmail(address), ...await linkCodeTitle(details) });
+    const uid = details.uid;
+    page(ctx, services, 'code', codePage({
+      channel: 'email', uid, target: address, maskAddress: true, action: `/interaction/${uid}/link/code`,
+      resend: { action: `/interaction/${uid}/link/email`, field: 'key', value: parseEmailAddress(address)?.key ?? '' },
+      back: { href: `/interaction/${uid}/link`, key: 'link.other_way' }, ...await linkCodeTitle(details),
+    }, state));
   };
   router.get('/interaction/:uid/link/code', ...inInteraction, async (ctx) => renderLinkCode(ctx, await load(ctx)));
   router.post('/interaction/:uid/link/code', ...inInteraction, async (ctx) => {
     const details = await load(ctx);
-    const code = parseCode(body(ctx).code);
-    if (!code) {
-      ctx.status = 400;
-      return renderLinkCode(ctx, details, { error: 'code.error.format' });
-    }
-    const verified = await emailOtp.verify({ interactionUid: linkBinding(details.uid), code });
+    const verified = await codes.email.verify(linkBinding(details), body(ctx).code);
     if (!verified.ok) return codeFailed(ctx, details, verified, renderLinkCode);
     if (verified.proof.subject.kind !== 'email') return seeOther(ctx, '/link');
     const owner = await accounts.findAccountByVerifiedEmail({ address: verified.proof.subject.address, key: verified.proof.subject.key });
@@ -314,43 +311,42 @@ export function upstreamRoutes(services: Services): Router {
   });
 
   const codeFailed = async (
-    ctx: Context, details: Interaction, verified: Exclude<CodeVerification, { ok: true }>,
+    ctx: Context, details: Interaction, verified: CodeVerifyRefusal,
     render: (ctx: Context, details: Interaction, state: PageState) => Promise<void>,
   ) => {
     if (verified.reason === 'no_code') return seeOther(ctx, '/link');
-    ctx.status = 400;
-    return render(ctx, details, codeError(verified));
+    return render(ctx, details, refuseCode(ctx, verified));
   };
 
   router.post('/interaction/:uid/link/sms', ...inInteraction, async (ctx) => {
     const details = await load(ctx);
     const target = await linkTarget(details);
     const phone = target?.account.phones.find((p) => p.verifiedAt && p.phone === body(ctx).phone);
-    if (!target || !phone || !smsOtp) return seeOther(ctx, '/link');
-    const started = await smsOtp.start({ binding: linkBinding(details.uid), phone: phone.phone, ip: ctx.ip, locale: ctx.state.locale, accountId: target.account.id });
-    metrics.otpSends.inc({ channel: 'sms', result: started.ok ? 'sent' : started.reason });
-    if (!started.ok) return startFailed(ctx, started);
+    if (!target || !phone || !codes.sms) return seeOther(ctx, '/link');
+    const started = await codes.sms.send(linkBinding(details), phone.phone, request(ctx), target.account.id);
+    countSend(metrics, codes.sms, started);
+    if (!started.ok) return linkSendRefused(ctx, details, started);
     seeOther(ctx, '/link/sms-code');
   });
 
   const renderLinkSmsCode = async (ctx: Context, details: Interaction, state: PageState = {}) => {
-    const phone = smsOtp ? await smsOtp.pendingTarget(linkBinding(details.uid)) : undefined;
+    const phone = codes.sms ? await codes.sms.pendingTarget(linkBinding(details)) : undefined;
     if (!phone) return seeOther(ctx, '/link');
-    page(ctx, services, 'code', {
-      uid: details.uid, target: maskPhone(phone), maskedTarget: maskedPhone(phone), titleKey: 'code.sms.title', leadKey: 'link.sms_lead', ...await linkCodeTitle(details),
-      action: `/interaction/${details.uid}/link/sms-code`, resendAction: `/interaction/${details.uid}/link/sms`, resendField: 'phone', resendValue: phone,
-      backHref: `/interaction/${details.uid}/link`, backKey: 'link.other_way', ...state,
-    });
+    const uid = details.uid;
+    page(ctx, services, 'code', codePage({
+      channel: 'sms', uid, target: phone, leadKey: 'link.sms_lead', ...await linkCodeTitle(details),
+      action: `/interaction/${uid}/link/sms-code`, resend: { action: `/interaction/${uid}/link/sms`, field: 'phone', value: phone },
+      back: { href: `/interaction/${uid}/link`, key: 'link.other_way' },
+    }, state));
   };
   router.get('/interaction/:uid/link/sms-code', ...inInteraction, async (ctx) => renderLinkSmsCode(ctx, await load(ctx)));
   router.post('/interaction/:uid/link/sms-code', ...inInteraction, async (ctx) => {
     const details = await load(ctx);
-    const code = parseCode(body(ctx).code);
-    if (!code || !smsOtp) {
+    if (!codes.sms) {
       ctx.status = 400;
       return renderLinkSmsCode(ctx, details, { error: 'code.error.format' });
     }
-    const verified = await smsOtp.verify({ interactionUid: linkBinding(details.uid), code });
+    const verified = await codes.sms.verify(linkBinding(details), body(ctx).code);
     if (!verified.ok) return codeFailed(ctx, details, verified, renderLinkSmsCode);
     if (verified.proof.subject.kind !== 'phone') return seeOther(ctx, '/link');
     const owner = await accounts.findAccountByVerifiedPhone(verified.proof.subject.phone);
@@ -415,7 +411,7 @@ export function upstreamRoutes(services: Services): Router {
   });
 
   // ---- 6. The client requires an email and the account has none: ask for one, verify it by code ----
-  const requireEmailBinding = (uid: string) => `require-email:${uid}`;
+  const requireEmailBinding = (details: Interaction): CodeBinding => ({ kind: 'require_email', interactionUid: details.uid });
   const heldSignIn = async (details: Interaction) => proofs.peek(details.uid, 'require_email', new Date());
 
   /**
@@ -456,41 +452,31 @@ export function upstreamRoutes(services: Services): Router {
     // An address someone else verified is refused here, before any code: it never moves between accounts.
     const owner = await accounts.findAccountByVerifiedEmail(email);
     if (owner && owner.id !== held.proof.subject.accountId) return renderAddressTaken(ctx, details, email.address);
-    const started = await emailOtp.start({
-      interactionUid: requireEmailBinding(details.uid), email, ip: ctx.ip, locale: ctx.state.locale, accountId: held.proof.subject.accountId,
-    });
-    metrics.otpSends.inc({ channel: 'email', result: started.ok ? 'sent' : started.reason });
+    const started = await codes.email.send(requireEmailBinding(details), email.address, request(ctx), held.proof.subject.accountId);
+    countSend(metrics, codes.email, started);
     if (!started.ok) {
-      if (started.reason === 'rate_limited') ctx.set('Retry-After', String(started.retryAfterSeconds));
-      return again(started.reason === 'rate_limited' ? 429 : 503, started.reason === 'rate_limited' ? 'login.error.rate_limited' : 'login.error.delivery_failed', {
-        retryAfterMinutes: started.reason === 'rate_limited' ? Math.ceil(started.retryAfterSeconds / 60) : undefined,
-      });
+      const refused = refuseSend(ctx, started, 'login');
+      return again(ctx.status, refused.error, refused);
     }
     seeOther(ctx, '/require-email/code');
   });
 
   const renderRequireEmailCode = async (ctx: Context, details: Interaction, state: PageState = {}) => {
-    const address = await emailOtp.pendingTarget(requireEmailBinding(details.uid));
+    const address = await codes.email.pendingTarget(requireEmailBinding(details));
     if (!address) return seeOther(ctx, '/require-email');
-    page(ctx, services, 'code', {
-      uid: details.uid, target: address, action: `/interaction/${details.uid}/require-email/code`,
-      resendAction: `/interaction/${details.uid}/require-email`, resendField: 'email', resendValue: address,
-      backHref: `/interaction/${details.uid}/require-email`, ...state,
-    });
+    const uid = details.uid;
+    page(ctx, services, 'code', codePage({
+      channel: 'email', uid, target: address, action: `/interaction/${uid}/require-email/code`,
+      resend: { action: `/interaction/${uid}/require-email`, field: 'email', value: address }, back: { href: `/interaction/${uid}/require-email` },
+    }, state));
   };
   router.get('/interaction/:uid/require-email/code', ...inInteraction, async (ctx) => renderRequireEmailCode(ctx, await load(ctx)));
   router.post('/interaction/:uid/require-email/code', ...inInteraction, async (ctx) => {
     const details = await load(ctx);
-    const code = parseCode(body(ctx).code);
-    if (!code) {
-      ctx.status = 400;
-      return renderRequireEmailCode(ctx, details, { error: 'code.error.format' });
-    }
-    const verified = await emailOtp.verify({ interactionUid: requireEmailBinding(details.uid), code });
+    const verified = await codes.email.verify(requireEmailBinding(details), body(ctx).code);
     if (!verified.ok) {
       if (verified.reason === 'no_code') return seeOther(ctx, '/require-email');
-      ctx.status = 400;
-      return renderRequireEmailCode(ctx, details, codeError(verified));
+      return renderRequireEmailCode(ctx, details, refuseCode(ctx, verified));
     }
     const proven = verified.proof.subject;
     if (proven.kind !== 'email') return seeOther(ctx, '/require-email');
