@@ -38,6 +38,12 @@ import { SigningKeyStore } from './oidc/keys.js';
 import { ProviderHost } from './oidc/provider-host.js';
 import { UpstreamProviders } from './upstream/index.js';
 import { CodeStep } from './flows/code-step.js';
+import { AccountSettings } from './flows/account-settings.js';
+import type { GrantDeps } from './flows/grants.js';
+import type { LinkDeps } from './flows/link.js';
+import type { RequireEmailDeps } from './flows/require-email.js';
+import { isUuid } from './accounts/account-store.js';
+import { endSessionsOfAccount, revokeGrant } from './oidc/session-ending.js';
 
 /** Everything the HTTP layer and the CLI need, built once from a Config. */
 export interface Services {
@@ -61,6 +67,8 @@ export interface Services {
   verifyPhone: SmsOtpMethod | undefined;
   /** The code step of every flow (src/flows/code-step.ts): sign-in, link and require-email codes, and the account page's. */
   codes: CodeSteps;
+  /** The journey's flows, each built once here (src/flows/). */
+  flows: Flows;
   /** Google and Apple identities linked to accounts. */
   identities: UpstreamIdentityStore;
   /** Seals upstream refresh tokens (at rest, and while a link or signup decision waits). */
@@ -92,6 +100,18 @@ export interface CodeSteps {
   sms: CodeStep | undefined;
   addEmail: CodeStep;
   addPhone: CodeStep | undefined;
+}
+
+/** Each flow's dependencies, built once (routes receive these, not the stores they are made of). */
+export interface Flows {
+  /** Account-page changes, audited and announced; the one instance (it can unlink and remove passkeys). */
+  settings: AccountSettings;
+  /** Upstream login, link, upstream signup (src/flows/upstream.ts, link.ts, upstream-signup.ts). */
+  upstream: LinkDeps;
+  /** Require-email and the end of every sign-in (src/flows/require-email.ts, sign-in.ts). */
+  signIn: RequireEmailDeps;
+  /** Revoking grants (src/flows/grants.ts). */
+  grants: GrantDeps;
 }
 
 export interface ServiceOverrides {
@@ -187,13 +207,41 @@ export async function createServices(config: Config, log: Logger, overrides: Ser
       },
     });
 
+    const settings = new AccountSettings({
+      pool: db.pool, accounts, mailer, log,
+      passkeys: { remove: (tx, accountId, id) => passkeyStore.delete(accountId, id, tx) },
+      upstream: {
+        unlink: async (tx, accountId, id) => {
+          const removed = isUuid(id) ? await identities.unlink(accountId, id, tx) : undefined;
+          return removed && { provider: removed.identity.provider, refreshToken: removed.refreshToken };
+        },
+        resumeAfterHijacking: async (tx, accountId, id) => isUuid(id) && identities.resumeSignIn(accountId, id, 'hijacking', tx),
+      },
+    });
+    const flows: Flows = {
+      settings,
+      upstream: { pool: db.pool, accounts, identities, proofs, cipher: upstreamCipher, settings },
+      signIn: { pool: db.pool, accounts, proofs },
+      grants: {
+        settings,
+        async grantOwner(grantId) {
+          const grant = await host.current.Grant.find(grantId);
+          return grant?.accountId && grant.clientId ? { accountId: grant.accountId, clientId: grant.clientId } : undefined;
+        },
+        revokeGrant: (grantId) => revokeGrant(host.current, grantId),
+        async endSessionsAndGrants(accountId) {
+          await endSessionsOfAccount({ pool: db.pool, provider: () => host.current }, accountId, { grants: 'all' });
+        },
+      },
+    };
+
     const r = redis;
     const readiness = new Readiness({
       database: () => db.pool.query('SELECT 1'),
       ...(r ? { redis: () => r.ping() } : {}),
     });
     return {
-      config, log, db, redis, accounts, otpChallenges, proofs, passkeyStore, passkeys, limiter, mailer, outbox, emailOtp, smsOtp, verifyEmail, verifyPhone, codes, identities, upstreamCipher, upstream, keys, clients, keyring, host, views, metrics, readiness, ciba, cibaApprovals, exporter, exportStore,
+      config, log, db, redis, accounts, otpChallenges, proofs, passkeyStore, passkeys, limiter, mailer, outbox, emailOtp, smsOtp, verifyEmail, verifyPhone, codes, flows, identities, upstreamCipher, upstream, keys, clients, keyring, host, views, metrics, readiness, ciba, cibaApprovals, exporter, exportStore,
       cookieKeys,
       secureCookies: new URL(config.issuer).protocol === 'https:',
       async close() {

@@ -3,12 +3,13 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import type { Account } from '../accounts/account-store.js';
 import { checkEmailAddress, emailProblemMessage } from '../accounts/email-address.js';
-import { PasskeyStore } from '../accounts/passkey-store.js';
 import { formatPhoneNumber, parsePhoneNumber } from '../accounts/phone-number.js';
 import { describeGrantedScopes, formatDate, formatDateTime } from '../i18n/format.js';
-import { isAuditEventType, isUuid } from '../accounts/account-store.js';
-import { AccountSettings, type SettingsChange } from '../flows/account-settings.js';
-import { linkFromAccountPage, pausedSignIn, type UpstreamDeps } from '../flows/upstream.js';
+import { isAuditEventType } from '../accounts/account-store.js';
+import type { SettingsChange } from '../flows/account-settings.js';
+import { revokeGrantOfAccount } from '../flows/grants.js';
+import { completeAccountPageLink } from '../flows/link.js';
+import { pausedSignIn } from '../flows/upstream.js';
 import { isUpstreamProviderName, UpstreamError } from '../upstream/index.js';
 import { PROVIDER_NAMES, upstreamRedirectUri } from './upstream-routes.js';
 import type { RequestFacts } from '../flows/login.js';
@@ -51,20 +52,9 @@ export function eventLabelKey(type: string, log: Pick<Services['log'], 'warn'>):
  * within the last 10 minutes (otherwise the person signs in again first).
  */
 export function accountRoutes(services: Services): Router {
-  const { host, accounts, config, codes, db, log, mailer, identities, upstream, proofs, upstreamCipher } = services;
-  const passkeys = new PasskeyStore(db.pool);
-  const settings = new AccountSettings({
-    pool: db.pool, accounts, mailer, log,
-    passkeys: { remove: (tx, accountId, id) => passkeys.delete(accountId, id, tx) },
-    upstream: {
-      unlink: async (tx, accountId, id) => {
-        const removed = isUuid(id) ? await identities.unlink(accountId, id, tx) : undefined;
-        return removed && { provider: removed.identity.provider, refreshToken: removed.refreshToken };
-      },
-      resumeAfterHijacking: async (tx, accountId, id) => isUuid(id) && identities.resumeSignIn(accountId, id, 'hijacking', tx),
-    },
-  });
-  const upstreamDeps: UpstreamDeps = { pool: db.pool, accounts, identities, proofs, cipher: upstreamCipher };
+  const { host, accounts, config, codes, db, identities, upstream, flows } = services;
+  const { settings } = flows;
+  const passkeys = services.passkeyStore;
   const router = new Router({ prefix: '/account' });
   router.use(formBody(), requireCsrf());
 
@@ -182,10 +172,8 @@ export function accountRoutes(services: Services): Router {
   router.get('/providers/continue', async (ctx) => {
     const me = await signedIn(ctx);
     if (!me) return;
-    const outcome = await linkFromAccountPage(upstreamDeps, accountBinding(me.session), me.account.id);
-    if (!outcome.ok) return seeOther(ctx, `/account?notice=${outcome.reason}`);
-    await settings.announce(me.account, 'upstream_linked', { provider: outcome.identity.provider }, facts(ctx), ctx.state.locale);
-    seeOther(ctx, '/account?notice=upstream_linked');
+    const outcome = await completeAccountPageLink(flows.upstream, accountBinding(me.session), me.account, facts(ctx), ctx.state.locale);
+    seeOther(ctx, `/account?notice=${outcome.ok ? 'upstream_linked' : outcome.reason}`);
   });
 
   // Google reported the account hijacked and the person got it back: turn Google sign-in on again.
@@ -331,18 +319,8 @@ export function accountRoutes(services: Services): Router {
   router.post('/grants/:id/revoke', async (ctx) => {
     const me = await signedIn(ctx);
     if (!me) return;
-    const provider = host.current;
-    const grant = await provider.Grant.find(ctx.params.id as string);
-    if (!grant || grant.accountId !== me.account.id) return seeOther(ctx, '/account?notice=not_found');
-    const grantId = ctx.params.id as string;
-    await Promise.all([
-      provider.AccessToken.adapter.revokeByGrantId(grantId),
-      provider.RefreshToken.adapter.revokeByGrantId(grantId),
-      provider.AuthorizationCode.adapter.revokeByGrantId(grantId),
-    ]);
-    await grant.destroy();
-    await settings.announce(me.account, 'grant_revoked', { client_id: grant.clientId }, facts(ctx), ctx.state.locale);
-    seeOther(ctx, '/account?notice=grant_revoked');
+    const revoked = await revokeGrantOfAccount(flows.grants, me.account, ctx.params.id as string, facts(ctx), ctx.state.locale);
+    seeOther(ctx, `/account?notice=${revoked === 'revoked' ? 'grant_revoked' : 'not_found'}`);
   });
 
   return router;

@@ -3,7 +3,8 @@ import type { Context } from 'koa';
 import { errors } from 'oidc-provider';
 import { checkEmailAddress, emailProblemMessage, parseEmailAddress } from '../accounts/email-address.js';
 import { parsePhoneNumber } from '../accounts/phone-number.js';
-import { completeSignIn, decideAfterEmailProof, decideAfterPhoneProof, emailCodeRecipient, type RequestFacts } from '../flows/login.js';
+import { finishSignIn } from '../flows/sign-in.js';
+import { decideAfterEmailProof, decideAfterPhoneProof, emailCodeRecipient } from '../flows/login.js';
 import { cancelSignup, confirmSignup } from '../flows/signup.js';
 import { grantConsent, describeConsent, signedInAs } from '../flows/consent.js';
 import type { CodeBinding, CodeStep } from '../flows/code-step.js';
@@ -11,7 +12,7 @@ import { codeError, codePage, countSend, refuseCode, refuseSend } from './code-s
 import type { Services } from '../services.js';
 import { isUpstreamProviderName } from '../upstream/index.js';
 import { requireCsrf } from './csrf.js';
-import { interactionSession, StaleInteraction, type Interaction } from './interaction-session.js';
+import { interactionSession, passkeyOfferAccountId, StaleInteraction, type Interaction } from './interaction-session.js';
 import { formBody, page, type PageState } from './page.js';
 import { authorizationUrlOf, inAppBrowserGuidance } from './in-app-browser-guidance.js';
 
@@ -20,13 +21,13 @@ import { authorizationUrlOf, inAppBrowserGuidance } from './in-app-browser-guida
  * consent. Routes stay thin: parse the form, call a method or flow, render or finish the interaction.
  */
 export function interactionRoutes(services: Services): Router {
-  const { host, codes, accounts, proofs, metrics, db } = services;
+  const { host, codes, accounts, proofs, metrics, db, flows } = services;
   const login = (details: Interaction): CodeBinding => ({ kind: 'login', interactionUid: details.uid });
   const request = (ctx: Context) => ({ ip: ctx.ip, locale: ctx.state.locale });
   const router = new Router({ prefix: '/interaction/:uid' });
   router.use(formBody(), requireCsrf());
 
-  const { load, finish, seeOther, clientName, facts, holdForRequiredEmail } = interactionSession(services);
+  const { load, finish, seeOther, clientName, facts, signInRequest, signedIn } = interactionSession(services);
   const renderLogin = async (ctx: Context, details: Interaction, state: PageState = {}) => {
     page(ctx, services, 'login', {
       uid: details.uid,
@@ -104,8 +105,7 @@ export function interactionRoutes(services: Services): Router {
     }
     const decision = await decideAfterEmailProof({ accounts, proofs }, verified.proof);
     if (decision.next === 'confirm_signup') return seeOther(ctx, '/signup');
-    metrics.signIns.inc({ method: 'email_otp' });
-    await finish(ctx, await completeSignIn({ accounts }, decision.account, decision.proof, facts(ctx, details)));
+    return signedIn(ctx, details, await finishSignIn(flows.signIn, signInRequest(ctx, details), decision.account, decision.proof));
   });
 
   // A new code goes to the address of this interaction's last code (server-side state), so an
@@ -182,9 +182,7 @@ export function interactionRoutes(services: Services): Router {
       ctx.status = 400;
       return renderSmsCode(ctx, details, { error: 'code.error.wrong_code', attemptsLeft: 0 });
     }
-    if (await holdForRequiredEmail(details, account, verified.proof)) return seeOther(ctx, '/require-email');
-    metrics.signIns.inc({ method: 'sms_otp' });
-    await finish(ctx, await completeSignIn({ accounts }, account, verified.proof, facts(ctx, details)));
+    return signedIn(ctx, details, await finishSignIn(flows.signIn, signInRequest(ctx, details), account, verified.proof));
   });
 
   // As for email: the number comes from this interaction's last SMS challenge, never from the form.
@@ -212,13 +210,7 @@ export function interactionRoutes(services: Services): Router {
       return renderLogin(ctx, details, { error: 'signup.error.expired' });
     }
     if (outcome.created) metrics.signups.inc();
-    metrics.signIns.inc({ method: outcome.proof.method });
-    const signedIn = await completeSignIn({ accounts }, outcome.account, outcome.proof, facts(ctx, details));
-    if (!outcome.created) return finish(ctx, signedIn);
-    // A new account: the sign-in is stored in the interaction now (so nothing is lost if the person
-    // walks away), and before going back to the application Tsunagi offers to add a passkey.
-    await host.current.interactionResult(ctx.req, ctx.res, { ...signedIn, ...passkeyOfferMarker }, { mergeWithLastSubmission: false });
-    seeOther(ctx, '/passkey-offer');
+    return signedIn(ctx, details, await finishSignIn(flows.signIn, signInRequest(ctx, details), outcome.account, outcome.proof, { newAccount: outcome.created }));
   });
 
   router.get('/passkey-offer', async (ctx) => {
@@ -253,15 +245,4 @@ export function interactionRoutes(services: Services): Router {
   return router;
 }
 
-/**
- * Marks an interaction result whose sign-in created the account just now: only then do the passkey
- * offer page and its registration ceremony (src/http/passkey-routes.ts) act for that account.
- */
-export const passkeyOfferMarker = { tsunagi: { passkeyOffer: true } } as const;
-
-/** The account a finished signup in this interaction may add a passkey to, if any. */
-export function passkeyOfferAccountId(details: { result?: unknown }): string | undefined {
-  const result = details.result as { login?: { accountId?: unknown }; tsunagi?: { passkeyOffer?: unknown } } | undefined;
-  if (result?.tsunagi?.passkeyOffer !== true || typeof result.login?.accountId !== 'string') return undefined;
-  return result.login.accountId;
-}
+export { passkeyOfferAccountId, passkeyOfferMarker } from './interaction-session.js';

@@ -2,9 +2,9 @@ import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import type { Context, Next } from 'koa';
 import { errors } from 'oidc-provider';
-import { AccountSettings } from '../flows/account-settings.js';
-import { completeSignIn, type RequestFacts } from '../flows/login.js';
-import { completeLink, pendingUpstream, type UpstreamDeps } from '../flows/upstream.js';
+import { linkOffer, proveAndLink } from '../flows/link.js';
+import type { RequestFacts } from '../flows/login.js';
+import { finishSignIn, type SignInFinish } from '../flows/sign-in.js';
 import { translator } from '../i18n/index.js';
 import type { RateLimitRule } from '../limits/rate-limiter.js';
 import { hitAll } from '../limits/rate-limiter.js';
@@ -13,8 +13,7 @@ import type { Services } from '../services.js';
 import { ACCOUNT_APP_CLIENT_ID, accountBinding, readAccountSession, signedInRecently } from './account-session.js';
 import { csrfHeaderMatches } from './csrf.js';
 import { refuseNulInBody } from './input-guard.js';
-import { passkeyOfferAccountId } from './interaction-routes.js';
-import { interactionSession } from './interaction-session.js';
+import { interactionSession, passkeyOfferAccountId } from './interaction-session.js';
 import { applyUiLocales } from './locale.js';
 
 type Interaction = Awaited<ReturnType<Services['host']['current']['interactionDetails']>>;
@@ -33,10 +32,9 @@ export const PASSKEY_OPTIONS_LIMIT: RateLimitRule = { name: 'passkey-options:ip'
  * `x-csrf-token`; every refusal is `{ error, message }` with a message the page can show as is.
  */
 export function passkeyRoutes(services: Services): Router {
-  const { host, accounts, passkeys, metrics, limiter, db, mailer, log } = services;
-  const settings = new AccountSettings({ pool: db.pool, accounts, mailer, log });
+  const { host, accounts, passkeys, metrics, limiter, flows } = services;
+  const { settings } = flows;
   const interactions = interactionSession(services);
-  const upstreamDeps: UpstreamDeps = { pool: db.pool, accounts, identities: services.identities, proofs: services.proofs, cipher: services.upstreamCipher };
   const router = new Router();
 
   const refuse = (ctx: Context, status: number, reason: PasskeyRefusal, extra: Record<string, unknown> = {}) => {
@@ -91,15 +89,7 @@ export function passkeyRoutes(services: Services): Router {
     const { proof } = verified;
     const account = proof.subject.kind === 'account' ? await accounts.findAccountById(proof.subject.accountId) : undefined;
     if (!account) return refuse(ctx, 400, 'unknown_account');
-    if (await interactions.holdForRequiredEmail(details, account, proof)) {
-      ctx.body = { redirectTo: `/interaction/${encodeURIComponent(details.uid)}/require-email` };
-      return;
-    }
-    const facts: RequestFacts = { ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined, clientId: details.params.client_id as string | undefined };
-    const result = await completeSignIn({ accounts }, account, proof, facts);
-    metrics.signIns.inc({ method: 'passkey' });
-    // The browser navigates there itself: a fetch cannot follow a redirect into the relying party.
-    ctx.body = { redirectTo: await host.current.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false }) };
+    await signedIn(ctx, details, await finishSignIn(flows.signIn, interactions.signInRequest(ctx, details), account, proof));
   });
 
   // Right after signup (views/passkey-offer.eta): the account the interaction just created, and only
@@ -138,22 +128,29 @@ export function passkeyRoutes(services: Services): Router {
   router.post('/interaction/:uid/link/passkey/verify', guard, json, async (ctx) => {
     const details = await interaction(ctx);
     if (!details) return;
-    const waiting = await pendingUpstream(upstreamDeps, details.uid, 'upstream_link');
-    if (!waiting?.linkToAccountId) return refuse(ctx, 400, 'stale_interaction');
+    if (!(await linkOffer(flows.upstream, details.uid))) return refuse(ctx, 400, 'stale_interaction');
     const response = parseAuthenticationResponse(body(ctx).response);
     if (!response) return refuse(ctx, 400, 'invalid_response');
     const verified = await passkeys.verifyAuthentication(details.uid, response);
     if (!verified.ok) return refuse(ctx, failureStatus(verified.reason), verified.reason);
-    const { proof } = verified;
-    if (proof.subject.kind !== 'account' || proof.subject.accountId !== waiting.linkToAccountId) return refuse(ctx, 400, 'wrong_account');
-    const facts: RequestFacts = { ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined, clientId: details.params.client_id as string | undefined };
-    const linked = await completeLink(upstreamDeps, details.uid, proof, facts);
-    if (!linked.ok) return refuse(ctx, 400, 'stale_interaction');
-    await settings.notify(linked.account, 'upstream_linked', ctx.state.locale);
-    const result = await completeSignIn({ accounts }, linked.account, linked.proof, facts);
-    metrics.signIns.inc({ method: 'upstream' });
-    ctx.body = { redirectTo: await host.current.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false }) };
+    const request = interactions.signInRequest(ctx, details);
+    const linked = await proveAndLink(flows.upstream, details.uid, verified.proof, request.facts, ctx.state.locale);
+    if (!linked.ok) return refuse(ctx, 400, linked.reason === 'wrong_account' ? 'wrong_account' : 'stale_interaction');
+    await signedIn(ctx, details, await finishSignIn(flows.signIn, request, linked.account, linked.proof));
   });
+
+  /**
+   * The end of a passkey sign-in, as JSON: the browser navigates itself (a fetch cannot follow a
+   * redirect into the relying party).
+   */
+  const signedIn = async (ctx: Context, details: Interaction, finished: SignInFinish) => {
+    if (finished.next === 'require_email') {
+      ctx.body = { redirectTo: `/interaction/${encodeURIComponent(details.uid)}/require-email` };
+      return;
+    }
+    metrics.signIns.inc({ method: finished.method });
+    ctx.body = { redirectTo: await host.current.interactionResult(ctx.req, ctx.res, finished.result, { mergeWithLastSubmission: false }) };
+  };
 
   /** The account-page session allowed to add a passkey now, or a refusal telling the page where to sign in. */
   const recentlySignedIn = async (ctx: Context) => {
