@@ -22,6 +22,7 @@ import {
 } from './account-session.js';
 import { requireCsrf } from './csrf.js';
 import { codePage, countSend, refuseCode, refuseSend } from './code-step.js';
+import { FORMS, parseForm } from './forms.js';
 import { formBody, page, type PageState } from './page.js';
 import { upstreamBrowserCookies } from './upstream-browser-cookies.js';
 
@@ -77,7 +78,6 @@ export function accountRoutes(services: Services): Router {
     }
     return { session, account };
   };
-  const body = (ctx: Context) => ctx.request.body as Record<string, unknown>;
   const badRequest = (ctx: Context, view: string, data: Record<string, unknown>) => {
     ctx.status = 400;
     page(ctx, services, view, data);
@@ -203,8 +203,9 @@ export function accountRoutes(services: Services): Router {
   router.post('/emails', async (ctx) => {
     const me = await signedIn(ctx, { recent: true });
     if (!me) return;
-    const typed = checkEmailAddress(body(ctx).email);
-    if (!typed.ok) return badRequest(ctx, 'account-add', { kind: 'email', error: emailProblemMessage(typed.problem), value: String(body(ctx).email ?? ''), languageReturnTo: '/account/emails/new' });
+    const typedEmail = parseForm(ctx, FORMS.email).email;
+    const typed = checkEmailAddress(typedEmail);
+    if (!typed.ok) return badRequest(ctx, 'account-add', { kind: 'email', error: emailProblemMessage(typed.problem), value: typedEmail ?? '', languageReturnTo: '/account/emails/new' });
     const { email } = typed;
     const started = await codes.addEmail.send(binding(me), email.address, request(ctx), me.account.id);
     countSend(services.metrics, codes.addEmail, started);
@@ -229,7 +230,7 @@ export function accountRoutes(services: Services): Router {
     if (!me) return;
     const target = await codes.addEmail.pendingTarget(binding(me));
     if (!target) return seeOther(ctx, '/account');
-    const added = await codes.addEmail.verifyThen(binding(me), body(ctx).code,
+    const added = await codes.addEmail.verifyThen(binding(me), parseForm(ctx, FORMS.code).code,
       (proof) => settings.addEmail(me.account, bindingKey(binding(me)), proof, facts(ctx), ctx.state.locale));
     if (!added.ok) return page(ctx, services, 'code', emailCodePage(target, refuseCode(ctx, added)));
     after(ctx, added.value, 'email_added');
@@ -238,13 +239,13 @@ export function accountRoutes(services: Services): Router {
   router.post('/emails/primary', async (ctx) => {
     const me = await signedIn(ctx, { recent: true });
     if (!me) return;
-    after(ctx, await settings.makePrimaryEmail(me.account, String(body(ctx).email_key ?? ''), facts(ctx), ctx.state.locale), 'email_primary');
+    after(ctx, await settings.makePrimaryEmail(me.account, parseForm(ctx, FORMS.emailKey).email_key ?? '', facts(ctx), ctx.state.locale), 'email_primary');
   });
 
   router.post('/emails/remove', async (ctx) => {
     const me = await signedIn(ctx, { recent: true });
     if (!me) return;
-    after(ctx, await settings.removeEmail(me.account, String(body(ctx).email_key ?? ''), facts(ctx), ctx.state.locale), 'email_removed');
+    after(ctx, await settings.removeEmail(me.account, parseForm(ctx, FORMS.emailKey).email_key ?? '', facts(ctx), ctx.state.locale), 'email_removed');
   });
 
   // Adding a phone: an SMS code to the new number, bound to this account-page session.
@@ -265,9 +266,9 @@ export function accountRoutes(services: Services): Router {
     if (!addPhone) return seeOther(ctx, '/account');
     const me = await signedIn(ctx, { recent: true });
     if (!me) return;
-    const raw = body(ctx).phone;
+    const raw = parseForm(ctx, FORMS.phone).phone;
     const phone = parsePhoneNumber(raw, config.defaultPhoneRegion);
-    const phonePage = (state: PageState) => ({ languageReturnTo: '/account/phones/new', action: '/account/phones', backHref: '/account', backKey: 'account.back', titleKey: 'account.phone.title', leadKey: 'account.phone.lead', phone: typeof raw === 'string' ? raw : '', ...state });
+    const phonePage = (state: PageState) => ({ languageReturnTo: '/account/phones/new', action: '/account/phones', backHref: '/account', backKey: 'account.back', titleKey: 'account.phone.title', leadKey: 'account.phone.lead', phone: raw ?? '', ...state });
     if (!phone) return badRequest(ctx, 'phone', phonePage({ error: 'phone.error.invalid' }));
     const started = await addPhone.send(binding(me), phone, request(ctx), me.account.id);
     countSend(services.metrics, addPhone, started);
@@ -289,7 +290,7 @@ export function accountRoutes(services: Services): Router {
     if (!me || !addPhone) return;
     const target = await addPhone.pendingTarget(binding(me));
     if (!target) return seeOther(ctx, '/account');
-    const added = await addPhone.verifyThen(binding(me), body(ctx).code,
+    const added = await addPhone.verifyThen(binding(me), parseForm(ctx, FORMS.code).code,
       (proof) => settings.addPhone(me.account, bindingKey(binding(me)), proof, facts(ctx), ctx.state.locale));
     if (!added.ok) return page(ctx, services, 'code', smsCodePage(target, refuseCode(ctx, added)));
     after(ctx, added.value, 'phone_added');
@@ -298,13 +299,13 @@ export function accountRoutes(services: Services): Router {
   router.post('/phones/remove', async (ctx) => {
     const me = await signedIn(ctx, { recent: true });
     if (!me) return;
-    after(ctx, await settings.removePhone(me.account, String(body(ctx).phone ?? ''), facts(ctx), ctx.state.locale), 'phone_removed');
+    after(ctx, await settings.removePhone(me.account, parseForm(ctx, FORMS.phone).phone ?? '', facts(ctx), ctx.state.locale), 'phone_removed');
   });
 
   router.post('/passkeys/:id/rename', async (ctx) => {
     const me = await signedIn(ctx);
     if (!me) return;
-    const name = String(body(ctx).name ?? '').trim().slice(0, 64);
+    const name = (parseForm(ctx, FORMS.passkeyName).name ?? '').trim().slice(0, 64);
     const ok = name.length > 0 && (await passkeys.rename(me.account.id, ctx.params.id as string, name));
     seeOther(ctx, `/account?notice=${ok ? 'passkey_renamed' : 'not_found'}`);
   });

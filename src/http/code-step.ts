@@ -3,7 +3,7 @@ import { maskedEmail, maskEmail } from '../accounts/email-address.js';
 import { maskedPhone, maskPhone } from '../accounts/phone-number.js';
 import { RETRY_AFTER_SECONDS } from '../db/dependency.js';
 import type { CodeSendRefusal, CodeStep, CodeVerifyRefusal } from '../flows/code-step.js';
-import type { CodeStart } from '../methods/one-time-code-method.js';
+import type { CodeStart, DeliveryProblem } from '../methods/one-time-code-method.js';
 import type { Metrics } from './metrics.js';
 import type { PageState } from './page.js';
 
@@ -18,12 +18,12 @@ import type { PageState } from './page.js';
  *   expired, too_many_attempts, already_used, no_code
  *                      -> 400, code.error.<reason> ("Send a new code" becomes the primary action)
  *
- * The screen a send refusal is shown on words it its own way (the login page, the phone page, the
+ * The screen a send refusal is shown on words it in its own way (the login page, the phone page, the
  * link offer's error page); the status and Retry-After never differ.
  */
 export type SendScreen = 'login' | 'phone' | 'link';
 
-const SEND_REFUSAL_MESSAGES: Record<SendScreen, { rate_limited: string; delivery_failed: (problem: string) => string }> = {
+const SEND_REFUSAL_MESSAGES: Record<SendScreen, { rate_limited: string; delivery_failed: (problem: DeliveryProblem) => string }> = {
   login: { rate_limited: 'login.error.rate_limited', delivery_failed: () => 'login.error.delivery_failed' },
   phone: { rate_limited: 'phone.error.rate_limited', delivery_failed: (problem) => `phone.error.${problem}` },
   link: { rate_limited: 'upstream.error.code_rate_limited', delivery_failed: () => 'upstream.error.code_not_sent' },

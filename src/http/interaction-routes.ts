@@ -5,7 +5,7 @@ import { checkEmailAddress, emailProblemMessage, parseEmailAddress } from '../ac
 import { parsePhoneNumber } from '../accounts/phone-number.js';
 import { finishSignIn } from '../flows/sign-in.js';
 import { decideAfterEmailProof, decideAfterPhoneProof, emailCodeRecipient } from '../flows/login.js';
-import { cancelSignup, confirmSignup } from '../flows/signup.js';
+import { cancelSignup, confirmSignup, pendingSignup } from '../flows/signup.js';
 import { grantConsent, describeConsent, signedInAs } from '../flows/consent.js';
 import type { CodeBinding, CodeStep } from '../flows/code-step.js';
 import { codeError, codePage, countSend, refuseCode, refuseSend } from './code-step.js';
@@ -13,6 +13,7 @@ import type { Services } from '../services.js';
 import { isUpstreamProviderName } from '../upstream/index.js';
 import { requireCsrf } from './csrf.js';
 import { interactionSession, passkeyOfferAccountId, StaleInteraction, type Interaction } from './interaction-session.js';
+import { FORMS, parseForm } from './forms.js';
 import { formBody, page, type PageState } from './page.js';
 import { authorizationUrlOf, inAppBrowserGuidance } from './in-app-browser-guidance.js';
 
@@ -69,11 +70,11 @@ export function interactionRoutes(services: Services): Router {
 
   router.post('/email', async (ctx) => {
     const details = await load(ctx);
-    const body = ctx.request.body as Record<string, unknown>;
-    const typed = checkEmailAddress(body.email);
+    const form = parseForm(ctx, FORMS.email);
+    const typed = checkEmailAddress(form.email);
     if (!typed.ok) {
       ctx.status = 400;
-      return renderLogin(ctx, details, { email: typeof body.email === 'string' ? body.email : '', error: emailProblemMessage(typed.problem) });
+      return renderLogin(ctx, details, { email: form.email ?? '', error: emailProblemMessage(typed.problem) });
     }
     const email = typed.email;
     const recipient = await emailCodeRecipient({ accounts }, email);
@@ -98,7 +99,7 @@ export function interactionRoutes(services: Services): Router {
 
   router.post('/code', async (ctx) => {
     const details = await load(ctx);
-    const verified = await codes.email.verify(login(details), (ctx.request.body as Record<string, unknown>).code);
+    const verified = await codes.email.verify(login(details), parseForm(ctx, FORMS.code).code);
     if (!verified.ok) {
       if (verified.reason === 'no_code') return seeOther(ctx, '');
       return renderCode(ctx, details, refuseCode(ctx, verified));
@@ -149,14 +150,14 @@ export function interactionRoutes(services: Services): Router {
   router.post('/phone', async (ctx) => {
     const details = await load(ctx);
     if (!codes.sms) return seeOther(ctx, '');
-    const raw = (ctx.request.body as Record<string, unknown>).phone;
+    const raw = parseForm(ctx, FORMS.phone).phone;
     const phone = parsePhoneNumber(raw, services.config.defaultPhoneRegion);
     if (!phone) {
       ctx.status = 400;
-      return page(ctx, services, 'phone', phonePage(details.uid, { phone: typeof raw === 'string' ? raw : '', error: 'phone.error.invalid' }));
+      return page(ctx, services, 'phone', phonePage(details.uid, { phone: raw ?? '', error: 'phone.error.invalid' }));
     }
     const started = await sendSmsCode(ctx, details, codes.sms, phone);
-    if (!started.ok) return page(ctx, services, 'phone', phonePage(details.uid, { phone: typeof raw === 'string' ? raw : '', ...refuseSend(ctx, started, 'phone') }));
+    if (!started.ok) return page(ctx, services, 'phone', phonePage(details.uid, { phone: raw ?? '', ...refuseSend(ctx, started, 'phone') }));
     seeOther(ctx, '/sms-code');
   });
 
@@ -172,7 +173,7 @@ export function interactionRoutes(services: Services): Router {
   router.post('/sms-code', async (ctx) => {
     const details = await load(ctx);
     if (!codes.sms || !(await codes.sms.latestTarget(login(details)))) return seeOther(ctx, '/phone');
-    const verified = await codes.sms.verify(login(details), (ctx.request.body as Record<string, unknown>).code);
+    const verified = await codes.sms.verify(login(details), parseForm(ctx, FORMS.code).code);
     if (!verified.ok) {
       if (verified.reason === 'no_code') return seeOther(ctx, '/phone');
       return renderSmsCode(ctx, details, refuseCode(ctx, verified));
@@ -197,9 +198,9 @@ export function interactionRoutes(services: Services): Router {
 
   router.get('/signup', async (ctx) => {
     const details = await load(ctx);
-    const parked = await proofs.peek(details.uid, 'signup', new Date());
-    if (!parked || parked.proof.subject.kind !== 'email') return seeOther(ctx, '');
-    page(ctx, services, 'signup', { uid: details.uid, email: parked.proof.subject.address, clientName: await clientName(details) });
+    const email = await pendingSignup({ proofs }, details.uid);
+    if (!email) return seeOther(ctx, '');
+    page(ctx, services, 'signup', { uid: details.uid, email, clientName: await clientName(details) });
   });
 
   router.post('/signup', async (ctx) => {

@@ -3,7 +3,7 @@ import Router from '@koa/router';
 import type { Context, Next } from 'koa';
 import { errors } from 'oidc-provider';
 import { linkOffer, proveAndLink } from '../flows/link.js';
-import type { RequestFacts } from '../flows/login.js';
+import { decideAfterPasskeyProof, type RequestFacts } from '../flows/login.js';
 import { finishSignIn, type SignInFinish } from '../flows/sign-in.js';
 import { translator } from '../i18n/index.js';
 import type { RateLimitRule } from '../limits/rate-limiter.js';
@@ -14,6 +14,7 @@ import { ACCOUNT_APP_CLIENT_ID, accountBinding, readAccountSession, signedInRece
 import { csrfHeaderMatches } from './csrf.js';
 import { refuseNulInBody } from './input-guard.js';
 import { interactionSession, passkeyOfferAccountId } from './interaction-session.js';
+import { PASSKEY_BODIES, parseForm } from './forms.js';
 import { applyUiLocales } from './locale.js';
 
 type Interaction = Awaited<ReturnType<Services['host']['current']['interactionDetails']>>;
@@ -49,7 +50,6 @@ export function passkeyRoutes(services: Services): Router {
     if (!csrfHeaderMatches(ctx)) return refuse(ctx, 403, 'csrf');
     return next();
   };
-  const body = (ctx: Context) => (ctx.request.body ?? {}) as Record<string, unknown>;
   const failureStatus = (reason: PasskeyFailure) => (reason === 'already_registered' ? 409 : 400);
 
   /** The login interaction named in the path, or a refusal. */
@@ -82,12 +82,12 @@ export function passkeyRoutes(services: Services): Router {
   router.post('/interaction/:uid/passkey/verify', guard, json, async (ctx) => {
     const details = await interaction(ctx);
     if (!details) return;
-    const response = parseAuthenticationResponse(body(ctx).response);
+    const response = parseAuthenticationResponse(parseForm(ctx, PASSKEY_BODIES.authentication).response);
     if (!response) return refuse(ctx, 400, 'invalid_response');
     const verified = await passkeys.verifyAuthentication(details.uid, response);
     if (!verified.ok) return refuse(ctx, failureStatus(verified.reason), verified.reason);
     const { proof } = verified;
-    const account = proof.subject.kind === 'account' ? await accounts.findAccountById(proof.subject.accountId) : undefined;
+    const account = await decideAfterPasskeyProof({ accounts }, proof);
     if (!account) return refuse(ctx, 400, 'unknown_account');
     await signedIn(ctx, details, await finishSignIn(flows.signIn, interactions.signInRequest(ctx, details), account, proof));
   });
@@ -112,10 +112,11 @@ export function passkeyRoutes(services: Services): Router {
   router.post('/interaction/:uid/passkey/register/verify', guard, json, async (ctx) => {
     const fresh = await newAccount(ctx);
     if (!fresh) return;
-    const response = parseRegistrationResponse(body(ctx).response);
+    const submitted = parseForm(ctx, PASSKEY_BODIES.registration);
+    const response = parseRegistrationResponse(submitted.response);
     if (!response) return refuse(ctx, 400, 'invalid_response');
     const locale = ctx.state.locale;
-    const name = parsePasskeyName(body(ctx).name) ?? translator(locale)('passkey.default_name');
+    const name = parsePasskeyName(submitted.name) ?? translator(locale)('passkey.default_name');
     const added = await passkeys.verifyRegistration(fresh.account, fresh.binding, response, name);
     if (!added.ok) return refuse(ctx, failureStatus(added.reason), added.reason);
     const facts: RequestFacts = { ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined, clientId: fresh.details.params.client_id as string | undefined };
@@ -129,7 +130,7 @@ export function passkeyRoutes(services: Services): Router {
     const details = await interaction(ctx);
     if (!details) return;
     if (!(await linkOffer(flows.upstream, details.uid))) return refuse(ctx, 400, 'stale_interaction');
-    const response = parseAuthenticationResponse(body(ctx).response);
+    const response = parseAuthenticationResponse(parseForm(ctx, PASSKEY_BODIES.authentication).response);
     if (!response) return refuse(ctx, 400, 'invalid_response');
     const verified = await passkeys.verifyAuthentication(details.uid, response);
     if (!verified.ok) return refuse(ctx, failureStatus(verified.reason), verified.reason);
@@ -170,10 +171,11 @@ export function passkeyRoutes(services: Services): Router {
   router.post('/account/passkeys/verify', guard, json, async (ctx) => {
     const me = await recentlySignedIn(ctx);
     if (!me) return;
-    const response = parseRegistrationResponse(body(ctx).response);
+    const submitted = parseForm(ctx, PASSKEY_BODIES.registration);
+    const response = parseRegistrationResponse(submitted.response);
     if (!response) return refuse(ctx, 400, 'invalid_response');
     const locale = ctx.state.locale;
-    const name = parsePasskeyName(body(ctx).name) ?? translator(locale)('passkey.default_name');
+    const name = parsePasskeyName(submitted.name) ?? translator(locale)('passkey.default_name');
     const added = await passkeys.verifyRegistration(me.account, accountBinding(me.session), response, name);
     if (!added.ok) return refuse(ctx, failureStatus(added.reason), added.reason);
     const facts: RequestFacts = { ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined, clientId: ACCOUNT_APP_CLIENT_ID };

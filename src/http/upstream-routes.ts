@@ -14,6 +14,7 @@ import { isUpstreamProviderName, UpstreamError } from '../upstream/index.js';
 import { codePage, countSend, refuseCode, refuseSend } from './code-step.js';
 import { requireCsrf } from './csrf.js';
 import { interactionSession, type Interaction } from './interaction-session.js';
+import { FORMS, parseForm } from './forms.js';
 import { formBody, page, type PageState } from './page.js';
 import { authorizationUrlOf, refuseUpstreamInAppBrowser } from './in-app-browser-guidance.js';
 import { upstreamBrowserCookies } from './upstream-browser-cookies.js';
@@ -221,7 +222,7 @@ export function upstreamRoutes(services: Services): Router {
   router.post('/interaction/:uid/link/email', ...inInteraction, async (ctx) => {
     const details = await load(ctx);
     const offer = await linkOffer(deps, details.uid);
-    const email = offer?.account.emails.find((e) => e.verifiedAt && e.key === body(ctx).key);
+    const email = offer?.account.emails.find((e) => e.verifiedAt && e.key === parseForm(ctx, FORMS.linkEmail).key);
     if (!offer || !email) return seeOther(ctx, '/link');
     const started = await codes.email.send(linkBinding(details), email.address, request(ctx), offer.account.id);
     countSend(metrics, codes.email, started);
@@ -247,7 +248,7 @@ export function upstreamRoutes(services: Services): Router {
   router.get('/interaction/:uid/link/code', ...inInteraction, async (ctx) => renderLinkCode(ctx, await load(ctx)));
   router.post('/interaction/:uid/link/code', ...inInteraction, async (ctx) => {
     const details = await load(ctx);
-    const verified = await codes.email.verify(linkBinding(details), body(ctx).code);
+    const verified = await codes.email.verify(linkBinding(details), parseForm(ctx, FORMS.code).code);
     if (!verified.ok) return codeFailed(ctx, details, verified, renderLinkCode);
     return linkWith(ctx, details, verified.proof);
   });
@@ -263,7 +264,7 @@ export function upstreamRoutes(services: Services): Router {
   router.post('/interaction/:uid/link/sms', ...inInteraction, async (ctx) => {
     const details = await load(ctx);
     const offer = await linkOffer(deps, details.uid);
-    const phone = offer?.account.phones.find((p) => p.verifiedAt && p.phone === body(ctx).phone);
+    const phone = offer?.account.phones.find((p) => p.verifiedAt && p.phone === parseForm(ctx, FORMS.phone).phone);
     if (!offer || !phone || !codes.sms) return seeOther(ctx, '/link');
     const started = await codes.sms.send(linkBinding(details), phone.phone, request(ctx), offer.account.id);
     countSend(metrics, codes.sms, started);
@@ -288,7 +289,7 @@ export function upstreamRoutes(services: Services): Router {
       ctx.status = 400;
       return renderLinkSmsCode(ctx, details, { error: 'code.error.format' });
     }
-    const verified = await codes.sms.verify(linkBinding(details), body(ctx).code);
+    const verified = await codes.sms.verify(linkBinding(details), parseForm(ctx, FORMS.code).code);
     if (!verified.ok) return codeFailed(ctx, details, verified, renderLinkSmsCode);
     return linkWith(ctx, details, verified.proof);
   });
@@ -366,10 +367,10 @@ export function upstreamRoutes(services: Services): Router {
   router.post('/interaction/:uid/require-email', ...inInteraction, async (ctx) => {
     const details = await load(ctx);
     if (!(await heldSignIn(flows.signIn, details.uid))) return seeOther(ctx, '');
-    const raw = body(ctx).email;
+    const raw = parseForm(ctx, FORMS.email).email;
     const typed = checkEmailAddress(raw);
     const again = async (error: string, extra: PageState = {}) => {
-      page(ctx, services, 'require-email', { uid: details.uid, clientName: await clientName(details), email: typeof raw === 'string' ? raw : '', error, ...extra });
+      page(ctx, services, 'require-email', { uid: details.uid, clientName: await clientName(details), email: raw ?? '', error, ...extra });
     };
     if (!typed.ok) {
       ctx.status = 400;
@@ -399,7 +400,7 @@ export function upstreamRoutes(services: Services): Router {
   router.get('/interaction/:uid/require-email/code', ...inInteraction, async (ctx) => renderRequireEmailCode(ctx, await load(ctx)));
   router.post('/interaction/:uid/require-email/code', ...inInteraction, async (ctx) => {
     const details = await load(ctx);
-    const verified = await codes.email.verify(requireEmailBinding(details), body(ctx).code);
+    const verified = await codes.email.verify(requireEmailBinding(details), parseForm(ctx, FORMS.code).code);
     if (!verified.ok) {
       if (verified.reason === 'no_code') return seeOther(ctx, '/require-email');
       return renderRequireEmailCode(ctx, details, refuseCode(ctx, verified));
