@@ -41,6 +41,13 @@ import { ProviderHost } from './oidc/provider-host.js';
 import { UpstreamProviders } from './upstream/index.js';
 import { AccountLifecycleStore } from './accounts/account-lifecycle-store.js';
 import { AccountLifecycle } from './flows/account-lifecycle.js';
+import { CodeStep } from './flows/code-step.js';
+import { AccountSettings } from './flows/account-settings.js';
+import type { GrantDeps } from './flows/grants.js';
+import type { LinkDeps } from './flows/link.js';
+import type { RequireEmailDeps } from './flows/require-email.js';
+import { isUuid } from './accounts/account-store.js';
+import { endSessionsOfAccount, revokeGrant } from './oidc/session-ending.js';
 
 /** Everything the HTTP layer and the CLI need, built once from a Config. */
 export interface Services {
@@ -62,6 +69,10 @@ export interface Services {
   /** Codes sent from the account page to addresses and numbers being added (bound to the account session). */
   verifyEmail: EmailOtpMethod;
   verifyPhone: SmsOtpMethod | undefined;
+  /** The code step of every flow (src/flows/code-step.ts): sign-in, link and require-email codes, and the account page's. */
+  codes: CodeSteps;
+  /** The journey's flows, each built once here (src/flows/). */
+  flows: Flows;
   /** Google and Apple identities linked to accounts. */
   identities: UpstreamIdentityStore;
   /** Seals upstream refresh tokens (at rest, and while a link or signup decision waits). */
@@ -88,6 +99,25 @@ export interface Services {
   cookieKeys: string[];
   secureCookies: boolean;
   close(): Promise<void>;
+}
+
+export interface CodeSteps {
+  email: CodeStep;
+  sms: CodeStep | undefined;
+  addEmail: CodeStep;
+  addPhone: CodeStep | undefined;
+}
+
+/** Each flow's dependencies, built once (routes receive these, not the stores they are made of). */
+export interface Flows {
+  /** Account-page changes, audited and announced; the one instance (it can unlink and remove passkeys). */
+  settings: AccountSettings;
+  /** Upstream login, link, upstream signup (src/flows/upstream.ts, link.ts, upstream-signup.ts). */
+  upstream: LinkDeps;
+  /** Require-email and the end of every sign-in (src/flows/require-email.ts, sign-in.ts). */
+  signIn: RequireEmailDeps;
+  /** Revoking grants (src/flows/grants.ts). */
+  grants: GrantDeps;
 }
 
 export interface ServiceOverrides {
@@ -139,6 +169,11 @@ export async function createServices(config: Config, log: Logger, overrides: Ser
     const smsSender = config.twilio ? twilioSender(config.twilio, log) : outbox ? outboxSmsSender(outbox) : undefined;
     const smsOtp = smsSender ? new SmsOtpMethod({ challenges: otpChallenges, limiter, pepper, sender: smsSender }) : undefined;
     const verifyPhone = smsSender ? new SmsOtpMethod({ challenges: otpChallenges, limiter, pepper, sender: smsSender }, 'add-phone') : undefined;
+
+    const codes: CodeSteps = {
+      email: new CodeStep('email', emailOtp), sms: smsOtp && new CodeStep('sms', smsOtp),
+      addEmail: new CodeStep('email', verifyEmail), addPhone: verifyPhone && new CodeStep('sms', verifyPhone),
+    };
 
     const upstreamCipher = await UpstreamTokenCipher.fromDatabase(db.pool, keyring);
     const identities = new UpstreamIdentityStore(db.pool, upstreamCipher);
@@ -200,6 +235,33 @@ export async function createServices(config: Config, log: Logger, overrides: Ser
       revokeAppleToken: upstream.isEnabled('apple') ? (token) => upstream.revokeAppleToken(token) : undefined,
       mailer, log, auditRetentionDays: config.auditRetentionDays, defaultPhoneRegion: config.defaultPhoneRegion,
     });
+    const settings = new AccountSettings({
+      pool: db.pool, accounts, mailer, log,
+      passkeys: { remove: (tx, accountId, id) => passkeyStore.delete(accountId, id, tx) },
+      upstream: {
+        unlink: async (tx, accountId, id) => {
+          const removed = isUuid(id) ? await identities.unlink(accountId, id, tx) : undefined;
+          return removed && { provider: removed.identity.provider, refreshToken: removed.refreshToken };
+        },
+        resumeAfterHijacking: async (tx, accountId, id) => isUuid(id) && identities.resumeSignIn(accountId, id, 'hijacking', tx),
+      },
+    });
+    const flows: Flows = {
+      settings,
+      upstream: { pool: db.pool, accounts, identities, proofs, cipher: upstreamCipher, settings },
+      signIn: { pool: db.pool, accounts, proofs },
+      grants: {
+        settings,
+        async grantOwner(grantId) {
+          const grant = await host.current.Grant.find(grantId);
+          return grant?.accountId && grant.clientId ? { accountId: grant.accountId, clientId: grant.clientId } : undefined;
+        },
+        revokeGrant: (grantId) => revokeGrant(host.current, grantId),
+        async endSessionsAndGrants(accountId) {
+          await endSessionsOfAccount({ pool: db.pool, provider: () => host.current }, accountId, { grants: 'all' });
+        },
+      },
+    };
 
     const r = redis;
     const readiness = new Readiness({
@@ -207,7 +269,7 @@ export async function createServices(config: Config, log: Logger, overrides: Ser
       ...(r ? { redis: () => checkRedis(r) } : {}),
     });
     return {
-      config, log, db, redis, accounts, otpChallenges, proofs, passkeyStore, passkeys, limiter, mailer, outbox, emailOtp, smsOtp, verifyEmail, verifyPhone, identities, upstreamCipher, upstream, keys, clients, keyring, host, views, metrics, readiness, ciba, cibaApprovals, exporter, exportStore, lifecycle,
+      config, log, db, redis, accounts, otpChallenges, proofs, passkeyStore, passkeys, limiter, mailer, outbox, emailOtp, smsOtp, verifyEmail, verifyPhone, codes, flows, identities, upstreamCipher, upstream, keys, clients, keyring, host, views, metrics, readiness, ciba, cibaApprovals, exporter, exportStore, lifecycle,
       cookieKeys,
       secureCookies: new URL(config.issuer).protocol === 'https:',
       async close() {

@@ -53,6 +53,11 @@ export async function decideAfterPhoneProof(deps: { accounts: AccountStore }, pr
   return deps.accounts.findAccountByVerifiedPhone(proof.subject.phone);
 }
 
+/** Login by passkey: the passkey proves its account, which must still exist. */
+export async function decideAfterPasskeyProof(deps: { accounts: AccountStore }, proof: Proof): Promise<Account | undefined> {
+  return proof.subject.kind === 'account' ? deps.accounts.findAccountById(proof.subject.accountId) : undefined;
+}
+
 export type LoginResult = {
   login: { accountId: string; amr: string[]; acr: string; remember: boolean; ts: number };
 };

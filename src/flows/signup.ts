@@ -43,6 +43,12 @@ export async function confirmSignup(
   });
 }
 
+/** The address waiting for the person to confirm creating an account, in this interaction. */
+export async function pendingSignup(deps: { proofs: ProofStore; now?: () => Date }, interactionUid: string): Promise<string | undefined> {
+  const parked = await deps.proofs.peek(interactionUid, 'signup', deps.now?.() ?? new Date());
+  return parked?.proof.subject.kind === 'email' ? parked.proof.subject.address : undefined;
+}
+
 export async function cancelSignup(deps: { proofs: ProofStore; now?: () => Date }, interactionUid: string): Promise<void> {
   await deps.proofs.discard(interactionUid, 'signup', deps.now?.() ?? new Date());
 }

@@ -107,15 +107,75 @@ export async function decideAfterUpstreamLogin(
   return { next: 'confirm_signup', identity };
 }
 
+/** What Tsunagi expected a link-proof answer to be: the offered account's own linked identity. */
+export interface ExpectedLinkProof { accountId: string | null; subject: string | null }
+
 /**
- * The step after every upstream path: a client that requires an email, and an account without a
- * verified one (a relay address is never registered, so it never counts), first go through
- * require-email. The client is only looked up when the account has no verified email.
+ * Acceptance of a link-proof answer (the person proves the offered account through its other linked
+ * provider): the answer must come from exactly that linked identity (same issuer and subject, linked
+ * to that very account), and that identity must not be paused. Then what upstream said is refreshed
+ * and the account is parked for the interaction's browser to pick up (/upstream/continue).
  */
-export async function needsRequiredEmail(account: Pick<Account, 'emails'>, clientRequiresEmail: () => Promise<boolean>): Promise<boolean> {
-  if (account.emails.some((e) => e.verifiedAt)) return false;
-  return clientRequiresEmail();
+export async function acceptLinkProofAnswer(
+  deps: UpstreamDeps, interactionUid: string, expected: ExpectedLinkProof, claims: UpstreamIdentityClaims,
+): Promise<{ ok: true } | { ok: false; reason: 'not_the_linked_account' | PausedSignIn }> {
+  const linked = await deps.identities.findByIssuerSubject(claims.issuer, claims.subject);
+  if (!linked || !expected.accountId || linked.accountId !== expected.accountId || claims.subject !== expected.subject) {
+    return { ok: false, reason: 'not_the_linked_account' };
+  }
+  const paused = pausedSignIn(linked);
+  if (paused) return { ok: false, reason: paused };
+  await deps.identities.refreshAttributes(linked.id, {
+    email: claims.email ?? null, emailVerified: claims.emailVerified, isPrivateEmail: claims.isPrivateRelay, name: claims.name, refreshToken: claims.refreshToken,
+  }, deps.now?.() ?? new Date());
+  await parkUpstreamReturn(deps, interactionUid, { kind: 'account', accountId: linked.accountId, via: claims });
+  return { ok: true };
 }
+
+/** Where the browser goes after an upstream answer was checked (src/http/upstream-routes.ts callback). */
+export type AfterUpstreamAnswer =
+  /** A signed-in account is parked: the interaction's own browser picks it up at /upstream/continue. */
+  | { next: 'continue'; interactionUid: string }
+  | { next: 'offer_link'; interactionUid: string }
+  | { next: 'confirm_signup'; interactionUid: string }
+  /** Linking from the account page: the account-page session picks it up at /account/providers/continue. */
+  | { next: 'account_page' }
+  | { next: 'refused'; reason: string; interactionUid?: string };
+
+/**
+ * A checked answer from Google or Apple, by what the attempt was for:
+ * - 'login':        the decision above (sign in / offer link / confirm signup / refused), under the
+ *                   signing-in client's upstream_policy;
+ * - 'link_proof':   acceptance of a link-proof answer (above);
+ * - 'account_link': parked for the account-page session of the account that began it.
+ */
+export async function takeUpstreamAnswer(
+  deps: UpstreamDeps,
+  pending: { purpose: 'login' | 'link_proof' | 'account_link'; interactionUid: string; expectedAccountId: string | null; expectedSubject: string | null },
+  claims: UpstreamIdentityClaims,
+  policy: UpstreamPolicy = 'full',
+): Promise<AfterUpstreamAnswer> {
+  const uid = pending.interactionUid;
+  if (pending.purpose === 'login') {
+    const decision = await decideAfterUpstreamLogin(deps, claims, uid, policy);
+    if (decision.next === 'refused') return { next: 'refused', reason: decision.reason, interactionUid: uid };
+    if (decision.next === 'sign_in') {
+      await parkUpstreamReturn(deps, uid, { kind: 'account', accountId: decision.account.id, via: claims });
+      return { next: 'continue', interactionUid: uid };
+    }
+    return { next: decision.next, interactionUid: uid };
+  }
+  if (pending.purpose === 'link_proof') {
+    const accepted = await acceptLinkProofAnswer(deps, uid, { accountId: pending.expectedAccountId, subject: pending.expectedSubject }, claims);
+    return accepted.ok ? { next: 'continue', interactionUid: uid } : { next: 'refused', reason: accepted.reason, interactionUid: uid };
+  }
+  if (!pending.expectedAccountId) return { next: 'refused', reason: 'bad_state' };
+  await parkUpstreamReturn(deps, uid, { kind: 'link_to_account', claims, accountId: pending.expectedAccountId });
+  return { next: 'account_page' };
+}
+
+/** Require-email's first question; it lives in src/flows/require-email.ts with the rest of that step. */
+export { needsRequiredEmail } from './require-email.js';
 
 /** The email an upstream identity may be matched or registered on: never a relay, never an unvouched one. */
 export function vouchedEmail(identity: Pick<UpstreamIdentityClaims, 'email' | 'emailTrustedForRegistration' | 'isPrivateRelay'>) {
@@ -154,6 +214,23 @@ export function loginHintFor(identity: Pick<UpstreamIdentity, 'provider' | 'subj
   return identity.provider === 'google' ? identity.subject : identity.email ?? identity.subject;
 }
 
+/**
+ * Links an identity inside the caller's transaction. The one place the unique keys' verdicts become
+ * outcomes: (issuer, subject) already linked (a double submit, a concurrent link or signup), or the
+ * account already has an identity of that provider.
+ */
+async function linkOrRace(
+  deps: Pick<UpstreamDeps, 'identities'>, tx: pg.PoolClient, accountId: string, identity: Parameters<UpstreamIdentityStore['link']>[2], now: Date,
+): Promise<{ ok: true; identity: UpstreamIdentity } | { ok: false; reason: 'already_linked' | 'provider_already_linked' }> {
+  try {
+    return { ok: true, identity: await deps.identities.link(tx, accountId, identity, now) };
+  } catch (err) {
+    if (err instanceof IdentityAlreadyLinked) return { ok: false, reason: 'already_linked' };
+    if (err instanceof ProviderAlreadyLinkedToAccount) return { ok: false, reason: 'provider_already_linked' };
+    throw err;
+  }
+}
+
 export type LinkOutcome =
   | { ok: true; account: Account; proof: Proof; identity: UpstreamIdentity }
   | { ok: false; reason: 'no_pending_link' | 'wrong_account' | 'already_linked' | 'provider_already_linked' };
@@ -177,14 +254,9 @@ export async function completeLink(deps: UpstreamDeps, interactionUid: string, o
     const parked = taken?.proof.subject;
     if (!parked || parked.kind !== 'upstream' || parked.linkToAccountId !== accountId) return { ok: false, reason: 'no_pending_link' } as const;
     if (!(await deps.accounts.lockAccount(tx, accountId))) return { ok: false, reason: 'wrong_account' } as const;
-    let identity: UpstreamIdentity;
-    try {
-      identity = await deps.identities.link(tx, accountId, unpark(deps.cipher, parked.identity, interactionUid), now);
-    } catch (err) {
-      if (err instanceof IdentityAlreadyLinked) return { ok: false, reason: 'already_linked' } as const;
-      if (err instanceof ProviderAlreadyLinkedToAccount) return { ok: false, reason: 'provider_already_linked' } as const;
-      throw err;
-    }
+    const linked = await linkOrRace(deps, tx, accountId, unpark(deps.cipher, parked.identity, interactionUid), now);
+    if (!linked.ok) return linked;
+    const { identity } = linked;
     await deps.accounts.recordAuditEvent({
       type: 'upstream_linked', accountId, clientId: facts.clientId, ip: facts.ip, userAgent: facts.userAgent,
       data: { provider: identity.provider, proof: ownership.method },
@@ -224,17 +296,13 @@ export async function confirmUpstreamSignup(deps: UpstreamDeps, interactionUid: 
       if (err instanceof EmailAlreadyRegistered) return { ok: false, reason: 'email_taken' } as const;
       throw err;
     }
-    let identity: UpstreamIdentity;
-    try {
-      identity = await deps.identities.link(tx, account.id, unpark(deps.cipher, parked.identity, interactionUid), now);
-    } catch (err) {
-      if (err instanceof IdentityAlreadyLinked) {
-        // A double submit or a concurrent signup with the same identity: undo the new account.
-        await tx.query('DELETE FROM accounts WHERE id = $1', [account.id]);
-        return { ok: false, reason: 'already_linked' } as const;
-      }
-      throw err;
+    const linked = await linkOrRace(deps, tx, account.id, unpark(deps.cipher, parked.identity, interactionUid), now);
+    if (!linked.ok) {
+      // A double submit or a concurrent signup with the same identity: undo the new account.
+      await tx.query('DELETE FROM accounts WHERE id = $1', [account.id]);
+      return { ok: false, reason: 'already_linked' } as const;
     }
+    const { identity } = linked;
     await deps.accounts.recordAuditEvent({
       type: 'signup', accountId: account.id, clientId: facts.clientId, ip: facts.ip, userAgent: facts.userAgent,
       data: { method: 'upstream', provider: identity.provider, emailRegistered: Boolean(email) },
@@ -258,13 +326,7 @@ export async function linkFromAccountPage(deps: UpstreamDeps, binding: string, a
     const parked = taken?.proof.subject;
     if (!parked || parked.kind !== 'upstream' || parked.linkToAccountId !== accountId) return { ok: false, reason: 'not_found' } as const;
     if (!(await deps.accounts.lockAccount(tx, accountId))) return { ok: false, reason: 'not_found' } as const;
-    try {
-      return { ok: true, identity: await deps.identities.link(tx, accountId, unpark(deps.cipher, parked.identity, binding), now) } as const;
-    } catch (err) {
-      if (err instanceof IdentityAlreadyLinked) return { ok: false, reason: 'already_linked' } as const;
-      if (err instanceof ProviderAlreadyLinkedToAccount) return { ok: false, reason: 'provider_already_linked' } as const;
-      throw err;
-    }
+    return linkOrRace(deps, tx, accountId, unpark(deps.cipher, parked.identity, binding), now);
   });
 }
 

@@ -3,17 +3,17 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import type { Account } from '../accounts/account-store.js';
 import { checkEmailAddress, emailProblemMessage } from '../accounts/email-address.js';
-import { PasskeyStore } from '../accounts/passkey-store.js';
-import { formatPhoneNumber, maskedPhone, maskPhone, parsePhoneNumber } from '../accounts/phone-number.js';
+import { formatPhoneNumber, parsePhoneNumber } from '../accounts/phone-number.js';
 import { describeGrantedScopes, formatDate, formatDateTime } from '../i18n/format.js';
-import { isAuditEventType, isUuid } from '../accounts/account-store.js';
-import { AccountSettings, type SettingsChange } from '../flows/account-settings.js';
-import { linkFromAccountPage, pausedSignIn, type UpstreamDeps } from '../flows/upstream.js';
+import { isAuditEventType } from '../accounts/account-store.js';
+import type { SettingsChange } from '../flows/account-settings.js';
+import { revokeGrantOfAccount } from '../flows/grants.js';
+import { completeAccountPageLink } from '../flows/link.js';
+import { pausedSignIn } from '../flows/upstream.js';
 import { isUpstreamProviderName, UpstreamError } from '../upstream/index.js';
 import { PROVIDER_NAMES, upstreamRedirectUri } from './upstream-routes.js';
 import type { RequestFacts } from '../flows/login.js';
-import { parseCode } from '../methods/one-time-code.js';
-import type { CodeStart } from '../methods/one-time-code-method.js';
+import { bindingKey, type CodeBinding } from '../flows/code-step.js';
 import { listGrantsOfAccount } from '../oidc/adapter/grant-lookup.js';
 import type { Services } from '../services.js';
 import {
@@ -21,7 +21,8 @@ import {
   type AccountSession,
 } from './account-session.js';
 import { requireCsrf } from './csrf.js';
-import { codeError } from './interaction-routes.js';
+import { codePage, countSend, refuseCode, refuseSend } from './code-step.js';
+import { FORMS, parseForm } from './forms.js';
 import { formBody, page, type PageState } from './page.js';
 import { upstreamBrowserCookies } from './upstream-browser-cookies.js';
 
@@ -52,20 +53,9 @@ export function eventLabelKey(type: string, log: Pick<Services['log'], 'warn'>):
  * within the last 10 minutes (otherwise the person signs in again first).
  */
 export function accountRoutes(services: Services): Router {
-  const { host, accounts, config, verifyEmail, verifyPhone, db, log, mailer, identities, upstream, proofs, upstreamCipher } = services;
-  const passkeys = new PasskeyStore(db.pool);
-  const settings = new AccountSettings({
-    pool: db.pool, accounts, mailer, log,
-    passkeys: { remove: (tx, accountId, id) => passkeys.delete(accountId, id, tx) },
-    upstream: {
-      unlink: async (tx, accountId, id) => {
-        const removed = isUuid(id) ? await identities.unlink(accountId, id, tx) : undefined;
-        return removed && { provider: removed.identity.provider, refreshToken: removed.refreshToken };
-      },
-      resumeAfterHijacking: async (tx, accountId, id) => isUuid(id) && identities.resumeSignIn(accountId, id, 'hijacking', tx),
-    },
-  });
-  const upstreamDeps: UpstreamDeps = { pool: db.pool, accounts, identities, proofs, cipher: upstreamCipher };
+  const { host, accounts, config, codes, db, identities, upstream, flows } = services;
+  const { settings } = flows;
+  const passkeys = services.passkeyStore;
   const router = new Router({ prefix: '/account' });
   router.use(formBody(), requireCsrf());
 
@@ -88,7 +78,6 @@ export function accountRoutes(services: Services): Router {
     }
     return { session, account };
   };
-  const body = (ctx: Context) => ctx.request.body as Record<string, unknown>;
   const badRequest = (ctx: Context, view: string, data: Record<string, unknown>) => {
     ctx.status = 400;
     page(ctx, services, view, data);
@@ -154,7 +143,7 @@ export function accountRoutes(services: Services): Router {
       events: events.map((e) => ({ labelKey: eventLabelKey(e.type, services.log), at: formatDateTime(e.createdAt, locale), ip: e.ip ?? '' })),
       onlyOneMethod: methodCount <= 1,
       recent: signedInRecently(session),
-      smsAvailable: Boolean(verifyPhone),
+      smsAvailable: Boolean(codes.addPhone),
       notice,
       noticeIsError: notice ? ['last_method', 'not_found', 'already_registered', 'wrong_proof', 'already_linked', 'provider_already_linked'].includes(notice) : false,
     });
@@ -183,10 +172,8 @@ export function accountRoutes(services: Services): Router {
   router.get('/providers/continue', async (ctx) => {
     const me = await signedIn(ctx);
     if (!me) return;
-    const outcome = await linkFromAccountPage(upstreamDeps, accountBinding(me.session), me.account.id);
-    if (!outcome.ok) return seeOther(ctx, `/account?notice=${outcome.reason}`);
-    await settings.announce(me.account, 'upstream_linked', { provider: outcome.identity.provider }, facts(ctx), ctx.state.locale);
-    seeOther(ctx, '/account?notice=upstream_linked');
+    const outcome = await completeAccountPageLink(flows.upstream, accountBinding(me.session), me.account, facts(ctx), ctx.state.locale);
+    seeOther(ctx, `/account?notice=${outcome.ok ? 'upstream_linked' : outcome.reason}`);
   });
 
   // Google reported the account hijacked and the person got it back: turn Google sign-in on again.
@@ -206,26 +193,23 @@ export function accountRoutes(services: Services): Router {
   });
 
   // Adding an email: a code to the new address, bound to this account-page session.
-  const emailCodePage = (target: string, state: PageState = {}) => ({
-    target, action: '/account/emails/verify', resendAction: '/account/emails', resendField: 'email', resendValue: target,
-    backHref: '/account', backKey: 'account.back', titleKey: 'code.title', ...state,
-  });
-  const startFailure = (started: Exclude<CodeStart, { ok: true }>, prefix: string): PageState => ({
-    error: started.reason === 'rate_limited' ? `${prefix}.error.rate_limited` : (prefix === 'login' ? 'login.error.delivery_failed' : `phone.error.${started.problem}`),
-    retryAfterMinutes: started.reason === 'rate_limited' ? Math.ceil(started.retryAfterSeconds / 60) : undefined,
-  });
+  const emailCodePage = (target: string, state: PageState = {}) => codePage({
+    channel: 'email', target, action: '/account/emails/verify', resend: { action: '/account/emails', field: 'email', value: target },
+    back: { href: '/account', key: 'account.back' }, titleKey: 'code.title',
+  }, state);
+  const binding = (me: Signed): CodeBinding => ({ kind: 'account', sessionUid: me.session.sessionUid });
+  const request = (ctx: Context) => ({ ip: ctx.ip, locale: ctx.state.locale });
 
   router.post('/emails', async (ctx) => {
     const me = await signedIn(ctx, { recent: true });
     if (!me) return;
-    const typed = checkEmailAddress(body(ctx).email);
-    if (!typed.ok) return badRequest(ctx, 'account-add', { kind: 'email', error: emailProblemMessage(typed.problem), value: String(body(ctx).email ?? ''), languageReturnTo: '/account/emails/new' });
+    const typedEmail = parseForm(ctx, FORMS.email).email;
+    const typed = checkEmailAddress(typedEmail);
+    if (!typed.ok) return badRequest(ctx, 'account-add', { kind: 'email', error: emailProblemMessage(typed.problem), value: typedEmail ?? '', languageReturnTo: '/account/emails/new' });
     const { email } = typed;
-    const started = await verifyEmail.start({ interactionUid: accountBinding(me.session), email, ip: ctx.ip, locale: ctx.state.locale, accountId: me.account.id });
-    if (!started.ok) {
-      ctx.status = started.reason === 'rate_limited' ? 429 : 503;
-      return page(ctx, services, 'account-add', { kind: 'email', value: email.address, languageReturnTo: '/account/emails/new', ...startFailure(started, 'login') });
-    }
+    const started = await codes.addEmail.send(binding(me), email.address, request(ctx), me.account.id);
+    countSend(services.metrics, codes.addEmail, started);
+    if (!started.ok) return page(ctx, services, 'account-add', { kind: 'email', value: email.address, languageReturnTo: '/account/emails/new', ...refuseSend(ctx, started, 'login') });
     seeOther(ctx, '/account/emails/verify');
   });
 
@@ -236,7 +220,7 @@ export function accountRoutes(services: Services): Router {
   router.get('/emails/verify', async (ctx) => {
     const me = await signedIn(ctx);
     if (!me) return;
-    const target = await verifyEmail.pendingTarget(accountBinding(me.session));
+    const target = await codes.addEmail.pendingTarget(binding(me));
     if (!target) return seeOther(ctx, '/account');
     page(ctx, services, 'code', emailCodePage(target));
   });
@@ -244,95 +228,84 @@ export function accountRoutes(services: Services): Router {
   router.post('/emails/verify', async (ctx) => {
     const me = await signedIn(ctx, { recent: true });
     if (!me) return;
-    const binding = accountBinding(me.session);
-    const target = await verifyEmail.pendingTarget(binding);
+    const target = await codes.addEmail.pendingTarget(binding(me));
     if (!target) return seeOther(ctx, '/account');
-    const code = parseCode(body(ctx).code);
-    if (!code) return badRequest(ctx, 'code', emailCodePage(target, { error: 'code.error.format' }));
-    const verified = await verifyEmail.verify({ interactionUid: binding, code });
-    if (!verified.ok) {
-      ctx.status = 400;
-      return page(ctx, services, 'code', emailCodePage(target, codeError(verified)));
-    }
-    after(ctx, await settings.addEmail(me.account, binding, verified.proof, facts(ctx), ctx.state.locale), 'email_added');
+    const added = await codes.addEmail.verifyThen(binding(me), parseForm(ctx, FORMS.code).code,
+      (proof) => settings.addEmail(me.account, bindingKey(binding(me)), proof, facts(ctx), ctx.state.locale));
+    if (!added.ok) return page(ctx, services, 'code', emailCodePage(target, refuseCode(ctx, added)));
+    after(ctx, added.value, 'email_added');
   });
 
   router.post('/emails/primary', async (ctx) => {
     const me = await signedIn(ctx, { recent: true });
     if (!me) return;
-    after(ctx, await settings.makePrimaryEmail(me.account, String(body(ctx).email_key ?? ''), facts(ctx), ctx.state.locale), 'email_primary');
+    after(ctx, await settings.makePrimaryEmail(me.account, parseForm(ctx, FORMS.emailKey).email_key ?? '', facts(ctx), ctx.state.locale), 'email_primary');
   });
 
   router.post('/emails/remove', async (ctx) => {
     const me = await signedIn(ctx, { recent: true });
     if (!me) return;
-    after(ctx, await settings.removeEmail(me.account, String(body(ctx).email_key ?? ''), facts(ctx), ctx.state.locale), 'email_removed');
+    after(ctx, await settings.removeEmail(me.account, parseForm(ctx, FORMS.emailKey).email_key ?? '', facts(ctx), ctx.state.locale), 'email_removed');
   });
 
   // Adding a phone: an SMS code to the new number, bound to this account-page session.
-  const smsCodePage = (target: string, state: PageState = {}) => ({
-    target: maskPhone(target), maskedTarget: maskedPhone(target), titleKey: 'code.sms.title', leadKey: 'code.sms.lead', action: '/account/phones/verify',
-    resendAction: '/account/phones', resendField: 'phone', resendValue: target, backHref: '/account', backKey: 'account.back', ...state,
-  });
+  const smsCodePage = (target: string, state: PageState = {}) => codePage({
+    channel: 'sms', target, action: '/account/phones/verify', resend: { action: '/account/phones', field: 'phone', value: target },
+    back: { href: '/account', key: 'account.back' },
+  }, state);
 
   router.get('/phones/new', async (ctx) => {
-    if (!verifyPhone) return seeOther(ctx, '/account');
+    if (!codes.addPhone) return seeOther(ctx, '/account');
     if (await signedIn(ctx, { recent: true, returnTo: '/account/phones/new' })) {
       page(ctx, services, 'phone', { action: '/account/phones', backHref: '/account', backKey: 'account.back', titleKey: 'account.phone.title', leadKey: 'account.phone.lead' });
     }
   });
 
   router.post('/phones', async (ctx) => {
-    if (!verifyPhone) return seeOther(ctx, '/account');
+    const addPhone = codes.addPhone;
+    if (!addPhone) return seeOther(ctx, '/account');
     const me = await signedIn(ctx, { recent: true });
     if (!me) return;
-    const raw = body(ctx).phone;
+    const raw = parseForm(ctx, FORMS.phone).phone;
     const phone = parsePhoneNumber(raw, config.defaultPhoneRegion);
-    const phonePage = (state: PageState) => ({ languageReturnTo: '/account/phones/new', action: '/account/phones', backHref: '/account', backKey: 'account.back', titleKey: 'account.phone.title', leadKey: 'account.phone.lead', phone: typeof raw === 'string' ? raw : '', ...state });
+    const phonePage = (state: PageState) => ({ languageReturnTo: '/account/phones/new', action: '/account/phones', backHref: '/account', backKey: 'account.back', titleKey: 'account.phone.title', leadKey: 'account.phone.lead', phone: raw ?? '', ...state });
     if (!phone) return badRequest(ctx, 'phone', phonePage({ error: 'phone.error.invalid' }));
-    const started = await verifyPhone.start({ binding: accountBinding(me.session), phone, ip: ctx.ip, locale: ctx.state.locale, accountId: me.account.id });
-    services.metrics.otpSends.inc({ channel: 'sms', result: started.ok ? 'sent' : started.reason });
-    if (!started.ok) {
-      ctx.status = started.reason === 'rate_limited' ? 429 : 503;
-      return page(ctx, services, 'phone', phonePage(startFailure(started, 'phone')));
-    }
+    const started = await addPhone.send(binding(me), phone, request(ctx), me.account.id);
+    countSend(services.metrics, addPhone, started);
+    if (!started.ok) return page(ctx, services, 'phone', phonePage(refuseSend(ctx, started, 'phone')));
     seeOther(ctx, '/account/phones/verify');
   });
 
   router.get('/phones/verify', async (ctx) => {
     const me = await signedIn(ctx);
-    if (!me || !verifyPhone) return;
-    const target = await verifyPhone.pendingTarget(accountBinding(me.session));
+    if (!me || !codes.addPhone) return;
+    const target = await codes.addPhone.pendingTarget(binding(me));
     if (!target) return seeOther(ctx, '/account');
     page(ctx, services, 'code', smsCodePage(target));
   });
 
   router.post('/phones/verify', async (ctx) => {
+    const addPhone = codes.addPhone;
     const me = await signedIn(ctx, { recent: true });
-    if (!me || !verifyPhone) return;
-    const binding = accountBinding(me.session);
-    const target = await verifyPhone.pendingTarget(binding);
+    if (!me || !addPhone) return;
+    const target = await addPhone.pendingTarget(binding(me));
     if (!target) return seeOther(ctx, '/account');
-    const code = parseCode(body(ctx).code);
-    if (!code) return badRequest(ctx, 'code', smsCodePage(target, { error: 'code.error.format' }));
-    const verified = await verifyPhone.verify({ interactionUid: binding, code });
-    if (!verified.ok) {
-      ctx.status = 400;
-      return page(ctx, services, 'code', smsCodePage(target, codeError(verified)));
-    }
-    after(ctx, await settings.addPhone(me.account, binding, verified.proof, facts(ctx), ctx.state.locale), 'phone_added');
+    const added = await addPhone.verifyThen(binding(me), parseForm(ctx, FORMS.code).code,
+      (proof) => settings.addPhone(me.account, bindingKey(binding(me)), proof, facts(ctx), ctx.state.locale));
+    if (!added.ok) return page(ctx, services, 'code', smsCodePage(target, refuseCode(ctx, added)));
+    after(ctx, added.value, 'phone_added');
   });
 
   router.post('/phones/remove', async (ctx) => {
     const me = await signedIn(ctx, { recent: true });
     if (!me) return;
-    after(ctx, await settings.removePhone(me.account, String(body(ctx).phone ?? ''), facts(ctx), ctx.state.locale), 'phone_removed');
+    after(ctx, await settings.removePhone(me.account, parseForm(ctx, FORMS.phone).phone ?? '', facts(ctx), ctx.state.locale), 'phone_removed');
   });
 
   router.post('/passkeys/:id/rename', async (ctx) => {
     const me = await signedIn(ctx);
     if (!me) return;
-    const name = String(body(ctx).name ?? '').trim().slice(0, 64);
+    const name = (parseForm(ctx, FORMS.passkeyName).name ?? '').trim().slice(0, 64);
     const ok = name.length > 0 && (await passkeys.rename(me.account.id, ctx.params.id as string, name));
     seeOther(ctx, `/account?notice=${ok ? 'passkey_renamed' : 'not_found'}`);
   });
@@ -347,18 +320,8 @@ export function accountRoutes(services: Services): Router {
   router.post('/grants/:id/revoke', async (ctx) => {
     const me = await signedIn(ctx);
     if (!me) return;
-    const provider = host.current;
-    const grant = await provider.Grant.find(ctx.params.id as string);
-    if (!grant || grant.accountId !== me.account.id) return seeOther(ctx, '/account?notice=not_found');
-    const grantId = ctx.params.id as string;
-    await Promise.all([
-      provider.AccessToken.adapter.revokeByGrantId(grantId),
-      provider.RefreshToken.adapter.revokeByGrantId(grantId),
-      provider.AuthorizationCode.adapter.revokeByGrantId(grantId),
-    ]);
-    await grant.destroy();
-    await settings.announce(me.account, 'grant_revoked', { client_id: grant.clientId }, facts(ctx), ctx.state.locale);
-    seeOther(ctx, '/account?notice=grant_revoked');
+    const revoked = await revokeGrantOfAccount(flows.grants, me.account, ctx.params.id as string, facts(ctx), ctx.state.locale);
+    seeOther(ctx, `/account?notice=${revoked === 'revoked' ? 'grant_revoked' : 'not_found'}`);
   });
 
   return router;

@@ -3,7 +3,7 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import { AppleNotificationStore } from '../accounts/apple-notification-store.js';
 import { handleAppleNotification, parseAppleEvents, type AppleNotificationDeps } from '../flows/apple-notifications.js';
-import { endSessionsOfAccount } from '../oidc/session-ending.js';
+import { endEverythingOfAccount } from '../flows/grants.js';
 import type { Services } from '../services.js';
 import { UpstreamError } from '../upstream/index.js';
 
@@ -18,14 +18,12 @@ export const APPLE_NOTIFICATIONS_PATH = '/upstream/apple/notifications';
  * not configured, 503 Apple's keys unreachable (Apple retries later).
  */
 export function appleNotificationRoutes(services: Services): Router {
-  const { upstream, identities, accounts, db, host, log } = services;
+  const { upstream, identities, accounts, db, log } = services;
   const router = new Router();
   const notifications = new AppleNotificationStore(db.pool);
 
-  /** Every grant of the account and everything issued under it, and its browser sessions. */
-  const endSessions = async (accountId: string) => {
-    await endSessionsOfAccount({ pool: db.pool, provider: () => host.current }, accountId, { grants: 'all' });
-  };
+  /** Every grant of the account and everything issued under it, and its browser sessions (src/flows/grants.ts). */
+  const endSessions = (accountId: string) => endEverythingOfAccount(services.flows.grants, accountId);
 
   const answer = (ctx: Context, status: number) => {
     ctx.status = status;

@@ -2,7 +2,6 @@ import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import { HandledEventStore } from '../accounts/handled-event-store.js';
-import { AccountSettings } from '../flows/account-settings.js';
 import { handleGoogleSecurityEvent, sessionsBegunWith, type GoogleRiscDeps } from '../flows/google-risc.js';
 import { DEFAULT_LOCALE } from '../i18n/index.js';
 import { endSessionsOfAccount } from '../oidc/session-ending.js';
@@ -20,10 +19,10 @@ export const GOOGLE_RISC_PATH = '/upstream/google/risc';
  * only when Google's key set cannot be read (Google retries later). src/flows/google-risc.ts applies it.
  */
 export function googleRiscRoutes(services: Services): Router {
-  const { upstream, identities, accounts, db, host, config, redis, log, mailer } = services;
+  const { upstream, identities, accounts, db, host, config, redis, log } = services;
   const router = new Router();
   const handled = new HandledEventStore(db.pool, 'google_risc_events');
-  const settings = new AccountSettings({ pool: db.pool, accounts, mailer, log });
+  const { settings } = services.flows;
 
   const deps = (): GoogleRiscDeps => ({
     pool: db.pool, accounts, identities, handled, googleIssuer: upstream.issuerOf('google'),

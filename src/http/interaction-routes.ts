@@ -2,36 +2,39 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import { errors } from 'oidc-provider';
 import { checkEmailAddress, emailProblemMessage, parseEmailAddress } from '../accounts/email-address.js';
-import { maskedPhone, maskPhone, parsePhoneNumber } from '../accounts/phone-number.js';
-import type { CodeStart, CodeVerification } from '../methods/one-time-code-method.js';
-import { completeSignIn, decideAfterEmailProof, decideAfterPhoneProof, emailCodeRecipient, type RequestFacts } from '../flows/login.js';
-import { cancelSignup, confirmSignup } from '../flows/signup.js';
+import { parsePhoneNumber } from '../accounts/phone-number.js';
+import { finishSignIn } from '../flows/sign-in.js';
+import { decideAfterEmailProof, decideAfterPhoneProof, emailCodeRecipient } from '../flows/login.js';
+import { cancelSignup, confirmSignup, pendingSignup } from '../flows/signup.js';
 import { grantConsent, describeConsent, signedInAs } from '../flows/consent.js';
-import { parseCode } from '../methods/one-time-code.js';
+import type { CodeBinding, CodeStep } from '../flows/code-step.js';
+import { codeError, codePage, countSend, refuseCode, refuseSend } from './code-step.js';
 import type { Services } from '../services.js';
 import { isUpstreamProviderName } from '../upstream/index.js';
 import { requireCsrf } from './csrf.js';
-import { interactionSession, StaleInteraction, type Interaction } from './interaction-session.js';
+import { interactionSession, passkeyOfferAccountId, StaleInteraction, type Interaction } from './interaction-session.js';
+import { FORMS, parseForm } from './forms.js';
 import { formBody, page, type PageState } from './page.js';
 import { authorizationUrlOf, inAppBrowserGuidance } from './in-app-browser-guidance.js';
-import { RETRY_AFTER_SECONDS } from '../db/dependency.js';
 
 /**
  * Tsunagi's screens inside an oidc-provider interaction: login by email code, signup confirmation,
  * consent. Routes stay thin: parse the form, call a method or flow, render or finish the interaction.
  */
 export function interactionRoutes(services: Services): Router {
-  const { host, emailOtp, smsOtp, accounts, proofs, metrics, db } = services;
+  const { host, codes, accounts, proofs, metrics, db, flows } = services;
+  const login = (details: Interaction): CodeBinding => ({ kind: 'login', interactionUid: details.uid });
+  const request = (ctx: Context) => ({ ip: ctx.ip, locale: ctx.state.locale });
   const router = new Router({ prefix: '/interaction/:uid' });
   router.use(formBody(), requireCsrf());
 
-  const { load, finish, seeOther, clientName, facts, holdForRequiredEmail } = interactionSession(services);
+  const { load, finish, seeOther, clientName, facts, signInRequest, signedIn } = interactionSession(services);
   const renderLogin = async (ctx: Context, details: Interaction, state: PageState = {}) => {
     page(ctx, services, 'login', {
       uid: details.uid,
       clientName: await clientName(details),
-      email: state.email ?? (await emailOtp.lastTarget(details.uid)) ?? (typeof details.params.login_hint === 'string' ? details.params.login_hint : ''),
-      smsAvailable: Boolean(smsOtp),
+      email: state.email ?? (await codes.email.lastTarget(login(details))) ?? (typeof details.params.login_hint === 'string' ? details.params.login_hint : ''),
+      smsAvailable: Boolean(codes.sms),
       providers: services.upstream.enabledProviders(),
       // Google refuses LINE's and other in-app browsers: guidance instead of its button (in-app-browser-guidance.ts).
       inAppBrowser: await inAppBrowserGuidance(ctx, services, details),
@@ -67,34 +70,26 @@ export function interactionRoutes(services: Services): Router {
 
   router.post('/email', async (ctx) => {
     const details = await load(ctx);
-    const body = ctx.request.body as Record<string, unknown>;
-    const typed = checkEmailAddress(body.email);
+    const form = parseForm(ctx, FORMS.email);
+    const typed = checkEmailAddress(form.email);
     if (!typed.ok) {
       ctx.status = 400;
-      return renderLogin(ctx, details, { email: typeof body.email === 'string' ? body.email : '', error: emailProblemMessage(typed.problem) });
+      return renderLogin(ctx, details, { email: form.email ?? '', error: emailProblemMessage(typed.problem) });
     }
     const email = typed.email;
     const recipient = await emailCodeRecipient({ accounts }, email);
-    const started = await emailOtp.start({ interactionUid: details.uid, email: recipient, ip: ctx.ip, locale: ctx.state.locale });
-    metrics.otpSends.inc({ channel: 'email', result: started.ok ? 'sent' : started.reason });
-    if (!started.ok) {
-      ctx.status = started.reason === 'rate_limited' ? 429 : 503;
-      ctx.set('Retry-After', String(started.reason === 'rate_limited' ? started.retryAfterSeconds : RETRY_AFTER_SECONDS));
-      return renderLogin(ctx, details, {
-        email: email.address,
-        error: started.reason === 'rate_limited' ? 'login.error.rate_limited' : 'login.error.delivery_failed',
-        retryAfterMinutes: started.reason === 'rate_limited' ? Math.ceil(started.retryAfterSeconds / 60) : undefined,
-      });
-    }
+    const started = await codes.email.send(login(details), recipient.address, request(ctx));
+    countSend(metrics, codes.email, started);
+    if (!started.ok) return renderLogin(ctx, details, { email: email.address, ...refuseSend(ctx, started, 'login') });
     seeOther(ctx, '/code');
   });
 
-  const emailCodePage = (uid: string, target: string, state: PageState = {}) => ({
-    uid, target, action: `/interaction/${uid}/code`, resendAction: `/interaction/${uid}/code/resend`, languageReturnTo: `/interaction/${uid}/code`,
-    backHref: `/interaction/${uid}`, ...state,
-  });
+  const emailCodePage = (uid: string, target: string, state: PageState = {}) => codePage({
+    channel: 'email', uid, target, action: `/interaction/${uid}/code`, resend: { action: `/interaction/${uid}/code/resend` }, languageReturnTo: `/interaction/${uid}/code`,
+    back: { href: `/interaction/${uid}` },
+  }, state);
   const renderCode = async (ctx: Context, details: Interaction, state: PageState = {}) => {
-    const latest = await emailOtp.latestTarget(details.uid);
+    const latest = await codes.email.latestTarget(login(details));
     if (!latest) return seeOther(ctx, '');
     const resent = state.codeSent === true ? { resendInSeconds: latest.resendInSeconds } : {};
     page(ctx, services, 'code', emailCodePage(details.uid, latest.target, latest.expired ? { ...codeError({ ok: false, reason: 'expired' }), ...state } : { ...state, ...resent }));
@@ -104,88 +99,70 @@ export function interactionRoutes(services: Services): Router {
 
   router.post('/code', async (ctx) => {
     const details = await load(ctx);
-    const code = parseCode((ctx.request.body as Record<string, unknown>).code);
-    if (!code) {
-      ctx.status = 400;
-      return renderCode(ctx, details, { error: 'code.error.format' });
-    }
-    const verified = await emailOtp.verify({ interactionUid: details.uid, code });
+    const verified = await codes.email.verify(login(details), parseForm(ctx, FORMS.code).code);
     if (!verified.ok) {
       if (verified.reason === 'no_code') return seeOther(ctx, '');
-      ctx.status = 400;
-      return renderCode(ctx, details, codeError(verified));
+      return renderCode(ctx, details, refuseCode(ctx, verified));
     }
     const decision = await decideAfterEmailProof({ accounts, proofs }, verified.proof);
     if (decision.next === 'confirm_signup') return seeOther(ctx, '/signup');
-    metrics.signIns.inc({ method: 'email_otp' });
-    await finish(ctx, await completeSignIn({ accounts }, decision.account, decision.proof, facts(ctx, details)));
+    return signedIn(ctx, details, await finishSignIn(flows.signIn, signInRequest(ctx, details), decision.account, decision.proof));
   });
 
   // A new code goes to the address of this interaction's last code (server-side state), so an
   // expired or used-up code never sends the person back to type the address again.
   router.post('/code/resend', async (ctx) => {
     const details = await load(ctx);
-    const latest = await emailOtp.latestTarget(details.uid);
+    const latest = await codes.email.latestTarget(login(details));
     const email = latest ? parseEmailAddress(latest.target) : undefined;
     if (!email) return seeOther(ctx, '');
-    const started = await emailOtp.start({ interactionUid: details.uid, email, ip: ctx.ip, locale: ctx.state.locale });
-    metrics.otpSends.inc({ channel: 'email', result: started.ok ? 'sent' : started.reason });
-    if (!started.ok) {
-      ctx.status = started.reason === 'rate_limited' ? 429 : 503;
-      ctx.set('Retry-After', String(started.reason === 'rate_limited' ? started.retryAfterSeconds : RETRY_AFTER_SECONDS));
-      return page(ctx, services, 'code', emailCodePage(details.uid, email.address, sendRefused(started, 'login')));
-    }
+    const started = await codes.email.send(login(details), email.address, request(ctx));
+    countSend(metrics, codes.email, started);
+    if (!started.ok) return page(ctx, services, 'code', emailCodePage(details.uid, email.address, refuseSend(ctx, started, 'login')));
     seeOther(ctx, '/code?sent=1');
   });
 
   // Sign-in by SMS code to a verified phone number.
   const phonePage = (uid: string, state: PageState = {}) => ({ action: `/interaction/${uid}/phone`, backHref: `/interaction/${uid}`, ...state });
-  const smsCodePage = (uid: string, target: string, state: PageState = {}) => ({
-    uid, target: maskPhone(target), maskedTarget: maskedPhone(target), titleKey: 'code.sms.title', leadKey: 'code.sms.lead', action: `/interaction/${uid}/sms-code`,
-    resendAction: `/interaction/${uid}/sms-code/resend`, languageReturnTo: `/interaction/${uid}/sms-code`, backHref: `/interaction/${uid}/phone`, backKey: 'code.other_phone', ...state,
-  });
+  const smsCodePage = (uid: string, target: string, state: PageState = {}) => codePage({
+    channel: 'sms', uid, target, action: `/interaction/${uid}/sms-code`, resend: { action: `/interaction/${uid}/sms-code/resend` },
+    languageReturnTo: `/interaction/${uid}/sms-code`, back: { href: `/interaction/${uid}/phone`, key: 'code.other_phone' },
+  }, state);
   // Unknown numbers get the same answer and the same limits, but no SMS: the page must not reveal
   // which numbers have accounts, and nobody should be able to make Tsunagi text arbitrary numbers.
   // Both take the same awaited steps and neither waits for Twilio (timing must not tell either).
-  const sendSmsCode = async (ctx: Context, details: Interaction, sms: NonNullable<typeof smsOtp>, phone: string) => {
+  const sendSmsCode = async (ctx: Context, details: Interaction, sms: CodeStep, phone: string) => {
     const account = await accounts.findAccountByVerifiedPhone(phone);
-    const started = await sms.startUndisclosed(
-      { binding: details.uid, target: phone, ip: ctx.ip, locale: ctx.state.locale, accountId: account?.id ?? null },
-      (outcome) => {
-        metrics.otpSends.inc({ channel: 'sms', result: outcome === 'sent' ? 'sent' : 'delivery_failed' });
-        if (outcome !== 'sent') services.log.warn({ problem: outcome }, 'sign-in SMS not delivered');
-      },
-    );
+    const started = await sms.sendUndisclosed(login(details), phone, request(ctx), account?.id ?? null, (outcome) => {
+      metrics.otpSends.inc({ channel: 'sms', result: outcome === 'sent' ? 'sent' : 'delivery_failed' });
+      if (outcome !== 'sent') services.log.warn({ problem: outcome }, 'sign-in SMS not delivered');
+    });
     if (!started.ok || !account) metrics.otpSends.inc({ channel: 'sms', result: started.ok ? 'unknown_number' : started.reason });
-    if (!started.ok) {
-      ctx.status = started.reason === 'rate_limited' ? 429 : 503;
-      ctx.set('Retry-After', String(started.reason === 'rate_limited' ? started.retryAfterSeconds : RETRY_AFTER_SECONDS));
-    }
     return started;
   };
 
   router.get('/phone', async (ctx) => {
     const details = await load(ctx);
-    if (!smsOtp) return seeOther(ctx, '');
+    if (!codes.sms) return seeOther(ctx, '');
     page(ctx, services, 'phone', phonePage(details.uid));
   });
 
   router.post('/phone', async (ctx) => {
     const details = await load(ctx);
-    if (!smsOtp) return seeOther(ctx, '');
-    const raw = (ctx.request.body as Record<string, unknown>).phone;
+    if (!codes.sms) return seeOther(ctx, '');
+    const raw = parseForm(ctx, FORMS.phone).phone;
     const phone = parsePhoneNumber(raw, services.config.defaultPhoneRegion);
     if (!phone) {
       ctx.status = 400;
-      return page(ctx, services, 'phone', phonePage(details.uid, { phone: typeof raw === 'string' ? raw : '', error: 'phone.error.invalid' }));
+      return page(ctx, services, 'phone', phonePage(details.uid, { phone: raw ?? '', error: 'phone.error.invalid' }));
     }
-    const started = await sendSmsCode(ctx, details, smsOtp, phone);
-    if (!started.ok) return page(ctx, services, 'phone', phonePage(details.uid, { phone: typeof raw === 'string' ? raw : '', ...sendRefused(started, 'phone') }));
+    const started = await sendSmsCode(ctx, details, codes.sms, phone);
+    if (!started.ok) return page(ctx, services, 'phone', phonePage(details.uid, { phone: raw ?? '', ...refuseSend(ctx, started, 'phone') }));
     seeOther(ctx, '/sms-code');
   });
 
   const renderSmsCode = async (ctx: Context, details: Interaction, state: PageState = {}) => {
-    const latest = smsOtp ? await smsOtp.latestTarget(details.uid) : undefined;
+    const latest = codes.sms ? await codes.sms.latestTarget(login(details)) : undefined;
     if (!latest) return seeOther(ctx, '/phone');
     const resent = state.codeSent === true ? { resendInSeconds: latest.resendInSeconds } : {};
     page(ctx, services, 'code', smsCodePage(details.uid, latest.target, latest.expired ? { ...codeError({ ok: false, reason: 'expired' }), ...state } : { ...state, ...resent }));
@@ -195,43 +172,35 @@ export function interactionRoutes(services: Services): Router {
 
   router.post('/sms-code', async (ctx) => {
     const details = await load(ctx);
-    if (!smsOtp || !(await smsOtp.latestTarget(details.uid))) return seeOther(ctx, '/phone');
-    const code = parseCode((ctx.request.body as Record<string, unknown>).code);
-    if (!code) {
-      ctx.status = 400;
-      return renderSmsCode(ctx, details, { error: 'code.error.format' });
-    }
-    const verified = await smsOtp.verify({ interactionUid: details.uid, code });
+    if (!codes.sms || !(await codes.sms.latestTarget(login(details)))) return seeOther(ctx, '/phone');
+    const verified = await codes.sms.verify(login(details), parseForm(ctx, FORMS.code).code);
     if (!verified.ok) {
       if (verified.reason === 'no_code') return seeOther(ctx, '/phone');
-      ctx.status = 400;
-      return renderSmsCode(ctx, details, codeError(verified));
+      return renderSmsCode(ctx, details, refuseCode(ctx, verified));
     }
     const account = await decideAfterPhoneProof({ accounts }, verified.proof);
     if (!account) {
       ctx.status = 400;
       return renderSmsCode(ctx, details, { error: 'code.error.wrong_code', attemptsLeft: 0 });
     }
-    if (await holdForRequiredEmail(details, account, verified.proof)) return seeOther(ctx, '/require-email');
-    metrics.signIns.inc({ method: 'sms_otp' });
-    await finish(ctx, await completeSignIn({ accounts }, account, verified.proof, facts(ctx, details)));
+    return signedIn(ctx, details, await finishSignIn(flows.signIn, signInRequest(ctx, details), account, verified.proof));
   });
 
   // As for email: the number comes from this interaction's last SMS challenge, never from the form.
   router.post('/sms-code/resend', async (ctx) => {
     const details = await load(ctx);
-    const latest = smsOtp ? await smsOtp.latestTarget(details.uid) : undefined;
-    if (!smsOtp || !latest) return seeOther(ctx, '/phone');
-    const started = await sendSmsCode(ctx, details, smsOtp, latest.target);
-    if (!started.ok) return page(ctx, services, 'code', smsCodePage(details.uid, latest.target, sendRefused(started, 'phone')));
+    const latest = codes.sms ? await codes.sms.latestTarget(login(details)) : undefined;
+    if (!codes.sms || !latest) return seeOther(ctx, '/phone');
+    const started = await sendSmsCode(ctx, details, codes.sms, latest.target);
+    if (!started.ok) return page(ctx, services, 'code', smsCodePage(details.uid, latest.target, refuseSend(ctx, started, 'phone')));
     seeOther(ctx, '/sms-code?sent=1');
   });
 
   router.get('/signup', async (ctx) => {
     const details = await load(ctx);
-    const parked = await proofs.peek(details.uid, 'signup', new Date());
-    if (!parked || parked.proof.subject.kind !== 'email') return seeOther(ctx, '');
-    page(ctx, services, 'signup', { uid: details.uid, email: parked.proof.subject.address, clientName: await clientName(details) });
+    const email = await pendingSignup({ proofs }, details.uid);
+    if (!email) return seeOther(ctx, '');
+    page(ctx, services, 'signup', { uid: details.uid, email, clientName: await clientName(details) });
   });
 
   router.post('/signup', async (ctx) => {
@@ -242,13 +211,7 @@ export function interactionRoutes(services: Services): Router {
       return renderLogin(ctx, details, { error: 'signup.error.expired' });
     }
     if (outcome.created) metrics.signups.inc();
-    metrics.signIns.inc({ method: outcome.proof.method });
-    const signedIn = await completeSignIn({ accounts }, outcome.account, outcome.proof, facts(ctx, details));
-    if (!outcome.created) return finish(ctx, signedIn);
-    // A new account: the sign-in is stored in the interaction now (so nothing is lost if the person
-    // walks away), and before going back to the application Tsunagi offers to add a passkey.
-    await host.current.interactionResult(ctx.req, ctx.res, { ...signedIn, ...passkeyOfferMarker }, { mergeWithLastSubmission: false });
-    seeOther(ctx, '/passkey-offer');
+    return signedIn(ctx, details, await finishSignIn(flows.signIn, signInRequest(ctx, details), outcome.account, outcome.proof, { newAccount: outcome.created }));
   });
 
   router.get('/passkey-offer', async (ctx) => {
@@ -283,34 +246,4 @@ export function interactionRoutes(services: Services): Router {
   return router;
 }
 
-/**
- * Marks an interaction result whose sign-in created the account just now: only then do the passkey
- * offer page and its registration ceremony (src/http/passkey-routes.ts) act for that account.
- */
-export const passkeyOfferMarker = { tsunagi: { passkeyOffer: true } } as const;
-
-/** The account a finished signup in this interaction may add a passkey to, if any. */
-export function passkeyOfferAccountId(details: { result?: unknown }): string | undefined {
-  const result = details.result as { login?: { accountId?: unknown }; tsunagi?: { passkeyOffer?: unknown } } | undefined;
-  if (result?.tsunagi?.passkeyOffer !== true || typeof result.login?.accountId !== 'string') return undefined;
-  return result.login.accountId;
-}
-
-/**
- * The code page's message for a failed verification. A code that can no longer be used makes
- * "Send a new code" the page's primary action (codeSpent).
- */
-export function codeError(v: Exclude<CodeVerification, { ok: true }>): PageState {
-  return {
-    error: `code.error.${v.reason}`,
-    attemptsLeft: v.reason === 'wrong_code' ? v.attemptsLeft : undefined,
-    canRetry: v.reason === 'wrong_code',
-    codeSpent: v.reason !== 'wrong_code',
-  };
-}
-
-/** The message for a send that was refused (rate limit or delivery), with its wait in minutes. */
-export function sendRefused(started: Exclude<CodeStart, { ok: true }>, screen: 'login' | 'phone'): PageState {
-  if (started.reason === 'rate_limited') return { error: `${screen}.error.rate_limited`, retryAfterMinutes: Math.ceil(started.retryAfterSeconds / 60) };
-  return { error: screen === 'login' ? 'login.error.delivery_failed' : `phone.error.${started.problem}` };
-}
+export { passkeyOfferAccountId, passkeyOfferMarker } from './interaction-session.js';

@@ -1,9 +1,7 @@
 import type { Context } from 'koa';
 import { errors, type InteractionResults } from 'oidc-provider';
-import type { Account } from '../accounts/account-store.js';
 import type { RequestFacts } from '../flows/login.js';
-import { needsRequiredEmail } from '../flows/upstream.js';
-import type { Proof } from '../methods/proof.js';
+import type { SignInFinish, SignInRequest } from '../flows/sign-in.js';
 import type { Services } from '../services.js';
 import { applyUiLocales } from './locale.js';
 
@@ -32,24 +30,41 @@ export class InteractionExpired extends Error {
  * path (and only if it is the one in this browser's cookie), finish it, send the browser elsewhere
  * inside it, and the facts the audit log records.
  */
-export function interactionSession(services: Pick<Services, 'host' | 'proofs'>) {
-  const { host, proofs } = services;
+export function interactionSession(services: Pick<Services, 'host' | 'metrics'>) {
+  const { host, metrics } = services;
+  const clientRequiresEmail = async (details: Interaction): Promise<boolean> => {
+    const client = await host.current.Client.find(details.params.client_id as string);
+    return (client as unknown as { require_email?: boolean } | undefined)?.require_email === true;
+  };
+  const factsOf = (ctx: Context, details: Interaction): RequestFacts =>
+    ({ ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined, clientId: details.params.client_id as string | undefined });
+  const finish = async (ctx: Context, result: InteractionResults, merge = false): Promise<void> => {
+    const returnTo = await host.current.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: merge });
+    ctx.redirect(returnTo);
+    ctx.status = 303;
+  };
+  const seeOther = (ctx: Context, path: string, uid = ctx.params.uid ?? ''): void => {
+    ctx.redirect(`/interaction/${encodeURIComponent(uid)}${path}`);
+    ctx.status = 303;
+  };
   return {
+    /** Whether the interaction's client requires a verified email (src/flows/require-email.ts). */
+    clientRequiresEmail,
+    /** What the end of a sign-in (src/flows/sign-in.ts finishSignIn) needs to know about this request. */
+    signInRequest(ctx: Context, details: Interaction): SignInRequest {
+      return { interactionUid: details.uid, facts: factsOf(ctx, details), clientRequiresEmail: () => clientRequiresEmail(details) };
+    },
     /**
-     * A client with `require_email` and an account without a verified email: the sign-in is held
-     * (parked for this interaction, not stored in it, so it cannot be resumed around the step) and
-     * the person is asked for an email first (src/http/upstream-routes.ts, /require-email).
-     * True when held; the caller then sends the browser to `/interaction/<uid>/require-email`.
+     * Renders the end of a sign-in: the require-email page while it is held; otherwise the sign-in
+     * goes back to the client, or, for an account made just now, is stored in the interaction first
+     * (so nothing is lost if the person walks away) and Tsunagi offers to add a passkey.
      */
-    async holdForRequiredEmail(details: Interaction, account: Account, proof: Proof): Promise<boolean> {
-      const clientRequiresEmail = async () => {
-        const client = await host.current.Client.find(details.params.client_id as string);
-        return (client as unknown as { require_email?: boolean } | undefined)?.require_email === true;
-      };
-      if (!(await needsRequiredEmail(account, clientRequiresEmail))) return false;
-      await proofs.discard(details.uid, 'require_email', new Date());
-      await proofs.park('require_email', { ...proof, interactionUid: details.uid, subject: { kind: 'account', accountId: account.id } }, 15 * 60);
-      return true;
+    async signedIn(ctx: Context, details: Interaction, finished: SignInFinish): Promise<void> {
+      if (finished.next === 'require_email') return seeOther(ctx, '/require-email', details.uid);
+      metrics.signIns.inc({ method: finished.method });
+      if (!finished.newAccount) return finish(ctx, finished.result);
+      await host.current.interactionResult(ctx.req, ctx.res, { ...finished.result, ...passkeyOfferMarker }, { mergeWithLastSubmission: false });
+      seeOther(ctx, '/passkey-offer', details.uid);
     },
     async load(ctx: Context): Promise<Interaction> {
       let details: Interaction;
@@ -68,21 +83,25 @@ export function interactionSession(services: Pick<Services, 'host' | 'proofs'>) 
       applyUiLocales(ctx, details.params.ui_locales);
       return details;
     },
-    async finish(ctx: Context, result: InteractionResults, merge = false): Promise<void> {
-      const returnTo = await host.current.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: merge });
-      ctx.redirect(returnTo);
-      ctx.status = 303;
-    },
-    seeOther(ctx: Context, path: string, uid = ctx.params.uid ?? ''): void {
-      ctx.redirect(`/interaction/${encodeURIComponent(uid)}${path}`);
-      ctx.status = 303;
-    },
+    finish,
+    seeOther,
     async clientName(details: Interaction): Promise<string> {
       const client = await host.current.Client.find(details.params.client_id as string);
       return (client?.clientName as string | undefined) ?? (details.params.client_id as string);
     },
-    facts(ctx: Context, details: Interaction): RequestFacts {
-      return { ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined, clientId: details.params.client_id as string | undefined };
-    },
+    facts: factsOf,
   };
+}
+
+/**
+ * Marks an interaction result whose sign-in created the account just now: only then do the passkey
+ * offer page and its registration ceremony (src/http/passkey-routes.ts) act for that account.
+ */
+export const passkeyOfferMarker = { tsunagi: { passkeyOffer: true } } as const;
+
+/** The account a finished signup in this interaction may add a passkey to, if any. */
+export function passkeyOfferAccountId(details: { result?: unknown }): string | undefined {
+  const result = details.result as { login?: { accountId?: unknown }; tsunagi?: { passkeyOffer?: unknown } } | undefined;
+  if (result?.tsunagi?.passkeyOffer !== true || typeof result.login?.accountId !== 'string') return undefined;
+  return result.login.accountId;
 }

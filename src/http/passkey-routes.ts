@@ -2,12 +2,10 @@ import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import type { Context, Next } from 'koa';
 import { errors } from 'oidc-provider';
-import { AccountSettings } from '../flows/account-settings.js';
-import { completeSignIn, type RequestFacts } from '../flows/login.js';
+import { linkOffer, proveAndLink } from '../flows/link.js';
+import { decideAfterPasskeyProof, type RequestFacts } from '../flows/login.js';
+import { finishSignIn, type SignInFinish } from '../flows/sign-in.js';
 import { AccountDisabled } from '../flows/account-disabled.js';
-import type { Account } from '../accounts/account-store.js';
-import type { Proof } from '../methods/proof.js';
-import { completeLink, pendingUpstream, type UpstreamDeps } from '../flows/upstream.js';
 import { translator } from '../i18n/index.js';
 import type { RateLimitRule } from '../limits/rate-limiter.js';
 import { hitAll } from '../limits/rate-limiter.js';
@@ -16,8 +14,8 @@ import type { Services } from '../services.js';
 import { ACCOUNT_APP_CLIENT_ID, accountBinding, readAccountSession, signedInRecently } from './account-session.js';
 import { csrfHeaderMatches } from './csrf.js';
 import { refuseNulInBody } from './input-guard.js';
-import { passkeyOfferAccountId } from './interaction-routes.js';
-import { interactionSession } from './interaction-session.js';
+import { interactionSession, passkeyOfferAccountId } from './interaction-session.js';
+import { PASSKEY_BODIES, parseForm } from './forms.js';
 import { applyUiLocales } from './locale.js';
 
 type Interaction = Awaited<ReturnType<Services['host']['current']['interactionDetails']>>;
@@ -37,10 +35,9 @@ export const PASSKEY_OPTIONS_LIMIT: RateLimitRule = { name: 'passkey-options:ip'
  * `x-csrf-token`; every refusal is `{ error, message }` with a message the page can show as is.
  */
 export function passkeyRoutes(services: Services): Router {
-  const { host, accounts, passkeys, metrics, limiter, db, mailer, log } = services;
-  const settings = new AccountSettings({ pool: db.pool, accounts, mailer, log });
+  const { host, accounts, passkeys, metrics, limiter, flows } = services;
+  const { settings } = flows;
   const interactions = interactionSession(services);
-  const upstreamDeps: UpstreamDeps = { pool: db.pool, accounts, identities: services.identities, proofs: services.proofs, cipher: services.upstreamCipher };
   const router = new Router();
 
   const refuse = (ctx: Context, status: number, reason: PasskeyRefusal, extra: Record<string, unknown> = {}) => {
@@ -55,19 +52,7 @@ export function passkeyRoutes(services: Services): Router {
     if (!csrfHeaderMatches(ctx)) return refuse(ctx, 403, 'csrf');
     return next();
   };
-  const body = (ctx: Context) => (ctx.request.body ?? {}) as Record<string, unknown>;
   const failureStatus = (reason: PasskeyFailure) => (reason === 'already_registered' ? 409 : 400);
-  // A fetch gets the disabled account's refusal as JSON, shown where the passkey error shows (the
-  // pages' sign-ins render it as a page: src/http/errors.ts).
-  const signInUnlessDisabled = async (ctx: Context, account: Account, proof: Proof, facts: RequestFacts) => {
-    try {
-      return await completeSignIn({ accounts }, account, proof, facts);
-    } catch (err) {
-      if (!(err instanceof AccountDisabled)) throw err;
-      refuse(ctx, 403, 'account_disabled');
-      return undefined;
-    }
-  };
 
   /** The login interaction named in the path, or a refusal. */
   const interaction = async (ctx: Context): Promise<Interaction | undefined> => {
@@ -99,23 +84,14 @@ export function passkeyRoutes(services: Services): Router {
   router.post('/interaction/:uid/passkey/verify', guard, json, async (ctx) => {
     const details = await interaction(ctx);
     if (!details) return;
-    const response = parseAuthenticationResponse(body(ctx).response);
+    const response = parseAuthenticationResponse(parseForm(ctx, PASSKEY_BODIES.authentication).response);
     if (!response) return refuse(ctx, 400, 'invalid_response');
     const verified = await passkeys.verifyAuthentication(details.uid, response);
     if (!verified.ok) return refuse(ctx, failureStatus(verified.reason), verified.reason);
     const { proof } = verified;
-    const account = proof.subject.kind === 'account' ? await accounts.findAccountById(proof.subject.accountId) : undefined;
+    const account = await decideAfterPasskeyProof({ accounts }, proof);
     if (!account) return refuse(ctx, 400, 'unknown_account');
-    if (await interactions.holdForRequiredEmail(details, account, proof)) {
-      ctx.body = { redirectTo: `/interaction/${encodeURIComponent(details.uid)}/require-email` };
-      return;
-    }
-    const facts: RequestFacts = { ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined, clientId: details.params.client_id as string | undefined };
-    const result = await signInUnlessDisabled(ctx, account, proof, facts);
-    if (!result) return;
-    metrics.signIns.inc({ method: 'passkey' });
-    // The browser navigates there itself: a fetch cannot follow a redirect into the relying party.
-    ctx.body = { redirectTo: await host.current.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false }) };
+    await signedIn(ctx, details, () => finishSignIn(flows.signIn, interactions.signInRequest(ctx, details), account, proof));
   });
 
   // Right after signup (views/passkey-offer.eta): the account the interaction just created, and only
@@ -138,10 +114,11 @@ export function passkeyRoutes(services: Services): Router {
   router.post('/interaction/:uid/passkey/register/verify', guard, json, async (ctx) => {
     const fresh = await newAccount(ctx);
     if (!fresh) return;
-    const response = parseRegistrationResponse(body(ctx).response);
+    const submitted = parseForm(ctx, PASSKEY_BODIES.registration);
+    const response = parseRegistrationResponse(submitted.response);
     if (!response) return refuse(ctx, 400, 'invalid_response');
     const locale = ctx.state.locale;
-    const name = parsePasskeyName(body(ctx).name) ?? translator(locale)('passkey.default_name');
+    const name = parsePasskeyName(submitted.name) ?? translator(locale)('passkey.default_name');
     const added = await passkeys.verifyRegistration(fresh.account, fresh.binding, response, name);
     if (!added.ok) return refuse(ctx, failureStatus(added.reason), added.reason);
     const facts: RequestFacts = { ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined, clientId: fresh.details.params.client_id as string | undefined };
@@ -154,23 +131,37 @@ export function passkeyRoutes(services: Services): Router {
   router.post('/interaction/:uid/link/passkey/verify', guard, json, async (ctx) => {
     const details = await interaction(ctx);
     if (!details) return;
-    const waiting = await pendingUpstream(upstreamDeps, details.uid, 'upstream_link');
-    if (!waiting?.linkToAccountId) return refuse(ctx, 400, 'stale_interaction');
-    const response = parseAuthenticationResponse(body(ctx).response);
+    if (!(await linkOffer(flows.upstream, details.uid))) return refuse(ctx, 400, 'stale_interaction');
+    const response = parseAuthenticationResponse(parseForm(ctx, PASSKEY_BODIES.authentication).response);
     if (!response) return refuse(ctx, 400, 'invalid_response');
     const verified = await passkeys.verifyAuthentication(details.uid, response);
     if (!verified.ok) return refuse(ctx, failureStatus(verified.reason), verified.reason);
-    const { proof } = verified;
-    if (proof.subject.kind !== 'account' || proof.subject.accountId !== waiting.linkToAccountId) return refuse(ctx, 400, 'wrong_account');
-    const facts: RequestFacts = { ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined, clientId: details.params.client_id as string | undefined };
-    const linked = await completeLink(upstreamDeps, details.uid, proof, facts);
-    if (!linked.ok) return refuse(ctx, 400, 'stale_interaction');
-    await settings.notify(linked.account, 'upstream_linked', ctx.state.locale);
-    const result = await signInUnlessDisabled(ctx, linked.account, linked.proof, facts);
-    if (!result) return;
-    metrics.signIns.inc({ method: 'upstream' });
-    ctx.body = { redirectTo: await host.current.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false }) };
+    const request = interactions.signInRequest(ctx, details);
+    const linked = await proveAndLink(flows.upstream, details.uid, verified.proof, request.facts, ctx.state.locale);
+    if (!linked.ok) return refuse(ctx, 400, linked.reason === 'wrong_account' ? 'wrong_account' : 'stale_interaction');
+    await signedIn(ctx, details, () => finishSignIn(flows.signIn, request, linked.account, linked.proof));
   });
+
+  /**
+   * The end of a passkey sign-in, as JSON: the browser navigates itself (a fetch cannot follow a
+   * redirect into the relying party). A disabled account's refusal comes back as JSON, shown where
+   * the passkey error shows (the pages' sign-ins render it as a page: src/http/errors.ts).
+   */
+  const signedIn = async (ctx: Context, details: Interaction, finishing: () => Promise<SignInFinish>) => {
+    let finished: SignInFinish;
+    try {
+      finished = await finishing();
+    } catch (err) {
+      if (!(err instanceof AccountDisabled)) throw err;
+      return refuse(ctx, 403, 'account_disabled');
+    }
+    if (finished.next === 'require_email') {
+      ctx.body = { redirectTo: `/interaction/${encodeURIComponent(details.uid)}/require-email` };
+      return;
+    }
+    metrics.signIns.inc({ method: finished.method });
+    ctx.body = { redirectTo: await host.current.interactionResult(ctx.req, ctx.res, finished.result, { mergeWithLastSubmission: false }) };
+  };
 
   /** The account-page session allowed to add a passkey now, or a refusal telling the page where to sign in. */
   const recentlySignedIn = async (ctx: Context) => {
@@ -190,10 +181,11 @@ export function passkeyRoutes(services: Services): Router {
   router.post('/account/passkeys/verify', guard, json, async (ctx) => {
     const me = await recentlySignedIn(ctx);
     if (!me) return;
-    const response = parseRegistrationResponse(body(ctx).response);
+    const submitted = parseForm(ctx, PASSKEY_BODIES.registration);
+    const response = parseRegistrationResponse(submitted.response);
     if (!response) return refuse(ctx, 400, 'invalid_response');
     const locale = ctx.state.locale;
-    const name = parsePasskeyName(body(ctx).name) ?? translator(locale)('passkey.default_name');
+    const name = parsePasskeyName(submitted.name) ?? translator(locale)('passkey.default_name');
     const added = await passkeys.verifyRegistration(me.account, accountBinding(me.session), response, name);
     if (!added.ok) return refuse(ctx, failureStatus(added.reason), added.reason);
     const facts: RequestFacts = { ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined, clientId: ACCOUNT_APP_CLIENT_ID };

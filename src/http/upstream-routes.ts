@@ -1,26 +1,21 @@
 import Router from '@koa/router';
 import type { Context } from 'koa';
-import type { Account } from '../accounts/account-store.js';
-import { EmailAlreadyRegistered } from '../accounts/account-store.js';
-import { checkEmailAddress, emailProblemMessage, maskedEmail, maskEmail, parseEmailAddress } from '../accounts/email-address.js';
-import { maskedPhone, maskPhone } from '../accounts/phone-number.js';
+import { checkEmailAddress, emailProblemMessage, parseEmailAddress } from '../accounts/email-address.js';
 import type { UpstreamProviderName } from '../accounts/upstream-identity-store.js';
-import { withTransaction } from '../db/database.js';
-import { AccountSettings } from '../flows/account-settings.js';
-import { completeSignIn } from '../flows/login.js';
-import {
-  completeLink, confirmUpstreamSignup, decideAfterUpstreamLogin, linkOptionsFor, parkUpstreamReturn, pausedSignIn, pendingUpstream, SIGN_IN_ONLY_UNLINKED,
-  vouchedEmail, type UpstreamDeps,
-} from '../flows/upstream.js';
-import type { CodeStart, CodeVerification } from '../methods/one-time-code-method.js';
-import { parseCode } from '../methods/one-time-code.js';
+import type { CodeBinding, CodeSendRefusal, CodeVerifyRefusal } from '../flows/code-step.js';
+import { declineLink, linkOffer, linkOfferOptions, proveAndLink, resumeUpstreamReturn, startLinkProof } from '../flows/link.js';
+import { askRequiredEmail, completeRequiredEmail, heldSignIn } from '../flows/require-email.js';
+import { finishSignIn } from '../flows/sign-in.js';
+import { SIGN_IN_ONLY_UNLINKED, takeUpstreamAnswer } from '../flows/upstream.js';
+import { cancelUpstreamSignup, signUpWithUpstream, upstreamSignupOffer } from '../flows/upstream-signup.js';
 import type { Proof } from '../methods/proof.js';
 import type { Services } from '../services.js';
 import { isUpstreamProviderName, UpstreamError } from '../upstream/index.js';
 import { upstreamPolicyOf, type UpstreamPolicy } from '../oidc/client-metadata.js';
+import { codePage, countSend, refuseCode, refuseSend } from './code-step.js';
 import { requireCsrf } from './csrf.js';
-import { codeError, passkeyOfferMarker } from './interaction-routes.js';
 import { interactionSession, type Interaction } from './interaction-session.js';
+import { FORMS, parseForm } from './forms.js';
 import { formBody, page, type PageState } from './page.js';
 import { authorizationUrlOf, refuseUpstreamInAppBrowser } from './in-app-browser-guidance.js';
 import { upstreamBrowserCookies } from './upstream-browser-cookies.js';
@@ -43,10 +38,15 @@ export function upstreamRedirectUri(issuer: string, provider: UpstreamProviderNa
  * interaction, which only the browser holding the interaction's cookie can open.
  */
 export function upstreamRoutes(services: Services): Router {
-  const { upstream, identities, accounts, proofs, emailOtp, smsOtp, passkeyStore, db, metrics, config, upstreamCipher, host } = services;
-  const { load, finish, seeOther, clientName, facts, holdForRequiredEmail } = interactionSession(services);
-  const deps: UpstreamDeps = { pool: db.pool, accounts, identities, proofs, cipher: upstreamCipher };
-  const settings = new AccountSettings({ pool: db.pool, accounts, mailer: services.mailer, log: services.log });
+  const { upstream, codes, passkeyStore, metrics, config, flows, host } = services;
+  const { load, seeOther, clientName, facts, clientRequiresEmail, signInRequest, signedIn } = interactionSession(services);
+  const deps = flows.upstream;
+  /** The upstream_policy of the client an interaction signs in to (an interaction gone keeps the default). */
+  const upstreamPolicyOfInteraction = async (uid: string): Promise<UpstreamPolicy> => {
+    const interaction = await host.current.Interaction.find(uid);
+    const clientId = interaction?.params.client_id;
+    return typeof clientId === 'string' ? upstreamPolicyOf(await host.current.Client.find(clientId)) : 'full';
+  };
   const router = new Router();
   const inInteraction = [formBody(), requireCsrf()];
   const providerOf = (ctx: Context): UpstreamProviderName | undefined => {
@@ -54,6 +54,7 @@ export function upstreamRoutes(services: Services): Router {
     return isUpstreamProviderName(p) && upstream.isEnabled(p) ? p : undefined;
   };
   const body = (ctx: Context) => (ctx.request.body ?? {}) as Record<string, unknown>;
+  const request = (ctx: Context) => ({ ip: ctx.ip, locale: ctx.state.locale });
   const browserOf = (ctx: Context) => upstreamBrowserCookies(ctx, { issuer: config.issuer, secureCookies: services.secureCookies });
 
   /** A readable page for anything that went wrong upstream; nothing was linked or created. */
@@ -93,31 +94,17 @@ export function upstreamRoutes(services: Services): Router {
     services.log.info({ provider, reason: err.reason, detail: err.message }, 'upstream sign-in failed');
     return failure(ctx, provider, err.reason, uid ?? err.pending?.interactionUid);
   };
-
-  /** The upstream_policy of the client an interaction signs in to (an interaction gone keeps the default). */
-  const upstreamPolicyOfInteraction = async (uid: string): Promise<UpstreamPolicy> => {
-    const interaction = await host.current.Interaction.find(uid);
-    const clientId = interaction?.params.client_id;
-    return typeof clientId === 'string' ? upstreamPolicyOf(await host.current.Client.find(clientId)) : 'full';
-  };
-
-  const clientRequiresEmail = async (details: Interaction): Promise<boolean> => {
-    const client = await host.current.Client.find(details.params.client_id as string);
-    return (client as unknown as { require_email?: boolean } | undefined)?.require_email === true;
-  };
-
-  /**
-   * Signs `account` in at the end of any upstream path. A client that requires an email, and an
-   * account without a verified one, first go through the require-email step (the sign-in waits,
-   * parked, and is not stored in the interaction, so it cannot be resumed around that step).
-   */
-  const signIn = async (ctx: Context, details: Interaction, account: Account, proof: Proof, opts: { newAccount?: boolean } = {}) => {
-    if (await holdForRequiredEmail(details, account, proof)) return seeOther(ctx, '/require-email');
-    metrics.signIns.inc({ method: proof.method });
-    const result = await completeSignIn({ accounts }, account, proof, facts(ctx, details));
-    if (!opts.newAccount) return finish(ctx, result);
-    await host.current.interactionResult(ctx.req, ctx.res, { ...result, ...passkeyOfferMarker }, { mergeWithLastSubmission: false });
-    seeOther(ctx, '/passkey-offer');
+  /** Off to Google or Apple; `begin` binds the attempt to this browser. */
+  const redirectToProvider = async (ctx: Context, provider: UpstreamProviderName, uid: string, begin: Omit<Parameters<typeof upstream.begin>[0], 'provider' | 'interactionUid' | 'redirectUri' | 'browser'>) => {
+    try {
+      const { authorizationUrl } = await upstream.begin({
+        provider, interactionUid: uid, redirectUri: upstreamRedirectUri(config.issuer, provider), browser: browserOf(ctx), ...begin,
+      });
+      ctx.redirect(authorizationUrl);
+      ctx.status = 303;
+    } catch (err) {
+      return upstreamFailure(ctx, err, provider, uid);
+    }
   };
 
   // ---- 1. Off to Google or Apple (the login page's buttons, or the client's idp_hint) ----
@@ -127,16 +114,9 @@ export function upstreamRoutes(services: Services): Router {
     if (await refuseUpstreamInAppBrowser(ctx, services, details, provider)) return;
     // The client's login_hint is passed on to Google (it preselects that Google account).
     const hint = details.params.login_hint;
-    try {
-      const { authorizationUrl } = await upstream.begin({
-        provider, interactionUid: details.uid, redirectUri: upstreamRedirectUri(config.issuer, provider), purpose: 'login', browser: browserOf(ctx),
-        loginHint: provider === 'google' && typeof hint === 'string' && hint.length <= 254 ? hint : undefined,
-      });
-      ctx.redirect(authorizationUrl);
-      ctx.status = 303;
-    } catch (err) {
-      return upstreamFailure(ctx, err, provider, details.uid);
-    }
+    return redirectToProvider(ctx, provider, details.uid, {
+      purpose: 'login', loginHint: provider === 'google' && typeof hint === 'string' && hint.length <= 254 ? hint : undefined,
+    });
   };
   router.post('/interaction/:uid/upstream/:provider', ...inInteraction, async (ctx) => toProvider(ctx, await load(ctx), providerOf(ctx)));
   // GET only for the provider the client named in idp_hint (a link elsewhere cannot start a sign-in).
@@ -155,36 +135,17 @@ export function upstreamRoutes(services: Services): Router {
     } catch (err) {
       return upstreamFailure(ctx, err, provider);
     }
-    const { pending, identity } = completed;
-    const uid = pending.interactionUid;
-    if (pending.purpose === 'login') {
-      const decision = await decideAfterUpstreamLogin(deps, identity, uid, await upstreamPolicyOfInteraction(uid));
-      if (decision.next === 'refused') return failure(ctx, provider, decision.reason, uid);
-      if (decision.next === 'sign_in') {
-        await parkUpstreamReturn(deps, uid, { kind: 'account', accountId: decision.account.id, via: identity });
-        return seeOther(ctx, '/upstream/continue', uid);
-      }
-      return seeOther(ctx, decision.next === 'offer_link' ? '/link' : '/upstream-signup', uid);
+    const policy = completed.pending.purpose === 'login' ? await upstreamPolicyOfInteraction(completed.pending.interactionUid) : 'full';
+    const after = await takeUpstreamAnswer(deps, completed.pending, completed.identity, policy);
+    switch (after.next) {
+      case 'refused': return failure(ctx, provider, after.reason, after.interactionUid);
+      case 'continue': return seeOther(ctx, '/upstream/continue', after.interactionUid);
+      case 'offer_link': return seeOther(ctx, '/link', after.interactionUid);
+      case 'confirm_signup': return seeOther(ctx, '/upstream-signup', after.interactionUid);
+      case 'account_page':
+        ctx.redirect('/account/providers/continue');
+        ctx.status = 303;
     }
-    if (pending.purpose === 'link_proof') {
-      // Proof of owning the account through its other linked identity: exactly that identity, nothing else.
-      const linked = await identities.findByIssuerSubject(identity.issuer, identity.subject);
-      if (!linked || linked.accountId !== pending.expectedAccountId || identity.subject !== pending.expectedSubject) {
-        return failure(ctx, provider, 'not_the_linked_account', uid);
-      }
-      const paused = pausedSignIn(linked);
-      if (paused) return failure(ctx, provider, paused, uid);
-      await identities.refreshAttributes(linked.id, {
-        email: identity.email ?? null, emailVerified: identity.emailVerified, isPrivateEmail: identity.isPrivateRelay, name: identity.name, refreshToken: identity.refreshToken,
-      });
-      await parkUpstreamReturn(deps, uid, { kind: 'account', accountId: linked.accountId, via: identity });
-      return seeOther(ctx, '/upstream/continue', uid);
-    }
-    // Linking from the account page: the account-page session picks it up on /account.
-    if (!pending.expectedAccountId) return failure(ctx, provider, 'bad_state');
-    await parkUpstreamReturn(deps, uid, { kind: 'link_to_account', claims: identity, accountId: pending.expectedAccountId });
-    ctx.redirect('/account/providers/continue');
-    ctx.status = 303;
   };
   router.get('/upstream/:provider/callback', async (ctx) => {
     const provider = providerOf(ctx);
@@ -217,216 +178,178 @@ export function upstreamRoutes(services: Services): Router {
     return callback(ctx, provider, params);
   });
 
-  // ---- 3. The interaction's own browser picks up a checked answer ----
+  // ---- 3. The interaction's own browser picks up a checked answer (src/flows/link.ts resumeUpstreamReturn) ----
   router.get('/interaction/:uid/upstream/continue', async (ctx) => {
     const details = await load(ctx);
-    const taken = await proofs.consume(db.pool, details.uid, 'upstream_return', new Date());
-    const subject = taken?.proof.subject;
-    if (!taken || subject?.kind !== 'account') return seeOther(ctx, '');
-    const waiting = await pendingUpstream(deps, details.uid, 'upstream_link');
-    if (waiting?.linkToAccountId === subject.accountId) {
-      const linked = await completeLink(deps, details.uid, taken.proof, facts(ctx, details));
-      if (!linked.ok) return failure(ctx, undefined, linked.reason, details.uid);
-      await settings.notify(linked.account, 'upstream_linked', ctx.state.locale);
-      return signIn(ctx, details, linked.account, linked.proof);
-    }
-    const account = await accounts.findAccountById(subject.accountId);
-    if (!account) return seeOther(ctx, '');
-    return signIn(ctx, details, account, taken.proof);
+    const resumed = await resumeUpstreamReturn(deps, details.uid, facts(ctx, details), ctx.state.locale);
+    if (resumed.next === 'start_again') return seeOther(ctx, '');
+    if (resumed.next === 'refused') return failure(ctx, undefined, resumed.reason, details.uid);
+    return signedIn(ctx, details, await finishSignIn(flows.signIn, signInRequest(ctx, details), resumed.account, resumed.proof));
   });
 
-  // ---- 4. Link offer: an account already has this email; prove it is yours to link ----
-  const linkTarget = async (details: Interaction) => {
-    const waiting = await pendingUpstream(deps, details.uid, 'upstream_link');
-    const account = waiting?.linkToAccountId ? await accounts.findAccountById(waiting.linkToAccountId) : undefined;
-    return waiting && account ? { identity: waiting.identity, account } : undefined;
-  };
-  const linkBinding = (uid: string) => `link:${uid}`;
-  /** A code or passkey proved `accountId`: link when it is the account the link offer is for. */
-  const proveAndLink = async (ctx: Context, details: Interaction, accountId: string | undefined, verified: Proof) => {
-    const target = await linkTarget(details);
-    if (!target) return seeOther(ctx, '');
-    if (accountId !== target.account.id) return failure(ctx, undefined, 'wrong_account', details.uid);
-    const ownership: Proof = { ...verified, interactionUid: details.uid, subject: { kind: 'account', accountId } };
-    const linked = await completeLink(deps, details.uid, ownership, facts(ctx, details));
-    if (!linked.ok) return failure(ctx, undefined, linked.reason, details.uid);
-    await settings.notify(linked.account, 'upstream_linked', ctx.state.locale);
-    return signIn(ctx, details, linked.account, linked.proof);
+  // ---- 4. Link offer: an account already has this email; prove it is yours to link (src/flows/link.ts) ----
+  const linkBinding = (details: Interaction): CodeBinding => ({ kind: 'link', interactionUid: details.uid });
+  /** A code or passkey proof: link when it proves the account the link offer is for, then sign in. */
+  const linkWith = async (ctx: Context, details: Interaction, proof: Proof) => {
+    const linked = await proveAndLink(deps, details.uid, proof, facts(ctx, details), ctx.state.locale);
+    if (!linked.ok) {
+      if (linked.reason === 'no_offer') return seeOther(ctx, '');
+      if (linked.reason === 'not_a_proof_of_an_account') return seeOther(ctx, '/link');
+      return failure(ctx, undefined, linked.reason, details.uid);
+    }
+    return signedIn(ctx, details, await finishSignIn(flows.signIn, signInRequest(ctx, details), linked.account, linked.proof));
   };
 
   router.get('/interaction/:uid/link', ...inInteraction, async (ctx) => {
     const details = await load(ctx);
-    const target = await linkTarget(details);
-    if (!target) return seeOther(ctx, '');
-    const options = await linkOptionsFor(
-      { accounts, identities, passkeyCount: async (id) => (await passkeyStore.listForAccount(id)).length },
-      target.account, { sms: Boolean(smsOtp), providers: upstream.enabledProviders() }, target.identity.provider,
+    const offer = await linkOfferOptions(
+      { ...deps, passkeyCount: async (id) => (await passkeyStore.listForAccount(id)).length },
+      details.uid, { sms: Boolean(codes.sms), providers: upstream.enabledProviders() },
     );
+    if (!offer) return seeOther(ctx, '');
+    const { options } = offer;
     page(ctx, services, 'link', {
-      uid: details.uid, clientName: await clientName(details), providerName: PROVIDER_NAMES[target.identity.provider],
-      email: target.identity.email ?? '', options,
+      uid: details.uid, clientName: await clientName(details), providerName: PROVIDER_NAMES[offer.identity.provider],
+      email: offer.identity.email ?? '', options,
       upstreamNames: Object.fromEntries(options.upstream.map((u) => [u.provider, PROVIDER_NAMES[u.provider]])),
     });
   });
 
   router.post('/interaction/:uid/link/decline', ...inInteraction, async (ctx) => {
     const details = await load(ctx);
-    await proofs.discard(details.uid, 'upstream_link', new Date());
+    await declineLink(deps, details.uid);
     seeOther(ctx, '');
   });
 
-  const startFailed = (ctx: Context, started: Exclude<CodeStart, { ok: true }>) => {
-    if (started.reason === 'rate_limited') ctx.set('Retry-After', String(started.retryAfterSeconds));
-    return failure(ctx, undefined, started.reason === 'rate_limited' ? 'code_rate_limited' : 'code_not_sent', ctx.params.uid);
+  /** A refused send on the link offer: the error page, with the one status and Retry-After of every code step. */
+  const linkSendRefused = (ctx: Context, details: Interaction, started: CodeSendRefusal) => {
+    const { error } = refuseSend(ctx, started, 'link');
+    page(ctx, services, 'upstream-error', {
+      providerName: '', messageKey: error, retryHref: `/interaction/${encodeURIComponent(details.uid)}?choose=1`,
+    });
   };
 
   router.post('/interaction/:uid/link/email', ...inInteraction, async (ctx) => {
     const details = await load(ctx);
-    const target = await linkTarget(details);
-    const email = target?.account.emails.find((e) => e.verifiedAt && e.key === body(ctx).key);
-    if (!target || !email) return seeOther(ctx, '/link');
-    const started = await emailOtp.start({
-      interactionUid: linkBinding(details.uid), email: { address: email.address, key: email.key }, ip: ctx.ip, locale: ctx.state.locale, accountId: target.account.id,
-    });
-    metrics.otpSends.inc({ channel: 'email', result: started.ok ? 'sent' : started.reason });
-    if (!started.ok) return startFailed(ctx, started);
+    const offer = await linkOffer(deps, details.uid);
+    const email = offer?.account.emails.find((e) => e.verifiedAt && e.key === parseForm(ctx, FORMS.linkEmail).key);
+    if (!offer || !email) return seeOther(ctx, '/link');
+    const started = await codes.email.send(linkBinding(details), email.address, request(ctx), offer.account.id);
+    countSend(metrics, codes.email, started);
+    if (!started.ok) return linkSendRefused(ctx, details, started);
     seeOther(ctx, '/link/code');
   });
 
   // The code page keeps the linking context: "Confirm it's you to link Apple", not just "Check your email".
   const linkCodeTitle = async (details: Interaction) => {
-    const target = await linkTarget(details);
-    return target ? { titleKey: 'link.code_title', titleParams: { provider: PROVIDER_NAMES[target.identity.provider] } } : {};
+    const offer = await linkOffer(deps, details.uid);
+    return offer ? { titleKey: 'link.code_title', titleParams: { provider: PROVIDER_NAMES[offer.identity.provider] } } : {};
   };
-  const linkCodePage = (uid: string, masked: string, key: string, state: PageState = {}) => ({
-    uid, target: masked, action: `/interaction/${uid}/link/code`, resendAction: `/interaction/${uid}/link/email`, resendField: 'key', resendValue: key,
-    backHref: `/interaction/${uid}/link`, backKey: 'link.other_way', ...state,
-  });
   const renderLinkCode = async (ctx: Context, details: Interaction, state: PageState = {}) => {
-    const address = await emailOtp.pendingTarget(linkBinding(details.uid));
+    const address = await codes.email.pendingTarget(linkBinding(details));
     if (!address) return seeOther(ctx, '/link');
-    const key = parseEmailAddress(address)?.key ?? '';
-    page(ctx, services, 'code', { ...linkCodePage(details.uid, maskEmail(address), key, state), maskedTarget: maskedEmail(address), ...await linkCodeTitle(details) });
+    const uid = details.uid;
+    page(ctx, services, 'code', codePage({
+      channel: 'email', uid, target: address, maskAddress: true, action: `/interaction/${uid}/link/code`,
+      resend: { action: `/interaction/${uid}/link/email`, field: 'key', value: parseEmailAddress(address)?.key ?? '' },
+      back: { href: `/interaction/${uid}/link`, key: 'link.other_way' }, ...await linkCodeTitle(details),
+    }, state));
   };
   router.get('/interaction/:uid/link/code', ...inInteraction, async (ctx) => renderLinkCode(ctx, await load(ctx)));
   router.post('/interaction/:uid/link/code', ...inInteraction, async (ctx) => {
     const details = await load(ctx);
-    const code = parseCode(body(ctx).code);
-    if (!code) {
-      ctx.status = 400;
-      return renderLinkCode(ctx, details, { error: 'code.error.format' });
-    }
-    const verified = await emailOtp.verify({ interactionUid: linkBinding(details.uid), code });
+    const verified = await codes.email.verify(linkBinding(details), parseForm(ctx, FORMS.code).code);
     if (!verified.ok) return codeFailed(ctx, details, verified, renderLinkCode);
-    if (verified.proof.subject.kind !== 'email') return seeOther(ctx, '/link');
-    const owner = await accounts.findAccountByVerifiedEmail({ address: verified.proof.subject.address, key: verified.proof.subject.key });
-    return proveAndLink(ctx, details, owner?.id, verified.proof);
+    return linkWith(ctx, details, verified.proof);
   });
 
   const codeFailed = async (
-    ctx: Context, details: Interaction, verified: Exclude<CodeVerification, { ok: true }>,
+    ctx: Context, details: Interaction, verified: CodeVerifyRefusal,
     render: (ctx: Context, details: Interaction, state: PageState) => Promise<void>,
   ) => {
     if (verified.reason === 'no_code') return seeOther(ctx, '/link');
-    ctx.status = 400;
-    return render(ctx, details, codeError(verified));
+    return render(ctx, details, refuseCode(ctx, verified));
   };
 
   router.post('/interaction/:uid/link/sms', ...inInteraction, async (ctx) => {
     const details = await load(ctx);
-    const target = await linkTarget(details);
-    const phone = target?.account.phones.find((p) => p.verifiedAt && p.phone === body(ctx).phone);
-    if (!target || !phone || !smsOtp) return seeOther(ctx, '/link');
-    const started = await smsOtp.start({ binding: linkBinding(details.uid), phone: phone.phone, ip: ctx.ip, locale: ctx.state.locale, accountId: target.account.id });
-    metrics.otpSends.inc({ channel: 'sms', result: started.ok ? 'sent' : started.reason });
-    if (!started.ok) return startFailed(ctx, started);
+    const offer = await linkOffer(deps, details.uid);
+    const phone = offer?.account.phones.find((p) => p.verifiedAt && p.phone === parseForm(ctx, FORMS.phone).phone);
+    if (!offer || !phone || !codes.sms) return seeOther(ctx, '/link');
+    const started = await codes.sms.send(linkBinding(details), phone.phone, request(ctx), offer.account.id);
+    countSend(metrics, codes.sms, started);
+    if (!started.ok) return linkSendRefused(ctx, details, started);
     seeOther(ctx, '/link/sms-code');
   });
 
   const renderLinkSmsCode = async (ctx: Context, details: Interaction, state: PageState = {}) => {
-    const phone = smsOtp ? await smsOtp.pendingTarget(linkBinding(details.uid)) : undefined;
+    const phone = codes.sms ? await codes.sms.pendingTarget(linkBinding(details)) : undefined;
     if (!phone) return seeOther(ctx, '/link');
-    page(ctx, services, 'code', {
-      uid: details.uid, target: maskPhone(phone), maskedTarget: maskedPhone(phone), titleKey: 'code.sms.title', leadKey: 'link.sms_lead', ...await linkCodeTitle(details),
-      action: `/interaction/${details.uid}/link/sms-code`, resendAction: `/interaction/${details.uid}/link/sms`, resendField: 'phone', resendValue: phone,
-      backHref: `/interaction/${details.uid}/link`, backKey: 'link.other_way', ...state,
-    });
+    const uid = details.uid;
+    page(ctx, services, 'code', codePage({
+      channel: 'sms', uid, target: phone, leadKey: 'link.sms_lead', ...await linkCodeTitle(details),
+      action: `/interaction/${uid}/link/sms-code`, resend: { action: `/interaction/${uid}/link/sms`, field: 'phone', value: phone },
+      back: { href: `/interaction/${uid}/link`, key: 'link.other_way' },
+    }, state));
   };
   router.get('/interaction/:uid/link/sms-code', ...inInteraction, async (ctx) => renderLinkSmsCode(ctx, await load(ctx)));
   router.post('/interaction/:uid/link/sms-code', ...inInteraction, async (ctx) => {
     const details = await load(ctx);
-    const code = parseCode(body(ctx).code);
-    if (!code || !smsOtp) {
+    if (!codes.sms) {
       ctx.status = 400;
       return renderLinkSmsCode(ctx, details, { error: 'code.error.format' });
     }
-    const verified = await smsOtp.verify({ interactionUid: linkBinding(details.uid), code });
+    const verified = await codes.sms.verify(linkBinding(details), parseForm(ctx, FORMS.code).code);
     if (!verified.ok) return codeFailed(ctx, details, verified, renderLinkSmsCode);
-    if (verified.proof.subject.kind !== 'phone') return seeOther(ctx, '/link');
-    const owner = await accounts.findAccountByVerifiedPhone(verified.proof.subject.phone);
-    return proveAndLink(ctx, details, owner?.id, verified.proof);
+    return linkWith(ctx, details, verified.proof);
   });
 
   // Proof through the account's other upstream identity, with login_hint so the right account is picked.
   router.post('/interaction/:uid/link/upstream/:provider', ...inInteraction, async (ctx) => {
     const details = await load(ctx);
     const provider = providerOf(ctx);
-    const target = await linkTarget(details);
-    if (!target || !provider) return seeOther(ctx, '/link');
-    const linked = (await identities.listForAccount(target.account.id)).find((i) => i.provider === provider);
-    if (!linked || provider === target.identity.provider) return seeOther(ctx, '/link');
-    const paused = pausedSignIn(linked);
-    if (paused) return failure(ctx, provider, paused, details.uid);
+    if (!provider) return seeOther(ctx, '/link');
+    const start = await startLinkProof(deps, details.uid, provider);
+    if (!start.ok) return start.reason === 'no_such_way' ? seeOther(ctx, '/link') : failure(ctx, provider, start.reason, details.uid);
     if (await refuseUpstreamInAppBrowser(ctx, services, details, provider)) return;
-    try {
-      const { authorizationUrl } = await upstream.begin({
-        provider, interactionUid: details.uid, redirectUri: upstreamRedirectUri(config.issuer, provider), purpose: 'link_proof', browser: browserOf(ctx),
-        expectedAccountId: target.account.id, expectedSubject: linked.subject,
-        loginHint: provider === 'google' ? linked.subject : undefined,
-      });
-      ctx.redirect(authorizationUrl);
-      ctx.status = 303;
-    } catch (err) {
-      return upstreamFailure(ctx, err, provider, details.uid);
-    }
+    return redirectToProvider(ctx, provider, details.uid, {
+      purpose: 'link_proof', expectedAccountId: start.expectedAccountId, expectedSubject: start.expectedSubject, loginHint: start.loginHint,
+    });
   });
 
-  // ---- 5. Signup confirmation for an upstream identity nobody has ----
+  // ---- 5. Signup confirmation for an upstream identity nobody has (src/flows/upstream-signup.ts) ----
   router.get('/interaction/:uid/upstream-signup', ...inInteraction, async (ctx) => {
     const details = await load(ctx);
-    const waiting = await pendingUpstream(deps, details.uid, 'upstream_signup');
-    if (!waiting) return seeOther(ctx, '');
-    const { identity } = waiting;
-    const email = vouchedEmail(identity);
+    const offer = await upstreamSignupOffer(deps, details.uid);
+    if (!offer) return seeOther(ctx, '');
+    const { identity, email } = offer;
     page(ctx, services, 'upstream-signup', {
       uid: details.uid, clientName: await clientName(details), providerName: PROVIDER_NAMES[identity.provider],
       name: identity.name ?? '', email: email?.address ?? '',
-      emailNote: email ? '' : identity.isPrivateRelay ? 'upstream.signup.relay' : identity.email ? 'upstream.signup.unverified' : 'upstream.signup.no_email',
+      emailNote: offer.withoutEmail ? `upstream.signup.${offer.withoutEmail}` : '',
       emailAsked: !email && (await clientRequiresEmail(details)),
     });
   });
 
   router.post('/interaction/:uid/upstream-signup', ...inInteraction, async (ctx) => {
     const details = await load(ctx);
-    const outcome = await confirmUpstreamSignup(deps, details.uid, facts(ctx, details));
+    const outcome = await signUpWithUpstream(deps, details.uid, facts(ctx, details), ctx.state.locale);
     if (!outcome.ok) {
       if (outcome.reason === 'no_pending_signup') return seeOther(ctx, '');
       return failure(ctx, undefined, outcome.reason, details.uid);
     }
     metrics.signups.inc();
-    await settings.notify(outcome.account, 'signup', ctx.state.locale);
-    return signIn(ctx, details, outcome.account, outcome.proof, { newAccount: true });
+    return signedIn(ctx, details, await finishSignIn(flows.signIn, signInRequest(ctx, details), outcome.account, outcome.proof, { newAccount: true }));
   });
 
   router.post('/interaction/:uid/upstream-signup/cancel', ...inInteraction, async (ctx) => {
     const details = await load(ctx);
-    await proofs.discard(details.uid, 'upstream_signup', new Date());
+    await cancelUpstreamSignup(deps, details.uid);
     seeOther(ctx, '');
   });
 
-  // ---- 6. The client requires an email and the account has none: ask for one, verify it by code ----
-  const requireEmailBinding = (uid: string) => `require-email:${uid}`;
-  const heldSignIn = async (details: Interaction) => proofs.peek(details.uid, 'require_email', new Date());
+  // ---- 6. The client requires an email and the account has none: ask for one, verify it by code (src/flows/require-email.ts) ----
+  const requireEmailBinding = (details: Interaction): CodeBinding => ({ kind: 'require_email', interactionUid: details.uid });
 
   /**
    * The typed address belongs to another account. Nothing moves between accounts here: the page
@@ -447,84 +370,57 @@ export function upstreamRoutes(services: Services): Router {
 
   router.get('/interaction/:uid/require-email', ...inInteraction, async (ctx) => {
     const details = await load(ctx);
-    if (!(await heldSignIn(details))) return seeOther(ctx, '');
+    if (!(await heldSignIn(flows.signIn, details.uid))) return seeOther(ctx, '');
     page(ctx, services, 'require-email', { uid: details.uid, clientName: await clientName(details), email: '' });
   });
 
   router.post('/interaction/:uid/require-email', ...inInteraction, async (ctx) => {
     const details = await load(ctx);
-    const held = await heldSignIn(details);
-    if (!held || held.proof.subject.kind !== 'account') return seeOther(ctx, '');
-    const raw = body(ctx).email;
+    if (!(await heldSignIn(flows.signIn, details.uid))) return seeOther(ctx, '');
+    const raw = parseForm(ctx, FORMS.email).email;
     const typed = checkEmailAddress(raw);
-    const again = async (status: number, error: string, extra: PageState = {}) => {
-      ctx.status = status;
-      page(ctx, services, 'require-email', { uid: details.uid, clientName: await clientName(details), email: typeof raw === 'string' ? raw : '', error, ...extra });
+    const again = async (error: string, extra: PageState = {}) => {
+      page(ctx, services, 'require-email', { uid: details.uid, clientName: await clientName(details), email: raw ?? '', error, ...extra });
     };
-    if (!typed.ok) return again(400, emailProblemMessage(typed.problem));
+    if (!typed.ok) {
+      ctx.status = 400;
+      return again(emailProblemMessage(typed.problem));
+    }
     const { email } = typed;
-    // An address someone else verified is refused here, before any code: it never moves between accounts.
-    const owner = await accounts.findAccountByVerifiedEmail(email);
-    if (owner && owner.id !== held.proof.subject.accountId) return renderAddressTaken(ctx, details, email.address);
-    const started = await emailOtp.start({
-      interactionUid: requireEmailBinding(details.uid), email, ip: ctx.ip, locale: ctx.state.locale, accountId: held.proof.subject.accountId,
-    });
-    metrics.otpSends.inc({ channel: 'email', result: started.ok ? 'sent' : started.reason });
+    const asked = await askRequiredEmail(flows.signIn, details.uid, email);
+    if (!asked.ok) return asked.reason === 'taken' ? renderAddressTaken(ctx, details, email.address) : seeOther(ctx, '');
+    const started = await codes.email.send(requireEmailBinding(details), email.address, request(ctx), asked.accountId);
+    countSend(metrics, codes.email, started);
     if (!started.ok) {
-      if (started.reason === 'rate_limited') ctx.set('Retry-After', String(started.retryAfterSeconds));
-      return again(started.reason === 'rate_limited' ? 429 : 503, started.reason === 'rate_limited' ? 'login.error.rate_limited' : 'login.error.delivery_failed', {
-        retryAfterMinutes: started.reason === 'rate_limited' ? Math.ceil(started.retryAfterSeconds / 60) : undefined,
-      });
+      const refused = refuseSend(ctx, started, 'login');
+      return again(refused.error, refused);
     }
     seeOther(ctx, '/require-email/code');
   });
 
   const renderRequireEmailCode = async (ctx: Context, details: Interaction, state: PageState = {}) => {
-    const address = await emailOtp.pendingTarget(requireEmailBinding(details.uid));
+    const address = await codes.email.pendingTarget(requireEmailBinding(details));
     if (!address) return seeOther(ctx, '/require-email');
-    page(ctx, services, 'code', {
-      uid: details.uid, target: address, action: `/interaction/${details.uid}/require-email/code`,
-      resendAction: `/interaction/${details.uid}/require-email`, resendField: 'email', resendValue: address,
-      backHref: `/interaction/${details.uid}/require-email`, ...state,
-    });
+    const uid = details.uid;
+    page(ctx, services, 'code', codePage({
+      channel: 'email', uid, target: address, action: `/interaction/${uid}/require-email/code`,
+      resend: { action: `/interaction/${uid}/require-email`, field: 'email', value: address }, back: { href: `/interaction/${uid}/require-email` },
+    }, state));
   };
   router.get('/interaction/:uid/require-email/code', ...inInteraction, async (ctx) => renderRequireEmailCode(ctx, await load(ctx)));
   router.post('/interaction/:uid/require-email/code', ...inInteraction, async (ctx) => {
     const details = await load(ctx);
-    const code = parseCode(body(ctx).code);
-    if (!code) {
-      ctx.status = 400;
-      return renderRequireEmailCode(ctx, details, { error: 'code.error.format' });
-    }
-    const verified = await emailOtp.verify({ interactionUid: requireEmailBinding(details.uid), code });
+    const verified = await codes.email.verify(requireEmailBinding(details), parseForm(ctx, FORMS.code).code);
     if (!verified.ok) {
       if (verified.reason === 'no_code') return seeOther(ctx, '/require-email');
-      ctx.status = 400;
-      return renderRequireEmailCode(ctx, details, codeError(verified));
+      return renderRequireEmailCode(ctx, details, refuseCode(ctx, verified));
     }
-    const proven = verified.proof.subject;
-    if (proven.kind !== 'email') return seeOther(ctx, '/require-email');
-    const outcome = await withTransaction(db.pool, async (tx) => {
-      const held = await proofs.consume(tx, details.uid, 'require_email', new Date());
-      if (!held || held.proof.subject.kind !== 'account') return { ok: false as const, reason: 'expired' };
-      const accountId = held.proof.subject.accountId;
-      if (!(await accounts.lockAccount(tx, accountId))) return { ok: false as const, reason: 'expired' };
-      try {
-        await accounts.addVerifiedEmail(tx, accountId, { address: proven.address, key: proven.key });
-      } catch (err) {
-        if (err instanceof EmailAlreadyRegistered) return { ok: false as const, reason: 'taken' };
-        throw err;
-      }
-      await accounts.recordAuditEvent({ type: 'email_added', accountId, ...facts(ctx, details), data: { email: proven.address, requiredBy: details.params.client_id } }, tx);
-      return { ok: true as const, accountId, proof: held.proof };
-    });
+    const outcome = await completeRequiredEmail(flows.signIn, details.uid, verified.proof, facts(ctx, details));
     if (!outcome.ok) {
-      if (outcome.reason === 'expired') return seeOther(ctx, '');
-      return renderAddressTaken(ctx, details, proven.address);
+      if (outcome.reason === 'taken') return renderAddressTaken(ctx, details, outcome.address);
+      return seeOther(ctx, outcome.reason === 'not_an_email' ? '/require-email' : '');
     }
-    const account = await accounts.findAccountById(outcome.accountId);
-    if (!account) return seeOther(ctx, '');
-    return signIn(ctx, details, account, outcome.proof);
+    return signedIn(ctx, details, await finishSignIn(flows.signIn, signInRequest(ctx, details), outcome.account, outcome.proof));
   });
 
   return router;

@@ -66,6 +66,11 @@ export class OneTimeCodeMethod {
     this.now = deps.now ?? (() => new Date());
   }
 
+  /** Sends a code to `target` for `binding` (src/flows/code-step.ts is how flows call it). */
+  send(input: { binding: string; target: string; ip: string; locale: Locale; accountId?: string | null }): Promise<CodeStart> {
+    return this.startFor(input);
+  }
+
   protected async startFor(input: { binding: string; target: string; ip: string; locale: Locale; accountId?: string | null }): Promise<CodeStart> {
     const now = this.now();
     const limit = await hitAll(this.deps.limiter, this.spec.limits(input.target, input.ip, input.accountId ?? null), now);

@@ -156,6 +156,30 @@ describe(`federation with Google and Apple (${describeBackends()})`, () => {
     expect((await sink.nextMailTo(email)).subject).toBe('A sign-in provider was linked to your Tsunagi account');
   });
 
+  it('answers a rate-limited link code with 429 and Retry-After, like every other code step, and links nothing', async () => {
+    const email = `linklimit${uniqueSub()}@gmail.com`;
+    await emailAccount(email); // one code already went to this address
+    const googleSub = uniqueSub();
+    google.nextUser({ sub: googleSub, email, email_verified: true });
+    const browser = new Browser();
+    const { page } = await startUpstream(browser, 'google');
+    expect(page.url).toMatch(/\/link$/);
+    const statuses: number[] = [];
+    let last: Response | undefined;
+    let body = '';
+    // The per-address limit (EMAIL_SEND_LIMITS.perAddress) is 5 sends: the sign-in's code and four here, then refused.
+    for (let i = 0; i < 5; i++) {
+      const res = await browser.request(at(page, '/link/email'), { form: { _csrf: csrfOf(page.body), key: email } });
+      statuses.push(res.res.status);
+      last = res.res;
+      body = res.body;
+    }
+    expect(statuses).toEqual([303, 303, 303, 303, 429]);
+    expect(Number(last?.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(body).toContain('Too many codes were requested');
+    expect(await identityOf(google.issuer, googleSub)).toBeUndefined();
+  });
+
   it('goes straight to the provider named by idp_hint, passing login_hint on to Google', async () => {
     const sub = uniqueSub();
     const email = `hint${sub}@gmail.com`;
