@@ -9,8 +9,7 @@ import { getOrCreateSecret } from './db/app-secrets.js';
 import { loadMasterKeyring, type MasterKeyring } from './db/master-key.js';
 import { openDatabase, type Database } from './db/database.js';
 import { migrate } from './db/migrate.js';
-import { checkRedis, openRedis, type RedisConnection } from './db/redis.js';
-import { withDeadline } from './db/dependency.js';
+import { checkRedis, closeRedis, openRedis, type RedisConnection } from './db/redis.js';
 import { DevOutbox, OutboxMailer, SmtpMailer, type Mailer } from './delivery/mailer.js';
 import { Metrics } from './http/metrics.js';
 import { Readiness } from './http/readiness.js';
@@ -276,13 +275,12 @@ export async function createServices(config: Config, log: Logger, overrides: Ser
         host.stop();
         await ciba.idle();
         if (mailer instanceof SmtpMailer) mailer.close();
-        // close() waits for the replies still due; from a Redis that does not answer, stop at once (a process must be able to exit).
-        if (r) await withDeadline(r.close(), config.timeouts.redisCommandMs, 'redis close').catch(async () => { await r.destroy(); });
+        if (r) await closeRedis(r, config.timeouts.redisCommandMs);
         await db.close();
       },
     };
   } catch (err) {
-    if (redis) await redis.close().catch(() => undefined);
+    if (redis) await closeRedis(redis, config.timeouts.redisCommandMs);
     await db.close().catch(() => undefined);
     throw err;
   }

@@ -134,6 +134,19 @@ export async function checkRedis(redis: RedisConnection): Promise<void> {
   }));
 }
 
+/**
+ * Closes the connection(s) once the replies still due have come, or at once after `ms` (a Redis, or
+ * every sentinel, that does not answer must not keep a process from exiting).
+ */
+export async function closeRedis(redis: RedisConnection, ms: number): Promise<void> {
+  try {
+    await withDeadline(redis.close(), ms, 'redis close');
+  } catch {
+    // A Sentinel client's destroy waits for a discovery round in progress: not worth waiting for.
+    void Promise.resolve().then(() => redis.destroy()).catch(() => undefined);
+  }
+}
+
 export type RedisClusterConnection = ReturnType<typeof clusterClient>;
 
 export function isCluster(redis: RedisConnection): redis is RedisClusterConnection {

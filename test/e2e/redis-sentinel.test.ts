@@ -26,7 +26,7 @@ const HANG_MS = 20_000;
 
 interface Outcome { worker: string; status: number; retryAfter: string | null; error?: string; startedAt: number; ms: number }
 
-describe(`Tsunagi on Redis Sentinel (${describeBackends().replace(' + redis', '')} + 1 primary, 1 replica, 3 sentinels of this test's own)`, () => {
+describe(`Tsunagi on Redis Sentinel (${describeBackends().replace(' + redis', '')} + 1 primary, 1 replica, 3 sentinels of this test's own, all with passwords)`, () => {
   let set: RedisSentinelSet;
 
   beforeAll(async () => { set = await RedisSentinelSet.start(); }, SETUP_MS);
@@ -38,7 +38,7 @@ describe(`Tsunagi on Redis Sentinel (${describeBackends().replace(' + redis', ''
     const prefix = `tsunagi-sentinel-${randomUUID().slice(0, 8)}:`;
     let opening: Promise<RedisConnection> | undefined;
     beforeAll(async () => {
-      opening = openRedis({ topology: 'sentinel', masterName: set.masterName, sentinels: set.sentinels.map((s) => ({ host: '127.0.0.1', port: s.port })), credentials: {}, sentinelCredentials: {} });
+      opening = openRedis({ topology: 'sentinel', masterName: set.masterName, sentinels: set.sentinels.map((s) => ({ host: '127.0.0.1', port: s.port })), credentials: { password: RedisSentinelSet.password }, sentinelCredentials: { password: RedisSentinelSet.sentinelPassword } });
       redis = await opening;
       db = await openTestDatabase();
     }, SETUP_MS);

@@ -54,14 +54,28 @@ function canListen(port: number): Promise<boolean> {
 
 /** One command over a raw connection (no client library: nothing of the app's is involved); the reply as RESP text. */
 export async function rawCommand(port: number, ...args: string[]): Promise<string> {
+  return rawCommandAs(port, undefined, ...args);
+}
+
+/** The same, after AUTH with `password` when there is one. */
+export async function rawCommandAs(port: number, password: string | undefined, ...args: string[]): Promise<string> {
+  const commands = password === undefined ? [args] : [['AUTH', password], args];
   const socket = net.connect(port, '127.0.0.1');
-  const payload = `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
+  const payload = commands.map((c) => `*${c.length}\r\n${c.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`).join('');
   return new Promise((resolve, reject) => {
     let reply = Buffer.alloc(0);
     socket.setTimeout(5000, () => { socket.destroy(); reject(new Error(`no reply from 127.0.0.1:${port} to ${args[0]}`)); });
     socket.on('data', (chunk: Buffer) => {
       reply = Buffer.concat([reply, chunk]);
-      if (endOfReply(reply, 0) !== undefined) { socket.end(); resolve(reply.toString()); }
+      // The reply to AUTH first (when sent), then the one asked for.
+      const ends: number[] = [];
+      for (let at: number | undefined = 0; ends.length < commands.length && at !== undefined;) {
+        at = endOfReply(reply, at);
+        if (at !== undefined) ends.push(at);
+      }
+      if (ends.length < commands.length) return;
+      socket.end();
+      resolve(reply.subarray(ends.length > 1 ? ends[0] : 0).toString());
     });
     socket.on('error', reject);
     socket.write(payload);
@@ -88,7 +102,12 @@ class RedisProcess {
   private child: ChildProcess | undefined;
   private output = '';
 
-  constructor(readonly binary: string, readonly port: number, private readonly args: string[]) {}
+  constructor(readonly binary: string, readonly port: number, private readonly args: string[], readonly password?: string) {}
+
+  /** One command to this server (authenticated when it has a password). */
+  command(...args: string[]): Promise<string> {
+    return rawCommandAs(this.port, this.password, ...args);
+  }
 
   get address(): string { return `127.0.0.1:${this.port}`; }
   get running(): boolean { return this.child !== undefined; }
@@ -103,7 +122,7 @@ class RedisProcess {
     child.once('exit', () => { exited = true; });
     await eventually(async () => {
       if (exited) throw new Error(`${this.binary} on port ${this.port} exited:\n${this.output}`);
-      return (await rawCommand(this.port, 'PING').catch(() => '')).startsWith('+PONG') ? true : undefined;
+      return (await this.command('PING').catch(() => '')).startsWith('+PONG') ? true : undefined;
     }, 30_000, `${this.binary} answering on port ${this.port}`).catch((err: unknown) => {
       throw new Error(`${String(err)}\n${this.output}`);
     });
@@ -128,10 +147,13 @@ function serverArgs(port: number, dir: string, extra: string[] = []): string[] {
 /**
  * One primary, one replica and three sentinels (quorum 2) watching them under `masterName`. The
  * sentinels judge the primary down after one second without an answer, so a failover takes a few
- * seconds rather than the default 30.
+ * seconds rather than the default 30. Password-protected as production would be: the servers with
+ * `password`, the sentinels with `sentinelPassword` of their own.
  */
 export class RedisSentinelSet {
   readonly masterName = 'tsunagi-primary';
+  static readonly password = `data-${Math.random().toString(36).slice(2)}`;
+  static readonly sentinelPassword = `sentinel-${Math.random().toString(36).slice(2)}`;
   private constructor(
     private readonly dir: string,
     readonly primary: RedisProcess,
@@ -141,7 +163,10 @@ export class RedisSentinelSet {
 
   /** REDIS_SENTINELS / REDIS_SENTINEL_MASTER for Tsunagi (and REDIS_URL blank: the shared Redis is not used). */
   get env(): Record<string, string> {
-    return { REDIS_URL: '', REDIS_SENTINELS: this.sentinels.map((s) => s.address).join(','), REDIS_SENTINEL_MASTER: this.masterName };
+    return {
+      REDIS_URL: '', REDIS_SENTINELS: this.sentinels.map((s) => s.address).join(','), REDIS_SENTINEL_MASTER: this.masterName,
+      REDIS_PASSWORD: RedisSentinelSet.password, REDIS_SENTINEL_PASSWORD: RedisSentinelSet.sentinelPassword,
+    };
   }
 
   static async start(): Promise<RedisSentinelSet> {
@@ -151,8 +176,11 @@ export class RedisSentinelSet {
     const taken = new Set<number>();
     const [primaryPort, replicaPort, ...sentinelPorts] = await Promise.all(Array.from({ length: 5 }, () => freePortInRange(taken)));
     const sub = (name: string) => { const d = path.join(dir, name); fs.mkdirSync(d); return d; };
-    const primary = new RedisProcess('redis-server', primaryPort as number, serverArgs(primaryPort as number, sub('primary')));
-    const replica = new RedisProcess('redis-server', replicaPort as number, serverArgs(replicaPort as number, sub('replica'), ['--replicaof', '127.0.0.1', String(primaryPort)]));
+    const { password, sentinelPassword } = RedisSentinelSet;
+    // masterauth on both: either may be the replica after a failover.
+    const auth = ['--requirepass', password, '--masterauth', password];
+    const primary = new RedisProcess('redis-server', primaryPort as number, serverArgs(primaryPort as number, sub('primary'), auth), password);
+    const replica = new RedisProcess('redis-server', replicaPort as number, serverArgs(replicaPort as number, sub('replica'), [...auth, '--replicaof', '127.0.0.1', String(primaryPort)]), password);
     const sentinels = sentinelPorts.map((port, i) => {
       // Sentinel rewrites its configuration file as it learns the topology: each has its own.
       const conf = path.join(sub(`sentinel-${i}`), 'sentinel.conf');
@@ -162,21 +190,24 @@ export class RedisSentinelSet {
         'sentinel down-after-milliseconds tsunagi-primary 1000',
         'sentinel failover-timeout tsunagi-primary 5000',
         'sentinel parallel-syncs tsunagi-primary 1',
+        `sentinel auth-pass tsunagi-primary ${password}`,
+        // The sentinels' own password, which they also use with each other.
+        `requirepass ${sentinelPassword}`, `sentinel sentinel-pass ${sentinelPassword}`,
         '',
       ].join('\n'));
-      return new RedisProcess('redis-sentinel', port, [conf]);
+      return new RedisProcess('redis-sentinel', port, [conf], sentinelPassword);
     });
     const set = new RedisSentinelSet(dir, primary, replica, sentinels);
     try {
       await primary.start();
       await replica.start();
-      await eventually(async () => (/master_link_status:up/.test(await rawCommand(replica.port, 'INFO', 'replication')) ? true : undefined), 30_000, 'the replica in sync with the primary');
+      await eventually(async () => (/master_link_status:up/.test(await replica.command('INFO', 'replication')) ? true : undefined), 30_000, 'the replica in sync with the primary');
       for (const sentinel of sentinels) await sentinel.start();
       // A failover needs the sentinels to know the replica and each other (learned within seconds).
       await eventually(async () => {
         for (const sentinel of sentinels) {
-          const replicas = await rawCommand(sentinel.port, 'SENTINEL', 'REPLICAS', 'tsunagi-primary');
-          const peers = await rawCommand(sentinel.port, 'SENTINEL', 'SENTINELS', 'tsunagi-primary');
+          const replicas = await sentinel.command('SENTINEL', 'REPLICAS', 'tsunagi-primary');
+          const peers = await sentinel.command('SENTINEL', 'SENTINELS', 'tsunagi-primary');
           if (!replicas.includes(String(replica.port)) || (peers.match(/\r\nname\r\n/g) ?? []).length < 2) return undefined;
         }
         return true;
@@ -191,7 +222,7 @@ export class RedisSentinelSet {
   /** The port the sentinels name as primary now (from the first sentinel that answers). */
   async primaryPortNow(): Promise<number> {
     for (const sentinel of this.sentinels) {
-      const reply = await rawCommand(sentinel.port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', this.masterName).catch(() => '');
+      const reply = await sentinel.command('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', this.masterName).catch(() => '');
       const port = /\r\n(\d+)\r\n$/.exec(reply)?.[1];
       if (port) return Number(port);
     }
@@ -202,10 +233,10 @@ export class RedisSentinelSet {
   async replicaPromoted(withinMs: number): Promise<void> {
     await eventually(async () => {
       for (const sentinel of this.sentinels) {
-        const reply = await rawCommand(sentinel.port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', this.masterName);
+        const reply = await sentinel.command('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', this.masterName);
         if (!reply.includes(`\r\n${this.replica.port}\r\n`)) return undefined;
       }
-      return /role:master/.test(await rawCommand(this.replica.port, 'INFO', 'replication')) ? true : undefined;
+      return /role:master/.test(await this.replica.command('INFO', 'replication')) ? true : undefined;
     }, withinMs, 'Sentinel promoting the replica');
   }
 
