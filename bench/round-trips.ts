@@ -25,6 +25,10 @@ let tracing = false;
 
 // "SELECT accounts", "UPSERT oidc_payloads:Grant": enough to tell which store a round trip serves.
 function sqlLabel(text: string, values: unknown): string {
+  // The reads of src/oidc/adapter/related-prefetch.ts: an artifact with the session, grant and account
+  // it names, or (for a token found in Redis) those three alone.
+  if (/^\s*WITH p AS \(SELECT jsonb_build_object/.test(text)) return 'SELECT related session+grant+account';
+  if (/^\s*WITH p AS/.test(text) && Array.isArray(values)) return `SELECT oidc_payloads:${String(values[0])}+related`;
   const verb = /^\s*(\w+)/.exec(text)?.[1]?.toUpperCase() ?? '?';
   const table = /\b(?:FROM|INTO|UPDATE)\s+(\w+)/i.exec(text)?.[1] ?? '?';
   const model = table === 'oidc_payloads' && Array.isArray(values) && typeof values[0] === 'string' ? `:${values[0]}` : '';
