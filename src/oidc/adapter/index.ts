@@ -33,8 +33,9 @@ export function createAdapterFactory(
     if (!adapter) {
       if (model === 'Client') adapter = new ClientAdapter(pool);
       else if (redis && LOSABLE_MODELS.has(model)) {
-        adapter = new RedisAdapter(model, redis, onConsumeConflict, redisPrefix, graceSecondsOf(model, grace));
-        if (TOKEN_MODELS.has(model)) adapter = readingRelatedFromPostgres(adapter, model, pool);
+        adapter = TOKEN_MODELS.has(model)
+          ? new RelatedReadingRedisAdapter(model, pool, redis, onConsumeConflict, redisPrefix, graceSecondsOf(model, grace))
+          : new RedisAdapter(model, redis, onConsumeConflict, redisPrefix, graceSecondsOf(model, grace));
       }
       else {
         const reuseSeconds = model === 'RefreshToken' ? options.refreshTokenReuseSeconds : 0;
@@ -61,20 +62,18 @@ export function createAdapterFactory(
  * endpoint) names the session, grant and account oidc-provider reads next from Postgres: one query
  * for all of them starts as soon as the token is found (related-prefetch.ts).
  */
-function readingRelatedFromPostgres(adapter: Adapter, model: string, pool: pg.Pool): Adapter {
-  const withRelated = async (found: Promise<AdapterPayload | undefined | void>) => {
-    const payload = await found;
+class RelatedReadingRedisAdapter extends RedisAdapter {
+  constructor(private readonly tokenModel: string, private readonly pool: pg.Pool, ...rest: ConstructorParameters<typeof RedisAdapter> extends [string, ...infer R] ? R : never) {
+    super(tokenModel, ...rest);
+  }
+
+  override async find(id: string): Promise<AdapterPayload | undefined> { return this.withRelated(await super.find(id)); }
+  override async findByUid(uid: string): Promise<AdapterPayload | undefined> { return this.withRelated(await super.findByUid(uid)); }
+  override async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> { return this.withRelated(await super.findByUserCode(userCode)); }
+
+  private withRelated(payload: AdapterPayload | undefined): AdapterPayload | undefined {
     const scope = currentRequestScope();
-    if (payload && scope) prefetchRelatedOf(pool, scope, model, payload);
-    return payload ?? undefined;
-  };
-  return {
-    upsert: (id, payload, expiresIn) => adapter.upsert(id, payload, expiresIn),
-    find: (id) => withRelated(adapter.find(id)),
-    findByUid: (uid) => withRelated(adapter.findByUid(uid)),
-    findByUserCode: (userCode) => withRelated(adapter.findByUserCode(userCode)),
-    consume: (id) => adapter.consume(id),
-    destroy: (id) => adapter.destroy(id),
-    revokeByGrantId: (grantId) => adapter.revokeByGrantId(grantId),
-  };
+    if (payload && scope) prefetchRelatedOf(this.pool, scope, this.tokenModel, payload);
+    return payload;
+  }
 }
