@@ -17,6 +17,7 @@ describe(`reads stay fresh from one request to the next (${describeBackends()})`
   let issuer: string;
   let redirectUri: string;
 
+  // A busy machine can take a minute to start the embedded database and walk the sign-in pages.
   beforeAll(async () => {
     sink = new SmtpSink();
     const smtpUrl = await sink.start();
@@ -24,7 +25,7 @@ describe(`reads stay fresh from one request to the next (${describeBackends()})`
     redirectUri = `${await rp.start()}/cb`;
     server = await startTestServer({ SMTP_URL: smtpUrl });
     issuer = server.services.config.issuer;
-  });
+  }, 180_000);
 
   afterAll(async () => {
     await server?.close();
@@ -81,7 +82,7 @@ describe(`reads stay fresh from one request to the next (${describeBackends()})`
 
     expect(await refresh(s)).toEqual({ status: 400, error: 'invalid_grant' });
     expect(await userinfo(s)).toEqual({ status: 401, error: 'invalid_token' });
-  });
+  }, 120_000);
 
   it('refuses the tokens of an account deleted since the last request', async () => {
     const s = await signIn('account');
@@ -92,7 +93,7 @@ describe(`reads stay fresh from one request to the next (${describeBackends()})`
 
     expect(await refresh(s)).toEqual({ status: 400, error: 'invalid_grant' });
     expect(await userinfo(s)).toEqual({ status: 401, error: 'invalid_token' });
-  });
+  }, 120_000);
 
   it('refuses the tokens of a client removed since the last request', async () => {
     const s = await signIn('client');
@@ -103,5 +104,5 @@ describe(`reads stay fresh from one request to the next (${describeBackends()})`
 
     expect(await refresh(s)).toEqual({ status: 401, error: 'invalid_client' });
     expect(await userinfo(s)).toEqual({ status: 401, error: 'invalid_token' });
-  });
+  }, 120_000);
 });

@@ -54,6 +54,7 @@ describe(`round trips per request (${describeBackends()})`, () => {
   let tokens: { access: string; refresh: string };
   let cookie: string;
 
+  // A busy machine can take a minute to start the embedded database and walk the sign-in pages.
   beforeAll(async () => {
     sink = new SmtpSink();
     const smtpUrl = await sink.start();
@@ -86,7 +87,7 @@ describe(`round trips per request (${describeBackends()})`, () => {
       for (let i = 0; i < 300 && !cache.enabled; i++) await new Promise((r) => setTimeout(r, 100));
       expect(cache.enabled).toBe(true);
     }
-  });
+  }, 180_000);
 
   afterAll(async () => {
     await server?.close();
