@@ -1,7 +1,9 @@
 // Runs BENCH_WORKERS (default 2) Tsunagi processes on one port with node:cluster, for the scaling
-// measurement. Each worker is an ordinary `src/main.ts`; the primary only hands out connections.
+// measurement. Each worker is an ordinary compiled `dist/main.js` (BENCH_ENTRY, as the Dockerfile
+// runs it); the primary only hands out connections. Compiled to dist/bench/ (tsconfig.bench.json).
 // Prints `WORKERS pid,pid` once every worker listens. SIGTERM stops the workers, then the primary.
 import cluster from 'node:cluster';
+import { pathToFileURL } from 'node:url';
 
 const workers = Number(process.env.BENCH_WORKERS ?? 2);
 
@@ -30,5 +32,8 @@ if (cluster.isPrimary) {
     setTimeout(() => { clearInterval(check); process.exit(0); }, 10_000).unref();
   });
 } else {
-  await import('../src/main.js');
+  // A path from the environment, not a static import: the compiled bench must not pull src/ into dist/bench.
+  const entry = process.env.BENCH_ENTRY;
+  if (!entry) throw new Error('BENCH_ENTRY (the compiled dist/main.js) is not set');
+  await import(pathToFileURL(entry).href);
 }

@@ -4,89 +4,19 @@
 // client to count, sends a few requests of each scenario to warm up, then N more one at a time,
 // and prints `RESULT [RoundTripCount...]`.
 //
-// - Postgres: every pg.Client#query is one round trip (pg sends one query at a time per connection).
-// - Redis: every command outside MULTI is one round trip (even when several are in flight at once,
-//   which node-redis would write together); a MULTI ... EXEC block is one round trip with its commands.
+// How a round trip is counted: bench/round-trip-counter.ts (test/e2e/round-trips.test.ts uses it too).
 //
 // argv[2]: JSON { target: Target, requests?: number }; env: as for the server.
 import fs from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
-import pg from 'pg';
-import { createClient } from 'redis';
 import { loadConfig } from '../src/config.js';
 import { startServer } from '../src/server.js';
 import type { RoundTripCount } from './report.js';
+import { installRoundTripCounter } from './round-trip-counter.js';
 import { basicAuth, httpScenarios, REDIRECT_URI, SSO_SCENARIO, SSO_SCOPE, type Target } from './scenarios.js';
 
-const counts = { pg: 0, redisTrips: 0, redisCommands: 0 };
-/** What one request sent, by label; filled while `tracing` is on. */
-const trace: string[] = [];
-let tracing = false;
-
-// "SELECT accounts", "UPSERT oidc_payloads:Grant": enough to tell which store a round trip serves.
-function sqlLabel(text: string, values: unknown): string {
-  const verb = /^\s*(\w+)/.exec(text)?.[1]?.toUpperCase() ?? '?';
-  const table = /\b(?:FROM|INTO|UPDATE)\s+(\w+)/i.exec(text)?.[1] ?? '?';
-  const model = table === 'oidc_payloads' && Array.isArray(values) && typeof values[0] === 'string' ? `:${values[0]}` : '';
-  return `${verb === 'INSERT' && /ON CONFLICT/i.test(text) ? 'UPSERT' : verb} ${table}${model}`;
-}
-
-// "HGETALL AccessToken": the command and the model its key belongs to.
-// A script shows as "EVAL get+hgetall Session": the commands it calls and the model of its first key.
-function redisLabel(args: unknown): string {
-  if (!Array.isArray(args)) return '?';
-  const command = String(args[0]).toUpperCase();
-  const script = command === 'EVAL' && typeof args[1] === 'string' ? args[1] : undefined;
-  const keyArg: unknown = args[script ? 3 : 1]; // EVAL script numkeys key1 …
-  const key = typeof keyArg === 'string' ? keyArg : '';
-  const model = /^(?:[^:]+:)*?oidc:([^:]+)/.exec(key)?.[1] ?? key.split(':').slice(0, 2).join(':');
-  const calls = script ? [...script.matchAll(/redis\.call\('(\w+)'/g)].map((m) => m[1]).join('+') : '';
-  return `${command} ${calls} ${model}`.replace(/\s+/g, ' ').trim();
-}
-
-function countPostgres() {
-  const proto = pg.Client.prototype as unknown as { query: (...args: unknown[]) => unknown };
-  const original = proto.query;
-  proto.query = function countedQuery(this: unknown, ...args: unknown[]) {
-    counts.pg++;
-    if (tracing) {
-      const [first, second] = args;
-      const text = typeof first === 'string' ? first : (first as { text?: string } | undefined)?.text ?? '';
-      const values = Array.isArray(second) ? second : (first as { values?: unknown } | undefined)?.values;
-      trace.push(`pg: ${sqlLabel(text, values)}`);
-    }
-    return original.apply(this, args);
-  };
-}
-
-function countRedis() {
-  // The class that owns sendCommand/_executeMulti is shared by every client createClient makes.
-  let proto: object | null = Object.getPrototypeOf(createClient());
-  while (proto && !Object.prototype.hasOwnProperty.call(proto, 'sendCommand')) proto = Object.getPrototypeOf(proto);
-  if (!proto) throw new Error('node-redis changed: no sendCommand to count');
-  const p = proto as Record<string, (...args: unknown[]) => unknown>;
-  const send = p.sendCommand as (...args: unknown[]) => unknown;
-  p.sendCommand = function countedSend(this: unknown, ...args: unknown[]) {
-    counts.redisTrips++;
-    counts.redisCommands++;
-    if (tracing) trace.push(`redis: ${redisLabel(args[0])}`);
-    return send.apply(this, args);
-  };
-  for (const name of ['_executeMulti', '_executePipeline']) {
-    const original = p[name];
-    if (typeof original !== 'function') throw new Error(`node-redis changed: no ${name} to count`);
-    p[name] = function countedBatch(this: unknown, ...args: unknown[]) {
-      counts.redisTrips++;
-      const commands = Array.isArray(args[0]) ? (args[0] as Array<{ args?: unknown }>) : [];
-      counts.redisCommands += commands.length;
-      if (tracing) {
-        const models = [...new Set(commands.map((c) => redisLabel(c.args).split(' ')[1] ?? '?'))].join('+');
-        trace.push(`redis: ${name === '_executeMulti' ? 'MULTI' : 'PIPELINE'} of ${commands.length} (${models})`);
-      }
-      return original.apply(this, args);
-    };
-  }
-}
+const counter = installRoundTripCounter();
+const { counts, trace } = counter;
 
 /** "pg: SELECT clients ×1, ..." in the order first seen. */
 function summarize(labels: string[]): string[] {
@@ -121,8 +51,6 @@ async function ssoRoundTrip(t: Target): Promise<void> {
 
 async function main() {
   const { target, requests = 50 } = JSON.parse(fs.readFileSync(process.argv[2] ?? '', 'utf8')) as { target: Target; requests?: number };
-  countPostgres();
-  countRedis();
   // Key reloads poll the database every KEYS_RELOAD_SECONDS: keep them out of the counts.
   const config = loadConfig({ ...process.env, KEYS_RELOAD_SECONDS: '86400' });
   const server = await startServer(config);
@@ -131,9 +59,9 @@ async function main() {
     const measure = async (scenario: string, once: () => Promise<void>) => {
       for (let i = 0; i < 5; i++) await once();
       trace.length = 0;
-      tracing = true;
+      counter.tracing = true;
       await once();
-      tracing = false;
+      counter.tracing = false;
       const calls = summarize(trace);
       Object.assign(counts, { pg: 0, redisTrips: 0, redisCommands: 0 });
       for (let i = 0; i < requests; i++) await once();

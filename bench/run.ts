@@ -1,6 +1,9 @@
 // `npm run bench`: Tsunagi against a bare oidc-provider on this machine. See the README's Benchmarks
 // section. Every server and the load generator run as separate processes; all traffic stays on
-// 127.0.0.1.
+// 127.0.0.1. Tsunagi and the bare provider run as production runs them (Dockerfile): compiled
+// JavaScript (`npm run build` -> dist/, the bench's own servers -> dist/bench/) under plain `node`,
+// without tsx; this script compiles both first. The load generator and the round-trip counter are
+// bench tooling and run through tsx.
 //
 // env: DATABASE_URL, REDIS_URL (otherwise the embedded database in a fresh temporary folder),
 //      BENCH_WARMUP (s, 5), BENCH_DURATION (s, 10), BENCH_CONNECTIONS (32),
@@ -60,10 +63,11 @@ const log = (line: string) => process.stderr.write(`${line}\n`);
 interface Proc { name: string; child: ChildProcess; logFile: string; tail: string[] }
 const running = new Set<Proc>();
 
+/** Starts a compiled server (a .js file under dist/) with plain node, as the Dockerfile does. */
 function start(name: string, args: string[], env: NodeJS.ProcessEnv): Proc {
   const logFile = path.join(os.tmpdir(), `tsunagi-bench-${name}.log`);
   const out = fs.createWriteStream(logFile);
-  const child = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const proc: Proc = { name, child, logFile, tail: [] };
   const keep = (chunk: Buffer) => {
     out.write(chunk);
@@ -349,11 +353,28 @@ async function machineInfo(): Promise<MachineInfo> {
 
 // ---------- the run ----------
 
+// What the servers run: the compiled build, as in the container image.
+const COMPILED = { main: 'dist/main.js', cli: 'dist/cli/main.js', bare: 'dist/bench/bare-provider.js', cluster: 'dist/bench/cluster.js' };
+
+/** Compiles src/ (npm run build) and the bench's servers, so what is measured is the current code. */
+function build(): void {
+  log('compiling: npm run build (src -> dist/) and tsconfig.bench.json (bench servers -> dist/bench/)');
+  const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+  for (const project of ['tsconfig.build.json', 'tsconfig.bench.json']) {
+    execFileSync(process.execPath, [tsc, '-p', project], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
+  }
+  for (const file of Object.values(COMPILED)) {
+    if (!fs.existsSync(path.join(ROOT, file))) throw new Error(`the build did not produce ${file}`);
+  }
+}
+
 async function main(): Promise<void> {
+  build();
   const machine = await machineInfo();
   log(`Tsunagi benchmark: ${machine.backends}; ${settings.connections} connections, ${settings.warmupSeconds}s warm-up + ${settings.durationSeconds}s per scenario`);
   const wanted = (id: string) => !only || only.has(id);
   const notes: string[] = [
+    'Both servers run as the container image runs Tsunagi: compiled JavaScript with plain `node` (Tsunagi: `dist/main.js` from `npm run build`; the bare provider: `dist/bench/bare-provider.js`), not through tsx. Tsunagi runs with NODE_ENV=development only because its issuer is plain http on 127.0.0.1, which production refuses.',
     'Client credentials with a JWT access token: the client asks for resource=https://api.example.com/ (one of its allowed_resources) and gets an RS256 JWT; the bare provider has the same resourceIndicators configuration.',
     'The bare provider keeps every artifact in a Map in its own memory; Tsunagi keeps codes and access tokens in Redis (or Postgres without Redis) and sessions, grants and refresh tokens in Postgres. Both sign with the same algorithms and publish a current and a next key per algorithm.',
     'Refresh tokens of these confidential clients do not rotate (checked during set-up), so each refresh scenario sends one refresh token throughout.',
@@ -402,12 +423,12 @@ async function main(): Promise<void> {
   try {
     if (databaseUrl) {
       log('migrating the database');
-      execFileSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'migrate'], { cwd: ROOT, env: tsunagiEnv, stdio: ['ignore', 'ignore', 'inherit'] });
+      execFileSync(process.execPath, [COMPILED.cli, 'migrate'], { cwd: ROOT, env: tsunagiEnv, stdio: ['ignore', 'ignore', 'inherit'] });
     }
     log('starting Tsunagi and the bare oidc-provider');
     const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.BENCH_CPU_PROF)}`] : [];
-    const tsunagi = start('tsunagi', [...profile, 'src/main.ts'], tsunagiEnv);
-    const bare = start('bare', ['bench/bare-provider.ts'], { ...process.env, PORT: String(barePort), BENCH_CLIENTS: JSON.stringify(clientMetadata(clients)) });
+    const tsunagi = start('tsunagi', [...profile, COMPILED.main], tsunagiEnv);
+    const bare = start('bare', [COMPILED.bare], { ...process.env, PORT: String(barePort), BENCH_CLIENTS: JSON.stringify(clientMetadata(clients)) });
     await Promise.all([waitReady(tsunagi, `${issuer}/healthz`), waitReady(bare, `http://127.0.0.1:${barePort}/healthz`)]);
     log(`registering the clients${accountsForSignIn ? ` and preparing ${accountsForSignIn} accounts for the email-code sign-in` : ''}`);
     await registerInTsunagi(tsunagiEnv, clients, signIns.emails);
@@ -454,7 +475,7 @@ async function main(): Promise<void> {
       log('scaling: 1 and 2 Tsunagi processes behind one port (node:cluster)');
       const rows: ScalingResult[] = scalingScenarios.map((scenario) => ({ scenario }));
       for (const workers of [1, 2] as const) {
-        const cluster = start(`cluster-${workers}`, ['bench/cluster.ts'], { ...tsunagiEnv, BENCH_WORKERS: String(workers) });
+        const cluster = start(`cluster-${workers}`, [COMPILED.cluster], { ...tsunagiEnv, BENCH_WORKERS: String(workers), BENCH_ENTRY: path.join(ROOT, COMPILED.main) });
         await waitReady(cluster, `${issuer}/healthz`);
         for (const row of rows) {
           log(`  ${workers} process${workers === 1 ? '' : 'es'}:`);

@@ -92,6 +92,32 @@ const ACCOUNT_SELECT = `SELECT a.id, a.name, a.created_at, a.updated_at, a.disab
             FROM account_phones p WHERE p.account_id = a.id), '[]'::json) AS phones
 FROM accounts a`;
 
+/**
+ * One account as a JSON value (NULL when there is none), for a query that reads an account together
+ * with what refers to it (src/oidc/adapter/related-prefetch.ts reads a token, its grant and its
+ * account in one round trip). `idExpression` is SQL text yielding the account id as text; an id that
+ * is not a UUID finds nothing, as findAccountById. Read the value with accountFromJson.
+ */
+export function accountJsonSql(idExpression: string): string {
+  return `(SELECT json_build_object('id', a.id, 'name', a.name, 'created_at', a.created_at, 'updated_at', a.updated_at, 'disabled_at', a.disabled_at,
+    'emails', COALESCE((SELECT json_agg(json_build_object('email', e.email, 'email_key', e.email_key, 'is_primary', e.is_primary, 'verified_at', e.verified_at)
+                                 ORDER BY e.is_primary DESC, e.created_at)
+                        FROM account_emails e WHERE e.account_id = a.id), '[]'::json),
+    'phones', COALESCE((SELECT json_agg(json_build_object('phone', p.phone, 'verified_at', p.verified_at) ORDER BY p.created_at)
+                        FROM account_phones p WHERE p.account_id = a.id), '[]'::json))
+  FROM accounts a
+  WHERE a.id = CASE WHEN (${idExpression}) ~* '${UUID_PATTERN}' THEN (${idExpression})::uuid END)`;
+}
+
+/** The account accountJsonSql read (its timestamps arrive as JSON strings). */
+export function accountFromJson(json: unknown): Account | undefined {
+  if (!json || typeof json !== 'object') return undefined;
+  const row = json as Omit<AccountRow, 'created_at' | 'updated_at' | 'disabled_at'> & { created_at: string; updated_at: string; disabled_at: string | null };
+  return toAccount({
+    ...row, created_at: new Date(row.created_at), updated_at: new Date(row.updated_at), disabled_at: row.disabled_at ? new Date(row.disabled_at) : null,
+  });
+}
+
 // All account SQL lives here. Methods that take `db` run on whatever they are given: the pool, or a
 // transaction's client (never mix the two inside one transaction: the embedded pool has one connection).
 export class AccountStore {
@@ -294,7 +320,9 @@ function truncate(s: string | null | undefined, n: number): string | null {
   return s.length > n ? s.slice(0, n) : s;
 }
 
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+// The one spelling of an account id, checked in JS (isUuid) and in SQL (accountJsonSql) alike.
+const UUID_PATTERN = '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$';
+const UUID_RE = new RegExp(UUID_PATTERN, 'i');
 export function isUuid(s: string): boolean { return UUID_RE.test(s); }
 
 function toAccount(row: AccountRow): Account {

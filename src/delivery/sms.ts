@@ -1,4 +1,4 @@
-import twilio from 'twilio';
+import type { Twilio } from 'twilio';
 import type RequestClientNs from 'twilio/lib/base/RequestClient.js';
 
 type RequestOptions<T> = RequestClientNs.RequestOptions<T>;
@@ -19,19 +19,33 @@ export interface TwilioSettings {
   timeoutMs: number;
 }
 
+type TwilioModule = typeof import('twilio');
+
 // The SDK builds absolute URLs (https://api.twilio.com, https://verify.twilio.com, ...); its region
 // and edge options cannot point it elsewhere, so a RequestClient rewrites the origin instead.
-class RewritingRequestClient extends twilio.RequestClient {
-  constructor(private readonly baseUrl: string, timeoutMs: number) {
-    super({ timeout: timeoutMs });
+function rewritingRequestClient(twilio: TwilioModule, baseUrl: string, timeoutMs: number): RequestClientNs {
+  class RewritingRequestClient extends twilio.RequestClient {
+    override request<T>(opts: RequestOptions<T>) {
+      const original = new URL(opts.uri);
+      const base = new URL(baseUrl);
+      const rewritten = new URL(`${base.pathname.replace(/\/$/, '')}${original.pathname}${original.search}`, base.origin);
+      return super.request<T>({ ...opts, uri: rewritten.href });
+    }
   }
+  return new RewritingRequestClient({ timeout: timeoutMs });
+}
 
-  override request<T>(opts: RequestOptions<T>) {
-    const original = new URL(opts.uri);
-    const base = new URL(this.baseUrl);
-    const rewritten = new URL(`${base.pathname.replace(/\/$/, '')}${original.pathname}${original.search}`, base.origin);
-    return super.request<T>({ ...opts, uri: rewritten.href });
-  }
+// The Twilio SDK holds some 25 MB of memory once loaded, and a process without SMS (every
+// development run, deployments without Twilio) never needs it: it loads at the first message.
+function lazyTwilioClient(settings: TwilioSettings): () => Promise<Twilio> {
+  let client: Promise<Twilio> | undefined;
+  return () => {
+    client ??= import('twilio').then(({ default: twilio }) => twilio(settings.accountSid, settings.authToken, {
+      timeout: settings.timeoutMs,
+      ...(settings.apiBaseUrl ? { httpClient: rewritingRequestClient(twilio, settings.apiBaseUrl, settings.timeoutMs) } : {}),
+    }));
+    return client;
+  };
 }
 
 /** Twilio's error codes and statuses, as a person-facing problem. */
@@ -45,10 +59,7 @@ export function twilioProblem(err: unknown): DeliveryProblem {
 }
 
 export function twilioSender(settings: TwilioSettings, log: Logger): CodeSender {
-  const client = twilio(settings.accountSid, settings.authToken, {
-    timeout: settings.timeoutMs,
-    ...(settings.apiBaseUrl ? { httpClient: new RewritingRequestClient(settings.apiBaseUrl, settings.timeoutMs) } : {}),
-  });
+  const client = lazyTwilioClient(settings);
   const fail = (err: unknown): never => {
     const problem = twilioProblem(err);
     // The number is personal data: log the problem and Twilio's code, not the recipient.
@@ -56,15 +67,16 @@ export function twilioSender(settings: TwilioSettings, log: Logger): CodeSender 
     throw new DeliveryFailed(problem, err);
   };
 
-  if (settings.verifyServiceSid) {
-    const service = client.verify.v2.services(settings.verifyServiceSid);
+  const { verifyServiceSid } = settings;
+  if (verifyServiceSid) {
+    const service = async () => (await client()).verify.v2.services(verifyServiceSid);
     return {
       kind: 'provider-code',
       async start(to, locale) {
-        await service.verifications.create({ to, channel: 'sms', locale }).catch(fail);
+        await (await service()).verifications.create({ to, channel: 'sms', locale }).catch(fail);
       },
       async check(to, code) {
-        const result = await service.verificationChecks.create({ to, code }).catch(fail);
+        const result = await (await service()).verificationChecks.create({ to, code }).catch(fail);
         return result.status === 'approved';
       },
     };
@@ -73,7 +85,7 @@ export function twilioSender(settings: TwilioSettings, log: Logger): CodeSender 
     kind: 'tsunagi-code',
     async send(to, code, locale) {
       const sender = settings.messagingServiceSid ? { messagingServiceSid: settings.messagingServiceSid } : { from: settings.from as string };
-      await client.messages.create({ to, body: smsBody(code, locale), ...sender }).catch(fail);
+      await (await client()).messages.create({ to, body: smsBody(code, locale), ...sender }).catch(fail);
     },
   };
 }
@@ -103,14 +115,11 @@ export interface TextMessageSender {
  */
 export function twilioTextSender(settings: TwilioSettings, log: Logger): TextMessageSender | undefined {
   if (!settings.from && !settings.messagingServiceSid) return undefined;
-  const client = twilio(settings.accountSid, settings.authToken, {
-    timeout: settings.timeoutMs,
-    ...(settings.apiBaseUrl ? { httpClient: new RewritingRequestClient(settings.apiBaseUrl, settings.timeoutMs) } : {}),
-  });
+  const client = lazyTwilioClient(settings);
   return {
     async send(to, text) {
       const sender = settings.messagingServiceSid ? { messagingServiceSid: settings.messagingServiceSid } : { from: settings.from as string };
-      await client.messages.create({ to, body: text, ...sender }).catch((err: unknown) => {
+      await (await client()).messages.create({ to, body: text, ...sender }).catch((err: unknown) => {
         const problem = twilioProblem(err);
         log.warn({ twilioCode: (err as { code?: unknown }).code, problem }, 'twilio text message failed');
         throw new DeliveryFailed(problem, err);

@@ -1,12 +1,13 @@
 import type { Configuration, KoaContextWithOIDC, UnknownObject } from 'oidc-provider';
 import { errors } from 'oidc-provider';
-import type { AccountStore } from '../accounts/account-store.js';
+import type { Account, AccountStore } from '../accounts/account-store.js';
 import type { Config } from '../config.js';
 import { ACR_VALUES } from '../flows/login.js';
 import { isLocale, negotiateLocale } from '../i18n/index.js';
 import type { Views } from '../http/views.js';
 import { ADMIN_SCOPES, assertClientRules, EXTRA_CLIENT_METADATA, validateExtraClientMetadata, type ClientPolicy, type TsunagiClientMetadata } from './client-metadata.js';
 import type { Adapter } from './adapter/types.js';
+import { currentRequestScope } from './adapter/request-scope.js';
 import { isHashedSecret, secretIsKeyMaterial } from './client-secrets.js';
 import type { LoadedKeys } from './keys.js';
 import { cspNonce as newNonce } from '../http/security-headers.js';
@@ -72,6 +73,20 @@ function localeOf(ctx: KoaContextWithOIDC) {
   });
 }
 
+/**
+ * The account, read at most once per request: the query that found the token or session usually
+ * read it already (src/oidc/adapter/related-prefetch.ts). Never kept past the request, so a deleted
+ * account is gone for the next one.
+ */
+function accountOfThisRequest(accounts: AccountStore, id: string): Promise<Account | undefined> {
+  const scope = currentRequestScope();
+  const known = scope?.account(id);
+  if (known) return known;
+  const reading = accounts.findAccountById(id);
+  scope?.rememberAccount(id, reading);
+  return reading;
+}
+
 /** Plain data for oidc-provider: what is enabled, where things are stored, and the few hooks Tsunagi fills in. */
 export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
   const { config, accounts, views } = deps;
@@ -101,7 +116,7 @@ export function buildProviderConfiguration(deps: ProviderDeps): Configuration {
     async findAccount(ctx, sub) {
       const unreachable = deps.ciba.unreachableAccount(ctx, sub);
       if (unreachable) return unreachable;
-      const account = await accounts.findAccountById(sub);
+      const account = await accountOfThisRequest(accounts, sub);
       // A disabled account's tokens stop working at once (userinfo, refresh), whatever is still stored.
       if (!account || account.disabledAt) return undefined;
       return {

@@ -6,6 +6,7 @@ import type { Metrics } from '../http/metrics.js';
 import { buildProviderConfiguration, type ProviderDeps } from './configuration.js';
 import type { SigningKeyStore } from './keys.js';
 import { devicePolling } from './device-flow.js';
+import { requestScopeMiddleware } from './adapter/request-scope.js';
 import { revocationWithoutBody } from './revocation-response.js';
 import { isHashedSecret, type ClientSecretVault } from './client-secrets.js';
 
@@ -66,6 +67,8 @@ export class ProviderHost {
     const provider = new Provider(this.deps.config.issuer, buildProviderConfiguration({ ...this.deps, keys }));
     provider.proxy = this.deps.config.trustProxy > 0;
     provider.maxIpsCount = this.deps.config.trustProxy;
+    // First, so every adapter call of the request shares one scope (read once per request).
+    provider.use(requestScopeMiddleware());
     provider.use(retryAfterWhenUnavailable);
     provider.use(devicePolling(this.deps.limiter));
     provider.use(revocationWithoutBody);

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { errors } from 'oidc-provider';
 import { containsNul } from '../../db/text.js';
+import { currentRequestScope } from './request-scope.js';
 import type { Adapter, AdapterPayload } from './types.js';
 
 /** The channel every writer of the clients table notifies (the payload is the client_id). */
@@ -135,6 +136,7 @@ export class ClientAdapter implements Adapter {
 
   async upsert(id: string, payload: AdapterPayload): Promise<void> {
     if (id.includes('\0') || containsNul(payload)) throw new errors.InvalidClientMetadata('client metadata must not contain NUL characters');
+    currentRequestScope()?.forgetModel('Client');
     await this.pool.query(
       `INSERT INTO clients (client_id, metadata, source) VALUES ($1, $2, 'dynamic')
        ON CONFLICT (client_id) DO UPDATE SET metadata = EXCLUDED.metadata, updated_at = now()`,
@@ -148,6 +150,16 @@ export class ClientAdapter implements Adapter {
     if (id.includes('\0')) return undefined;
     const cached = this.cache.get(id);
     if (cached) return cached;
+    // Without the cache (no LISTEN connection, the embedded database), still once per request.
+    const scope = currentRequestScope();
+    const known = scope?.row('Client', 'id', id);
+    if (known) return (await known)?.payload;
+    const reading = this.read(id);
+    scope?.rememberRow('Client', 'id', id, reading.then((metadata) => metadata && { payload: metadata, consumed_at: null }));
+    return reading;
+  }
+
+  private async read(id: string): Promise<AdapterPayload | undefined> {
     const generation = this.cache.currentGeneration();
     const { rows } = await this.pool.query<{ metadata: AdapterPayload }>('SELECT metadata FROM clients WHERE client_id = $1', [id]);
     const found = rows[0]?.metadata;
@@ -158,6 +170,7 @@ export class ClientAdapter implements Adapter {
 
   async destroy(id: string): Promise<void> {
     if (id.includes('\0')) return;
+    currentRequestScope()?.forgetModel('Client');
     await this.pool.query('DELETE FROM clients WHERE client_id = $1', [id]);
     await notifyClientChanged(this.pool, id);
   }

@@ -4,7 +4,9 @@ import type { RedisConnection } from '../../db/redis.js';
 import { ClientAdapter } from './client-adapter.js';
 import { PostgresAdapter } from './postgres-adapter.js';
 import { RedisAdapter } from './redis-adapter.js';
-import { EXPIRED_ARTIFACT_GRACE_SECONDS, LOSABLE_MODELS, graceSecondsOf, type Adapter, type ConsumeConflictHandler } from './types.js';
+import { prefetchRelatedOf, TOKEN_MODELS } from './related-prefetch.js';
+import { currentRequestScope } from './request-scope.js';
+import { EXPIRED_ARTIFACT_GRACE_SECONDS, LOSABLE_MODELS, graceSecondsOf, type Adapter, type AdapterPayload, type ConsumeConflictHandler } from './types.js';
 
 const GRANT_ARTIFACT_MODELS = ['AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest'];
 
@@ -30,7 +32,11 @@ export function createAdapterFactory(
     let adapter = cache.get(model);
     if (!adapter) {
       if (model === 'Client') adapter = new ClientAdapter(pool);
-      else if (redis && LOSABLE_MODELS.has(model)) adapter = new RedisAdapter(model, redis, onConsumeConflict, redisPrefix, graceSecondsOf(model, grace));
+      else if (redis && LOSABLE_MODELS.has(model)) {
+        adapter = TOKEN_MODELS.has(model)
+          ? new RelatedReadingRedisAdapter(model, pool, redis, onConsumeConflict, redisPrefix, graceSecondsOf(model, grace))
+          : new RedisAdapter(model, redis, onConsumeConflict, redisPrefix, graceSecondsOf(model, grace));
+      }
       else {
         const reuseSeconds = model === 'RefreshToken' ? options.refreshTokenReuseSeconds : 0;
         adapter = new PostgresAdapter(model, pool, onConsumeConflict, { reuseSeconds, now: options.now, graceSeconds: graceSecondsOf(model, grace) });
@@ -49,4 +55,25 @@ export function createAdapterFactory(
     throw new errors.InvalidGrant(`${model === 'RefreshToken' ? 'refresh token' : 'grant'} already used`);
   };
   return adapterFor;
+}
+
+/**
+ * A token found in Redis (an access token at userinfo or introspection, a code at the token
+ * endpoint) names the session, grant and account oidc-provider reads next from Postgres: one query
+ * for all of them starts as soon as the token is found (related-prefetch.ts).
+ */
+class RelatedReadingRedisAdapter extends RedisAdapter {
+  constructor(private readonly tokenModel: string, private readonly pool: pg.Pool, ...rest: ConstructorParameters<typeof RedisAdapter> extends [string, ...infer R] ? R : never) {
+    super(tokenModel, ...rest);
+  }
+
+  override async find(id: string): Promise<AdapterPayload | undefined> { return this.withRelated(await super.find(id)); }
+  override async findByUid(uid: string): Promise<AdapterPayload | undefined> { return this.withRelated(await super.findByUid(uid)); }
+  override async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> { return this.withRelated(await super.findByUserCode(userCode)); }
+
+  private withRelated(payload: AdapterPayload | undefined): AdapterPayload | undefined {
+    const scope = currentRequestScope();
+    if (payload && scope) prefetchRelatedOf(this.pool, scope, this.tokenModel, payload);
+    return payload;
+  }
 }

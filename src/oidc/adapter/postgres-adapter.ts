@@ -1,7 +1,12 @@
 import type pg from 'pg';
+import { findWithRelated, prefetchesRelated } from './related-prefetch.js';
+import { currentRequestScope, type StoredRow } from './request-scope.js';
 import { EXPIRED_ARTIFACT_GRACE_SECONDS, KEPT_PAST_EXPIRY_MODELS, expiresAtFrom, refuseUnstorable, type Adapter, type AdapterPayload, type ConsumeConflictHandler } from './types.js';
 
-interface Row { payload: AdapterPayload; consumed_at: Date | null }
+type Row = StoredRow;
+
+// Models never consumed: what this request wrote is exactly what a find would read back.
+const WRITTEN_AS_READ = new Set(['Session', 'Grant']);
 
 export interface PostgresAdapterOptions {
   /**
@@ -19,6 +24,8 @@ export interface PostgresAdapterOptions {
 /**
  * oidc-provider artifacts in the oidc_payloads table, one instance per model. `expires_at` is the
  * artifact's own expiry; a model kept past expiry (types.ts) is still found `graceSeconds` after it.
+ * Inside an oidc-provider request (request-scope.ts) a token or session is read together with the
+ * session, grant and account it names (related-prefetch.ts), and each row is read once per request.
  */
 export class PostgresAdapter implements Adapter {
   private readonly reuseSeconds: number;
@@ -38,12 +45,22 @@ export class PostgresAdapter implements Adapter {
 
   async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
     refuseUnstorable(id, payload);
+    currentRequestScope()?.forgetModel(this.model);
     await this.pool.query(
       `INSERT INTO oidc_payloads (model, id, payload, grant_id, user_code, uid, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
        ON CONFLICT (model, id) DO UPDATE SET payload = EXCLUDED.payload, grant_id = EXCLUDED.grant_id,
          user_code = EXCLUDED.user_code, uid = EXCLUDED.uid, expires_at = EXCLUDED.expires_at`,
       [this.model, id, payload, payload.grantId ?? null, payload.userCode ?? null, payload.uid ?? null, expiresAtFrom(expiresIn)],
     );
+    const scope = currentRequestScope();
+    if (scope) {
+      scope.forgetModel(this.model);
+      if (WRITTEN_AS_READ.has(this.model) && (!expiresIn || expiresIn > 0)) {
+        const row = Promise.resolve({ payload: structuredClone(payload), consumed_at: null });
+        scope.rememberRow(this.model, 'id', id, row);
+        if (typeof payload.uid === 'string') scope.rememberRow(this.model, 'uid', payload.uid, row);
+      }
+    }
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
@@ -64,6 +81,7 @@ export class PostgresAdapter implements Adapter {
   // decides, whatever find() said a moment before.
   async consume(id: string): Promise<void> {
     if (id.includes('\0')) return this.onConsumeConflict(this.model, undefined);
+    currentRequestScope()?.forgetModel(this.model);
     const r = await this.pool.query(
       `UPDATE oidc_payloads SET consumed_at = COALESCE(consumed_at, $3)
        WHERE model = $1 AND id = $2 AND (consumed_at IS NULL OR ($4 > 0 AND consumed_at > $3::timestamptz - make_interval(secs => $4)))`,
@@ -75,23 +93,41 @@ export class PostgresAdapter implements Adapter {
 
   async destroy(id: string): Promise<void> {
     if (id.includes('\0')) return;
+    currentRequestScope()?.forgetModel(this.model);
     await this.pool.query('DELETE FROM oidc_payloads WHERE model = $1 AND id = $2', [this.model, id]);
   }
 
   async revokeByGrantId(grantId: string): Promise<void> {
     if (grantId.includes('\0')) return;
+    currentRequestScope()?.forgetModel(this.model);
     await this.pool.query('DELETE FROM oidc_payloads WHERE model = $1 AND grant_id = $2', [this.model, grantId]);
   }
 
   private async findBy(column: 'id' | 'uid' | 'user_code', value: string): Promise<AdapterPayload | undefined> {
     // No stored id holds a NUL (upsert refuses them), and Postgres would refuse the query.
     if (value.includes('\0')) return undefined;
+    const scope = currentRequestScope();
+    if (!scope) return this.withConsumed(await this.read(column, value));
+    const known = scope.row(this.model, column, value);
+    if (known) {
+      // Each find gets its own copy, as from the database: oidc-provider may change what it is given.
+      const row = await known;
+      return this.withConsumed(row && { payload: structuredClone(row.payload), consumed_at: row.consumed_at });
+    }
+    const reading = prefetchesRelated(this.model)
+      ? findWithRelated(this.pool, scope, this.model, column, value, this.graceSeconds)
+      : this.read(column, value);
+    scope.rememberRow(this.model, column, value, reading.then((row) => row && { payload: structuredClone(row.payload), consumed_at: row.consumed_at }));
+    return this.withConsumed(await reading);
+  }
+
+  private async read(column: 'id' | 'uid' | 'user_code', value: string): Promise<Row | undefined> {
     const { rows } = await this.pool.query<Row>(
       `SELECT payload, consumed_at FROM oidc_payloads
        WHERE model = $1 AND ${column} = $2 AND (expires_at IS NULL OR expires_at > now() - make_interval(secs => $3)) LIMIT 1`,
       [this.model, value, this.graceSeconds],
     );
-    return this.withConsumed(rows[0]);
+    return rows[0];
   }
 
   // oidc-provider treats any `consumed` as a replay (a refresh token's revokes its grant); within
