@@ -95,6 +95,19 @@ describe(`reads stay fresh from one request to the next (${describeBackends()})`
     expect(await userinfo(s)).toEqual({ status: 401, error: 'invalid_token' });
   }, 120_000);
 
+  // Disabling also ends the grants; this sets only the flag, so what is checked is that every token
+  // read (including the request-scoped prefetch of the account) sees it.
+  it('refuses the tokens of an account disabled since the last request, even with its grant still in place', async () => {
+    const s = await signIn('disabled');
+    expect(await refresh(s)).toEqual({ status: 200 });
+    expect(await userinfo(s)).toEqual({ status: 200 });
+
+    await server.services.db.pool.query('UPDATE accounts SET disabled_at = now() WHERE id = $1', [s.sub]);
+
+    expect(await refresh(s)).toEqual({ status: 400, error: 'invalid_grant' });
+    expect(await userinfo(s)).toEqual({ status: 401, error: 'invalid_token' });
+  }, 120_000);
+
   it('refuses the tokens of a client removed since the last request', async () => {
     const s = await signIn('client');
     expect(await refresh(s)).toEqual({ status: 200 });

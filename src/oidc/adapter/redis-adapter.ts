@@ -1,4 +1,4 @@
-import type { RedisConnection } from '../../db/redis.js';
+import { isCluster, type RedisConnection } from '../../db/redis.js';
 import { refuseUnstorable, type Adapter, type AdapterPayload, type ConsumeConflictHandler } from './types.js';
 
 // Each artifact is a hash { payload, consumed? } with the artifact's TTL (plus the grace of a model
@@ -30,15 +30,33 @@ export class RedisAdapter implements Adapter {
     const expiresIn = lifetime ? lifetime + this.graceSeconds : 0;
     refuseUnstorable(id, payload);
     const key = this.key(id);
+    const lookup = expiresIn ? { EX: expiresIn } : {};
+    const grantKey = payload.grantId ? this.grantKey(payload.grantId) : undefined;
+    // The grant's list lives as long as its longest member (GT keeps the longer TTL; NX sets the first one).
+    const addToGrant = (m: { rPush(k: string, v: string): unknown; expire(k: string, s: number, mode: 'NX' | 'GT'): unknown }, gk: string) => {
+      m.rPush(gk, key);
+      if (expiresIn) { m.expire(gk, expiresIn, 'NX'); m.expire(gk, expiresIn, 'GT'); }
+    };
+    if (!isCluster(this.redis)) {
+      // One server (or Sentinel's primary): everything in one MULTI, one round trip, all or nothing.
+      const all = this.redis.multi();
+      if (grantKey) addToGrant(all, grantKey);
+      if (payload.userCode) all.set(this.userCodeKey(payload.userCode), id, lookup);
+      if (payload.uid) all.set(this.uidKey(payload.uid), id, lookup);
+      all.del(key).hSet(key, { payload: JSON.stringify(payload) });
+      if (expiresIn) all.expire(key, expiresIn);
+      await all.exec();
+      return;
+    }
+    // A Cluster keeps these keys on different nodes, so no MULTI spans them: the pointers (the grant's
+    // list, the lookups) are written first, then the artifact. An interrupted write leaves at most a
+    // pointer to nothing, never a token that revoking its grant would miss.
     const pointers: Array<Promise<unknown>> = [];
-    if (payload.grantId) {
-      const gk = this.grantKey(payload.grantId);
-      const list = this.redis.multi().rPush(gk, key);
-      // The list lives as long as its longest member (GT keeps the longer TTL; NX sets the first one).
-      if (expiresIn) list.expire(gk, expiresIn, 'NX').expire(gk, expiresIn, 'GT');
+    if (grantKey) {
+      const list = this.redis.multi();
+      addToGrant(list, grantKey);
       pointers.push(list.exec());
     }
-    const lookup = expiresIn ? { EX: expiresIn } : {};
     if (payload.userCode) pointers.push(this.redis.set(this.userCodeKey(payload.userCode), id, lookup));
     if (payload.uid) pointers.push(this.redis.set(this.uidKey(payload.uid), id, lookup));
     await Promise.all(pointers);
