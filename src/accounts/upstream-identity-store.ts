@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes, randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { getOrCreateSecret } from '../db/app-secrets.js';
-import type { MasterKeyring } from '../db/master-key.js';
+import type { MasterKeyring } from '../secrets/master-key.js';
 import type { Queryable } from '../db/database.js';
 
 export type UpstreamProviderName = 'google' | 'apple';

@@ -1,5 +1,5 @@
 import { createClient, ErrorReply } from 'redis';
-import { DependencyUnavailable, withDeadline } from './dependency.js';
+import { DependencyUnavailable, withDeadline } from '../failures/dependency.js';
 
 export type RedisConnection = ReturnType<typeof createClient>;
 

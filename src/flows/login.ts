@@ -1,21 +1,11 @@
 import type { Account, AccountStore } from '../accounts/account-store.js';
 import type { EmailAddress } from '../accounts/email-address.js';
 import type { ProofStore } from '../accounts/proof-store.js';
-import type { Proof } from '../methods/proof.js';
+import { acrFor } from '../methods/acr.js';
+import type { Proof } from '../accounts/proof.js';
 
 /** How long a person has to confirm a signup after proving their email. */
 export const SIGNUP_CONFIRMATION_TTL_SECONDS = 15 * 60;
-
-/** acr values Tsunagi asserts. One possession factor (a code, an upstream sign-in) is LoA 1; a passkey is phishing-resistant. */
-export const ACR = {
-  singleFactor: 'urn:tsunagi:loa:1',
-  phishingResistant: 'phr',
-} as const;
-export const ACR_VALUES = [ACR.singleFactor, ACR.phishingResistant];
-
-export function acrFor(amr: string[]): string {
-  return amr.includes('hwk') || amr.includes('swk') ? ACR.phishingResistant : ACR.singleFactor;
-}
 
 /**
  * Where the sign-in code for a typed address goes: the address stored on the account that has it as

@@ -17,12 +17,13 @@ import type { CodeStart } from '../methods/one-time-code-method.js';
 import { listGrantsOfAccount } from '../oidc/adapter/grant-lookup.js';
 import type { Services } from '../services.js';
 import {
-  ACCOUNT_APP_CLIENT_ID, accountBinding, accountLoginUrl, readAccountSession, safeReturnTo, signedInRecently, takeAccountLoginState,
+  accountBinding, accountLoginUrl, readAccountSession, safeReturnTo, signedInRecently, takeAccountLoginState,
   type AccountSession,
 } from './account-session.js';
 import { requireCsrf } from './csrf.js';
 import { codeError } from './interaction-routes.js';
 import { formBody, page, type PageState } from './page.js';
+import { ACCOUNT_APP_CLIENT_ID } from '../oidc/account-app.js';
 import { upstreamBrowserCookies } from './upstream-browser-cookies.js';
 
 // Notices the overview may show after a change (anything else in ?notice= is ignored).

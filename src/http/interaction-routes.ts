@@ -14,7 +14,7 @@ import { requireCsrf } from './csrf.js';
 import { interactionSession, StaleInteraction, type Interaction } from './interaction-session.js';
 import { formBody, page, type PageState } from './page.js';
 import { authorizationUrlOf, inAppBrowserGuidance } from './in-app-browser-guidance.js';
-import { RETRY_AFTER_SECONDS } from '../db/dependency.js';
+import { RETRY_AFTER_SECONDS } from '../failures/dependency.js';
 
 /**
  * Tsunagi's screens inside an oidc-provider interaction: login by email code, signup confirmation,

@@ -3,9 +3,9 @@ import { errors, type InteractionResults } from 'oidc-provider';
 import type { Account } from '../accounts/account-store.js';
 import type { RequestFacts } from '../flows/login.js';
 import { needsRequiredEmail } from '../flows/upstream.js';
-import type { Proof } from '../methods/proof.js';
+import type { Proof } from '../accounts/proof.js';
 import type { Services } from '../services.js';
-import { applyUiLocales } from './locale.js';
+import { applyUiLocales } from '../web/locale.js';
 
 export type Interaction = Awaited<ReturnType<Services['host']['current']['interactionDetails']>>;
 

@@ -14,7 +14,7 @@ import {
 } from '../flows/upstream.js';
 import type { CodeStart, CodeVerification } from '../methods/one-time-code-method.js';
 import { parseCode } from '../methods/one-time-code.js';
-import type { Proof } from '../methods/proof.js';
+import type { Proof } from '../accounts/proof.js';
 import type { Services } from '../services.js';
 import { isUpstreamProviderName, UpstreamError } from '../upstream/index.js';
 import { requireCsrf } from './csrf.js';

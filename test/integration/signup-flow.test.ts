@@ -5,7 +5,7 @@ import { ProofStore } from '../../src/accounts/proof-store.js';
 import { withTransaction, type Database } from '../../src/db/database.js';
 import { completeSignIn, decideAfterEmailProof, SIGNUP_CONFIRMATION_TTL_SECONDS } from '../../src/flows/login.js';
 import { cancelSignup, confirmSignup } from '../../src/flows/signup.js';
-import type { Proof } from '../../src/methods/proof.js';
+import type { Proof } from '../../src/accounts/proof.js';
 import { openTestDatabase, uniqueEmail } from '../support/harness.js';
 
 let db: Database;

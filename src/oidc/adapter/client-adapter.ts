@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { errors } from 'oidc-provider';
-import { containsNul } from '../../db/text.js';
+import { containsNul } from '../../failures/malformed-input.js';
 import type { Adapter, AdapterPayload } from './types.js';
 
 /** The channel every writer of the clients table notifies (the payload is the client_id). */
