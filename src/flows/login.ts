@@ -48,11 +48,9 @@ export type LoginResult = {
 
 export interface RequestFacts { ip: string; userAgent: string | undefined; clientId: string | undefined }
 
-export type SignInObserver = (method: Proof['method']) => void;
-
 /** The interaction result that signs `account` in, after recording the sign-in. */
 export async function completeSignIn(
-  deps: { accounts: AccountStore; onSignIn?: SignInObserver },
+  deps: { accounts: AccountStore },
   account: Account,
   proof: Proof,
   facts: RequestFacts,
@@ -65,7 +63,6 @@ export async function completeSignIn(
     // event later finds the sessions that began with one identity (AccountStore.upstreamSignInTimes).
     data: { method: proof.method, amr: proof.amr, ...(via?.length ? { upstream: via.map(({ issuer, subject }) => ({ issuer, subject })), loginTs } : {}) },
   });
-  deps.onSignIn?.(proof.method);
   return {
     login: { accountId: account.id, amr: proof.amr, acr: acrFor(proof.amr), remember: true, ts: loginTs },
   };

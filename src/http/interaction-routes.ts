@@ -4,7 +4,7 @@ import { errors } from 'oidc-provider';
 import { checkEmailAddress, emailProblemMessage, parseEmailAddress } from '../accounts/email-address.js';
 import { maskedPhone, maskPhone, parsePhoneNumber } from '../accounts/phone-number.js';
 import type { CodeStart, CodeVerification } from '../methods/one-time-code-method.js';
-import { completeSignIn, decideAfterEmailProof, decideAfterPhoneProof, emailCodeRecipient, type RequestFacts } from '../flows/login.js';
+import { completeSignIn, decideAfterEmailProof, decideAfterPhoneProof, emailCodeRecipient } from '../flows/login.js';
 import { cancelSignup, confirmSignup } from '../flows/signup.js';
 import { grantConsent, describeConsent, signedInAs } from '../flows/consent.js';
 import { parseCode } from '../methods/one-time-code.js';
