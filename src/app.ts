@@ -9,13 +9,13 @@ import { adminApiRoutes } from './http/admin-api.js';
 import { cibaRoutes } from './http/ciba-routes.js';
 import { exportRoutes } from './http/export-routes.js';
 import { interactionRoutes } from './http/interaction-routes.js';
-import { localeMiddleware } from './http/locale.js';
+import { localeMiddleware } from './web/locale.js';
 import { passkeyRoutes } from './http/passkey-routes.js';
 import { upstreamRoutes } from './http/upstream-routes.js';
 import { appleNotificationRoutes } from './http/apple-notifications.js';
 import { googleRiscRoutes } from './http/google-risc.js';
-import { routeLabel } from './http/metrics.js';
-import { securityHeaders } from './http/security-headers.js';
+import { routeLabel } from './web/metrics.js';
+import { securityHeaders } from './web/security-headers.js';
 import { systemRoutes } from './http/system-routes.js';
 import type { Services } from './services.js';
 

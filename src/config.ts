@@ -1,6 +1,6 @@
 import { createPrivateKey } from 'node:crypto';
 import net from 'node:net';
-import { DEVELOPMENT_MASTER_KEY, parseMasterKey } from './db/master-key.js';
+import { DEVELOPMENT_MASTER_KEY, parseMasterKey } from './secrets/master-key.js';
 import type { RedisCredentials, RedisNodeAddress, RedisSettings } from './db/redis.js';
 
 // One typed Config from the environment, validated once. Every problem is reported, one line each,
@@ -27,7 +27,7 @@ export interface Config {
   cookieSecrets: string[] | undefined;
   /**
    * TSUNAGI_MASTER_KEY then the keys of TSUNAGI_MASTER_KEY_PREVIOUS: the first seals secrets at rest,
-   * all open them. Undefined outside production means a key kept with the database (src/db/master-key.ts).
+   * all open them. Undefined outside production means a key kept with the database (src/secrets/master-key.ts).
    */
   masterKeys: Buffer[] | undefined;
   smtpUrl: string | undefined;

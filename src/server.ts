@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { createApp } from './app.js';
 import type { Config } from './config.js';
 import { createLogger, type Logger } from './logger.js';
-import { metricsAccess } from './http/metrics.js';
+import { metricsAccess } from './web/metrics.js';
 import { sweepExpiredPayloads } from './oidc/adapter/postgres-adapter.js';
 import { PostgresRateLimiter } from './limits/postgres-rate-limiter.js';
 import { AppleNotificationStore } from './accounts/apple-notification-store.js';

@@ -6,14 +6,15 @@ import { UpstreamIdentityStore, UpstreamTokenCipher } from './accounts/upstream-
 import { UpstreamLoginStore } from './accounts/upstream-login-store.js';
 import type { Config } from './config.js';
 import { getOrCreateSecret } from './db/app-secrets.js';
-import { loadMasterKeyring, type MasterKeyring } from './db/master-key.js';
+import { loadMasterKeyring, type MasterKeyring } from './secrets/master-key.js';
 import { openDatabase, type Database } from './db/database.js';
 import { migrate } from './db/migrate.js';
 import { checkRedis, closeRedis, openRedis, type RedisConnection } from './db/redis.js';
+import { withDeadline } from './failures/dependency.js';
 import { DevOutbox, OutboxMailer, SmtpMailer, type Mailer } from './delivery/mailer.js';
-import { Metrics } from './http/metrics.js';
-import { Readiness } from './http/readiness.js';
-import { Views } from './http/views.js';
+import { Metrics } from './web/metrics.js';
+import { Readiness } from './web/readiness.js';
+import { Views } from './web/views.js';
 import { PostgresRateLimiter } from './limits/postgres-rate-limiter.js';
 import type { RateLimiter } from './limits/rate-limiter.js';
 import { RedisRateLimiter } from './limits/redis-rate-limiter.js';
@@ -80,7 +81,7 @@ export interface Services {
   upstream: UpstreamProviders;
   keys: SigningKeyStore;
   clients: ClientStore;
-  /** Seals secrets at rest (src/db/master-key.ts); never in the database. */
+  /** Seals secrets at rest (src/secrets/master-key.ts); never in the database. */
   keyring: MasterKeyring;
   /** LINE mini-app method 2: CIBA requests and their approval links. */
   ciba: CibaBackchannel;

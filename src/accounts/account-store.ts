@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { isUniqueViolation, type Queryable } from '../db/database.js';
 import type { EmailAddress } from './email-address.js';
+import { AlreadyTaken } from './already-taken.js';
 
 export interface AccountEmail { address: string; key: string; isPrimary: boolean; verifiedAt: Date | null }
 export interface AccountPhone { phone: string; verifiedAt: Date | null }
@@ -28,18 +29,12 @@ export interface AccountClaims {
   updated_at: number;
 }
 
-export class EmailAlreadyRegistered extends Error {
-  constructor(readonly email: string) {
-    super('this email address already belongs to an account');
-    this.name = 'EmailAlreadyRegistered';
-  }
+export class EmailAlreadyRegistered extends AlreadyTaken {
+  constructor(readonly email: string) { super('this email address already belongs to an account'); }
 }
 
-export class PhoneAlreadyRegistered extends Error {
-  constructor(readonly phone: string) {
-    super('this phone number already belongs to an account');
-    this.name = 'PhoneAlreadyRegistered';
-  }
+export class PhoneAlreadyRegistered extends AlreadyTaken {
+  constructor(readonly phone: string) { super('this phone number already belongs to an account'); }
 }
 
 /**

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 
 export type CibaChannel = 'email' | 'sms';
@@ -21,6 +22,11 @@ export interface CibaApproval {
 interface Row {
   auth_req_id: string; account_id: string; client_id: string; client_name: string; binding_message: string; scope: string;
   channel: CibaChannel; created_at: Date; expires_at: Date; decided_at: Date | null; decision: CibaDecision | null;
+}
+
+/** Only the hash of an approval link's secret is stored: a database copy opens no approval page. */
+export function approvalLinkHash(secret: string): string {
+  return createHash('sha256').update(`ciba-approval\0${secret}`).digest('base64url');
 }
 
 const toApproval = (r: Row): CibaApproval => ({

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { isUniqueViolation, type Queryable } from '../db/database.js';
+import { AlreadyTaken } from './already-taken.js';
 
 export type PasskeyDeviceType = 'singleDevice' | 'multiDevice';
 
@@ -43,11 +44,8 @@ export type ChallengeConsumption =
   | { ok: true }
   | { ok: false; reason: 'unknown_challenge' | 'challenge_mismatch' | 'challenge_used' | 'challenge_expired' };
 
-export class CredentialAlreadyRegistered extends Error {
-  constructor() {
-    super('this passkey is already registered');
-    this.name = 'CredentialAlreadyRegistered';
-  }
+export class CredentialAlreadyRegistered extends AlreadyTaken {
+  constructor() { super('this passkey is already registered'); }
 }
 
 interface PasskeyRow {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { Queryable } from '../db/database.js';
-import type { Proof, ProofSubject } from '../methods/proof.js';
+import type { Proof, ProofSubject } from './proof.js';
 
 /**
  * What a later step of the same interaction is waiting for: 'signup' (confirm creating an account for

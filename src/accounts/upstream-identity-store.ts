@@ -1,8 +1,9 @@
 import { createCipheriv, createDecipheriv, randomBytes, randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { getOrCreateSecret } from '../db/app-secrets.js';
-import type { MasterKeyring } from '../db/master-key.js';
+import type { MasterKeyring } from '../secrets/master-key.js';
 import type { Queryable } from '../db/database.js';
+import { AlreadyTaken } from './already-taken.js';
 
 export type UpstreamProviderName = 'google' | 'apple';
 
@@ -52,19 +53,13 @@ export interface NewUpstreamIdentity extends UpstreamIdentityAttributes {
 }
 
 /** This (issuer, subject) is already linked, to `ownerAccountId` (maybe the same account). */
-export class IdentityAlreadyLinked extends Error {
-  constructor(readonly ownerAccountId: string) {
-    super('this upstream identity is already linked to an account');
-    this.name = 'IdentityAlreadyLinked';
-  }
+export class IdentityAlreadyLinked extends AlreadyTaken {
+  constructor(readonly ownerAccountId: string) { super('this upstream identity is already linked to an account'); }
 }
 
 /** The account already has an identity of this provider (one Google and one Apple per account). */
-export class ProviderAlreadyLinkedToAccount extends Error {
-  constructor(readonly provider: UpstreamProviderName) {
-    super(`this account already has a linked ${provider} identity`);
-    this.name = 'ProviderAlreadyLinkedToAccount';
-  }
+export class ProviderAlreadyLinkedToAccount extends AlreadyTaken {
+  constructor(readonly provider: UpstreamProviderName) { super(`this account already has a linked ${provider} identity`); }
 }
 
 interface Row {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import type { Queryable } from './database.js';
-import { isSealed, type MasterKeyring } from './master-key.js';
+import { isSealed, type MasterKeyring } from '../secrets/master-key.js';
 
 const contextOf = (name: string) => `app_secrets:${name}`;
 

@@ -4,7 +4,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { DependencyUnavailable, isDatabaseUnavailable } from './dependency.js';
+import { DependencyUnavailable, isDatabaseUnavailable } from '../failures/dependency.js';
 
 export type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
 

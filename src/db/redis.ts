@@ -1,5 +1,5 @@
 import { createClient, createCluster, createSentinel, ErrorReply, MultiErrorReply } from 'redis';
-import { DependencyUnavailable, withDeadline } from './dependency.js';
+import { DependencyUnavailable, withDeadline } from '../failures/dependency.js';
 import { REDIS_SCRIPTS } from './redis-scripts.js';
 
 export interface RedisNodeAddress { host: string; port: number }

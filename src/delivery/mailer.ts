@@ -1,6 +1,6 @@
 import nodemailer, { type Transporter } from 'nodemailer';
 import type { Logger } from 'pino';
-import { withDeadline } from '../db/dependency.js';
+import { withDeadline } from '../failures/dependency.js';
 
 export interface OutgoingMail {
   to: string;

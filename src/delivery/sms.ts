@@ -4,8 +4,7 @@ import type RequestClientNs from 'twilio/lib/base/RequestClient.js';
 type RequestOptions<T> = RequestClientNs.RequestOptions<T>;
 import type { Logger } from '../logger.js';
 import { translator, type Locale } from '../i18n/index.js';
-import { CODE_TTL_SECONDS } from '../methods/one-time-code.js';
-import { DeliveryFailed, type CodeSender, type DeliveryProblem } from '../methods/one-time-code-method.js';
+import { DeliveryFailed, type CodeSender, type DeliveryProblem } from './code-sender.js';
 import type { DevOutbox } from './mailer.js';
 
 export interface TwilioSettings {
@@ -83,23 +82,23 @@ export function twilioSender(settings: TwilioSettings, log: Logger): CodeSender 
   }
   return {
     kind: 'tsunagi-code',
-    async send(to, code, locale) {
+    async send(to, code, locale, validSeconds) {
       const sender = settings.messagingServiceSid ? { messagingServiceSid: settings.messagingServiceSid } : { from: settings.from as string };
-      await (await client()).messages.create({ to, body: smsBody(code, locale), ...sender }).catch(fail);
+      await (await client()).messages.create({ to, body: smsBody(code, locale, validSeconds), ...sender }).catch(fail);
     },
   };
 }
 
-export function smsBody(code: string, locale: Locale): string {
-  return translator(locale)('sms.code.body', { code, minutes: CODE_TTL_SECONDS / 60 });
+export function smsBody(code: string, locale: Locale, validSeconds: number): string {
+  return translator(locale)('sms.code.body', { code, minutes: Math.round(validSeconds / 60) });
 }
 
 /** Development: SMS go to the outbox (console and /dev/outbox), never anywhere else. */
 export function outboxSmsSender(outbox: DevOutbox): CodeSender {
   return {
     kind: 'tsunagi-code',
-    async send(to, code, locale) {
-      outbox.add({ channel: 'sms', to, subject: `SMS to ${to}`, text: smsBody(code, locale), at: new Date() });
+    async send(to, code, locale, validSeconds) {
+      outbox.add({ channel: 'sms', to, subject: `SMS to ${to}`, text: smsBody(code, locale, validSeconds), at: new Date() });
     },
   };
 }

@@ -4,7 +4,7 @@ import { withTransaction } from '../db/database.js';
 import type { Mailer } from '../delivery/mailer.js';
 import { translator, type Locale } from '../i18n/index.js';
 import type { Logger } from '../logger.js';
-import type { Proof } from '../methods/proof.js';
+import type { Proof } from '../accounts/proof.js';
 import type { RequestFacts } from './login.js';
 
 /** Thrown inside a removal's transaction (rolling it back) when nothing would be left to sign in with. */

@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
-import type { CibaApproval, CibaApprovalStore, CibaDecision } from '../accounts/ciba-approval-store.js';
+import { approvalLinkHash, type CibaApproval, type CibaApprovalStore, type CibaDecision } from '../accounts/ciba-approval-store.js';
+import type { BackchannelResults } from '../oidc/ciba.js';
 
 /** The signed-in person looking at an approval link (from the account page's session). */
 export interface ApprovingSession {
@@ -7,12 +7,6 @@ export interface ApprovingSession {
   /** Epoch seconds of the last sign-in. */
   loginTs: number;
   amr: string[];
-}
-
-/** What oidc-provider does with the decision (src/oidc/ciba.ts): the backend's next poll gets tokens or access_denied. */
-export interface BackchannelResults {
-  approve(authReqId: string, approval: { accountId: string; scope: string; amr: string[]; authTime: number }): Promise<boolean>;
-  refuse(authReqId: string): Promise<boolean>;
 }
 
 export type ApprovalStep =
@@ -29,10 +23,6 @@ export type ApprovalOutcome = { kind: 'decided'; decision: CibaDecision; approva
 /** Link secrets are 32 random bytes in base64url; anything else is not worth a database query. */
 export function parseApprovalLinkSecret(raw: unknown): string | undefined {
   return typeof raw === 'string' && /^[A-Za-z0-9_-]{43}$/.test(raw) ? raw : undefined;
-}
-
-export function approvalLinkHash(secret: string): string {
-  return createHash('sha256').update(`ciba-approval\0${secret}`).digest('base64url');
 }
 
 /**

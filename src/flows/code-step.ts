@@ -1,7 +1,8 @@
 import type { Locale } from '../i18n/index.js';
-import type { CodeStart, CodeVerification, DeliveryProblem, OneTimeCodeMethod } from '../methods/one-time-code-method.js';
+import type { CodeStart, CodeVerification, OneTimeCodeMethod } from '../methods/one-time-code-method.js';
+import type { DeliveryProblem } from '../delivery/code-sender.js';
 import { parseCode } from '../methods/one-time-code.js';
-import type { Proof } from '../methods/proof.js';
+import type { Proof } from '../accounts/proof.js';
 
 /**
  * What a code is bound to. Each use has its own binding, so a code sent for one never proves

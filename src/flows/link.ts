@@ -1,7 +1,7 @@
 import type { Account } from '../accounts/account-store.js';
 import type { UpstreamProviderName } from '../accounts/upstream-identity-store.js';
 import type { Locale } from '../i18n/index.js';
-import type { ParkedUpstreamIdentity, Proof } from '../methods/proof.js';
+import type { ParkedUpstreamIdentity, Proof } from '../accounts/proof.js';
 import type { AccountSettings } from './account-settings.js';
 import { bindingKey } from './code-step.js';
 import type { RequestFacts } from './login.js';

@@ -1,22 +1,12 @@
 import type { Account, AccountStore } from '../accounts/account-store.js';
 import type { EmailAddress } from '../accounts/email-address.js';
 import type { ProofStore } from '../accounts/proof-store.js';
-import type { Proof } from '../methods/proof.js';
+import { acrFor } from '../methods/acr.js';
+import type { Proof } from '../accounts/proof.js';
 import { AccountDisabled } from './account-disabled.js';
 
 /** How long a person has to confirm a signup after proving their email. */
 export const SIGNUP_CONFIRMATION_TTL_SECONDS = 15 * 60;
-
-/** acr values Tsunagi asserts. One possession factor (a code, an upstream sign-in) is LoA 1; a passkey is phishing-resistant. */
-export const ACR = {
-  singleFactor: 'urn:tsunagi:loa:1',
-  phishingResistant: 'phr',
-} as const;
-export const ACR_VALUES = [ACR.singleFactor, ACR.phishingResistant];
-
-export function acrFor(amr: string[]): string {
-  return amr.includes('hwk') || amr.includes('swk') ? ACR.phishingResistant : ACR.singleFactor;
-}
 
 /**
  * Where the sign-in code for a typed address goes: the address stored on the account that has it as
@@ -64,11 +54,9 @@ export type LoginResult = {
 
 export interface RequestFacts { ip: string; userAgent: string | undefined; clientId: string | undefined }
 
-export type SignInObserver = (method: Proof['method']) => void;
-
 /** The interaction result that signs `account` in, after recording the sign-in. */
 export async function completeSignIn(
-  deps: { accounts: AccountStore; onSignIn?: SignInObserver },
+  deps: { accounts: AccountStore },
   account: Account,
   proof: Proof,
   facts: RequestFacts,
@@ -86,7 +74,6 @@ export async function completeSignIn(
     // event later finds the sessions that began with one identity (AccountStore.upstreamSignInTimes).
     data: { method: proof.method, amr: proof.amr, ...(via?.length ? { upstream: via.map(({ issuer, subject }) => ({ issuer, subject })), loginTs } : {}) },
   });
-  deps.onSignIn?.(proof.method);
   return {
     login: { accountId: account.id, amr: proof.amr, acr: acrFor(proof.amr), remember: true, ts: loginTs },
   };

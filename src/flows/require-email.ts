@@ -3,7 +3,7 @@ import { EmailAlreadyRegistered, type Account, type AccountStore } from '../acco
 import type { EmailAddress } from '../accounts/email-address.js';
 import type { ProofStore } from '../accounts/proof-store.js';
 import { withTransaction } from '../db/database.js';
-import type { Proof } from '../methods/proof.js';
+import type { Proof } from '../accounts/proof.js';
 import type { RequestFacts } from './login.js';
 
 /** How long a held sign-in waits for the person to add and verify the email the client requires. */

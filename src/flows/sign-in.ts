@@ -1,6 +1,6 @@
 import type { Account, AccountStore } from '../accounts/account-store.js';
 import type { ProofStore } from '../accounts/proof-store.js';
-import type { Proof } from '../methods/proof.js';
+import type { Proof } from '../accounts/proof.js';
 import { completeSignIn, type LoginResult, type RequestFacts } from './login.js';
 import { holdForRequiredEmail } from './require-email.js';
 

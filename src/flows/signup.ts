@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { EmailAlreadyRegistered, type Account, type AccountStore } from '../accounts/account-store.js';
 import type { ProofStore } from '../accounts/proof-store.js';
 import { withTransaction } from '../db/database.js';
-import type { Proof } from '../methods/proof.js';
+import type { Proof } from '../accounts/proof.js';
 import type { RequestFacts } from './login.js';
 
 export type SignupOutcome =

@@ -1,6 +1,6 @@
 import type { EmailAddress } from '../accounts/email-address.js';
 import type { Locale } from '../i18n/index.js';
-import type { ParkedUpstreamIdentity } from '../methods/proof.js';
+import type { ParkedUpstreamIdentity } from '../accounts/proof.js';
 import type { AccountSettings } from './account-settings.js';
 import type { RequestFacts } from './login.js';
 import { confirmUpstreamSignup, pendingUpstream, vouchedEmail, type UpstreamDeps, type UpstreamSignupOutcome } from './upstream.js';

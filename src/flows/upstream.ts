@@ -9,7 +9,7 @@ import {
   HIJACKING_PAUSE, IdentityAlreadyLinked, ProviderAlreadyLinkedToAccount, type UpstreamIdentity, type UpstreamIdentityStore, type UpstreamProviderName, type UpstreamTokenCipher,
 } from '../accounts/upstream-identity-store.js';
 import { withTransaction } from '../db/database.js';
-import type { ParkedUpstreamIdentity, Proof, UpstreamIdentityRef } from '../methods/proof.js';
+import type { ParkedUpstreamIdentity, Proof, UpstreamIdentityRef } from '../accounts/proof.js';
 import type { UpstreamPolicy } from '../oidc/client-metadata.js';
 import type { UpstreamIdentityClaims } from '../upstream/identity-claims.js';
 import type { RequestFacts } from './login.js';

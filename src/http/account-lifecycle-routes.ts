@@ -4,7 +4,8 @@ import type { Account } from '../accounts/account-store.js';
 import type { Actor } from '../flows/account-lifecycle.js';
 import { listGrantsOfAccount } from '../oidc/adapter/grant-lookup.js';
 import type { Services } from '../services.js';
-import { ACCOUNT_APP_CLIENT_ID, readAccountSession, signedInRecently } from './account-session.js';
+import { readAccountSession, signedInRecently } from './account-session.js';
+import { ACCOUNT_APP_CLIENT_ID } from '../oidc/account-app.js';
 import { requireCsrf } from './csrf.js';
 import { formBody, page } from './page.js';
 

@@ -17,13 +17,14 @@ import { bindingKey, type CodeBinding } from '../flows/code-step.js';
 import { listGrantsOfAccount } from '../oidc/adapter/grant-lookup.js';
 import type { Services } from '../services.js';
 import {
-  ACCOUNT_APP_CLIENT_ID, accountBinding, accountLoginUrl, readAccountSession, safeReturnTo, signedInRecently, takeAccountLoginState,
+  accountBinding, accountLoginUrl, readAccountSession, safeReturnTo, signedInRecently, takeAccountLoginState,
   type AccountSession,
 } from './account-session.js';
 import { requireCsrf } from './csrf.js';
 import { codePage, countSend, refuseCode, refuseSend } from './code-step.js';
 import { FORMS, parseForm } from './forms.js';
 import { formBody, page, type PageState } from './page.js';
+import { ACCOUNT_APP_CLIENT_ID } from '../oidc/account-app.js';
 import { upstreamBrowserCookies } from './upstream-browser-cookies.js';
 
 // Notices the overview may show after a change (anything else in ?notice= is ignored).

@@ -1,24 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Context } from 'koa';
 import type { Provider } from 'oidc-provider';
+import { ACCOUNT_APP_CLIENT_ID } from '../oidc/account-app.js';
 
 /** Adding or removing a sign-in method needs a sign-in at most this old. */
 export const RECENT_SIGN_IN_SECONDS = 10 * 60;
-
-/** The account page is itself a first-party public client of Tsunagi (like Keycloak's account console). */
-export const ACCOUNT_APP_CLIENT_ID = 'tsunagi-account';
-
-export function accountAppClient(issuer: string) {
-  return {
-    client_id: ACCOUNT_APP_CLIENT_ID,
-    client_name: 'Tsunagi account',
-    redirect_uris: [`${issuer}/account/callback`],
-    token_endpoint_auth_method: 'none' as const,
-    grant_types: ['authorization_code'],
-    response_types: ['code' as const],
-    first_party: true,
-  };
-}
 
 export interface AccountSession {
   accountId: string;

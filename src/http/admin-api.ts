@@ -3,7 +3,7 @@ import Router from '@koa/router';
 import type { Context, Next } from 'koa';
 import { isUuid } from '../accounts/account-store.js';
 import type { UpstreamProviderName } from '../accounts/upstream-identity-store.js';
-import { RETRY_AFTER_SECONDS, unavailableDependency } from '../db/dependency.js';
+import { RETRY_AFTER_SECONDS, unavailableDependency } from '../failures/dependency.js';
 import type { AccountDetails, AccountQuery, Actor, LifecycleRefusal } from '../flows/account-lifecycle.js';
 import type { RateLimitRule } from '../limits/rate-limiter.js';
 import { authorizeAdminCall } from '../oidc/admin-access.js';

@@ -1,10 +1,11 @@
 import type { Context } from 'koa';
 import { maskedEmail, maskEmail } from '../accounts/email-address.js';
 import { maskedPhone, maskPhone } from '../accounts/phone-number.js';
-import { RETRY_AFTER_SECONDS } from '../db/dependency.js';
+import { RETRY_AFTER_SECONDS } from '../failures/dependency.js';
 import type { CodeSendRefusal, CodeStep, CodeVerifyRefusal } from '../flows/code-step.js';
-import type { CodeStart, DeliveryProblem } from '../methods/one-time-code-method.js';
-import type { Metrics } from './metrics.js';
+import type { CodeStart } from '../methods/one-time-code-method.js';
+import type { DeliveryProblem } from '../delivery/code-sender.js';
+import type { Metrics } from '../web/metrics.js';
 import type { PageState } from './page.js';
 
 /**

@@ -1,12 +1,12 @@
 import type { Context, Next } from 'koa';
 import { errors } from 'oidc-provider';
 import type { Logger } from '../logger.js';
-import type { Metrics } from './metrics.js';
-import type { Views } from './views.js';
-import { cspNonce } from './security-headers.js';
-import { RETRY_AFTER_SECONDS, unavailableDependency } from '../db/dependency.js';
-import { MalformedRequest } from './input-guard.js';
-import { languageLinks } from './locale.js';
+import type { Metrics } from '../web/metrics.js';
+import type { Views } from '../web/views.js';
+import { cspNonce } from '../web/security-headers.js';
+import { RETRY_AFTER_SECONDS, unavailableDependency } from '../failures/dependency.js';
+import { MalformedRequest } from '../failures/malformed-input.js';
+import { languageLinks } from '../web/locale.js';
 
 /** Errors on Tsunagi's own pages become a readable page (or JSON for API callers); 5xx are logged. */
 export function errorPages(views: Views, log: Logger, metrics: Metrics) {

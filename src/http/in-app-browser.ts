@@ -16,8 +16,6 @@ export type InAppBrowser =
   | { kind: 'instagram' }
   | { kind: 'android_webview' };
 
-export type InAppBrowserKind = InAppBrowser['kind'];
-
 // LINE ends its user agent with "Line/<version>" (Android adds "/IAB"); the capital L and the
 // leading space keep "Online/1.0" and similar tokens of other apps out.
 const LINE = / Line\/\d+(\.\d+)*/;

@@ -1,19 +1,9 @@
 import type { Context, Next } from 'koa';
-import { containsNul } from '../db/text.js';
+import { containsNul, MalformedRequest } from '../failures/malformed-input.js';
 
 // No form field, query parameter or path segment Tsunagi or OAuth defines can hold a NUL character
 // (RFC 6749 appendix A allows none), and Postgres refuses to store one: a NUL that got this far would
 // surface as a 500 from the database. It is refused here, once, as the malformed request it is.
-
-/** A request that cannot be valid whatever it asks for; answered 400 and logged at warn without a stack. */
-export class MalformedRequest extends Error {
-  readonly status = 400;
-  readonly expose = true;
-  constructor(readonly reason: string, readonly messageKey = 'error.bad_request') {
-    super(`malformed request: ${reason}`);
-    this.name = 'MalformedRequest';
-  }
-}
 
 /** One percent-decoding of the path or query gives a NUL exactly when it holds %00 (HTTP itself carries no raw NUL). */
 const ENCODED_NUL = /%00/i;

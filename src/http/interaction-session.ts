@@ -2,8 +2,9 @@ import type { Context } from 'koa';
 import { errors, type InteractionResults } from 'oidc-provider';
 import type { RequestFacts } from '../flows/login.js';
 import type { SignInFinish, SignInRequest } from '../flows/sign-in.js';
+import type { Proof } from '../accounts/proof.js';
 import type { Services } from '../services.js';
-import { applyUiLocales } from './locale.js';
+import { applyUiLocales } from '../web/locale.js';
 
 export type Interaction = Awaited<ReturnType<Services['host']['current']['interactionDetails']>>;
 

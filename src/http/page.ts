@@ -3,8 +3,8 @@ import type { Context, Next } from 'koa';
 import type { Services } from '../services.js';
 import { csrfToken } from './csrf.js';
 import { refuseNulInBody } from './input-guard.js';
-import { cspNonce } from './security-headers.js';
-import { languageLinks } from './locale.js';
+import { cspNonce } from '../web/security-headers.js';
+import { languageLinks } from '../web/locale.js';
 
 export type PageState = Record<string, unknown> & { error?: string; email?: string };
 

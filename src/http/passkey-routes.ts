@@ -11,12 +11,13 @@ import type { RateLimitRule } from '../limits/rate-limiter.js';
 import { hitAll } from '../limits/rate-limiter.js';
 import { parseAuthenticationResponse, parsePasskeyName, parseRegistrationResponse, type PasskeyFailure } from '../methods/passkey.js';
 import type { Services } from '../services.js';
-import { ACCOUNT_APP_CLIENT_ID, accountBinding, readAccountSession, signedInRecently } from './account-session.js';
+import { accountBinding, readAccountSession, signedInRecently } from './account-session.js';
+import { ACCOUNT_APP_CLIENT_ID } from '../oidc/account-app.js';
 import { csrfHeaderMatches } from './csrf.js';
 import { refuseNulInBody } from './input-guard.js';
 import { interactionSession, passkeyOfferAccountId } from './interaction-session.js';
 import { PASSKEY_BODIES, parseForm } from './forms.js';
-import { applyUiLocales } from './locale.js';
+import { applyUiLocales } from '../web/locale.js';
 
 type Interaction = Awaited<ReturnType<Services['host']['current']['interactionDetails']>>;
 

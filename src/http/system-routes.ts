@@ -1,8 +1,8 @@
 import Router from '@koa/router';
 import type { Services } from '../services.js';
-import { bearerMatches, metricsAccess } from './metrics.js';
+import { bearerMatches, metricsAccess } from '../web/metrics.js';
 import { page } from './page.js';
-import { RETRY_AFTER_SECONDS } from '../db/dependency.js';
+import { RETRY_AFTER_SECONDS } from '../failures/dependency.js';
 
 /** Liveness, readiness, metrics and (outside production) the development outbox. */
 export function systemRoutes(services: Services): Router {

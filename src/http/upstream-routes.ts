@@ -8,7 +8,7 @@ import { askRequiredEmail, completeRequiredEmail, heldSignIn } from '../flows/re
 import { finishSignIn } from '../flows/sign-in.js';
 import { SIGN_IN_ONLY_UNLINKED, takeUpstreamAnswer } from '../flows/upstream.js';
 import { cancelUpstreamSignup, signUpWithUpstream, upstreamSignupOffer } from '../flows/upstream-signup.js';
-import type { Proof } from '../methods/proof.js';
+import type { Proof } from '../accounts/proof.js';
 import type { Services } from '../services.js';
 import { isUpstreamProviderName, UpstreamError } from '../upstream/index.js';
 import { upstreamPolicyOf, type UpstreamPolicy } from '../oidc/client-metadata.js';

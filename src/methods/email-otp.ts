@@ -3,16 +3,14 @@ import type { Mailer } from '../delivery/mailer.js';
 import { translator, type Locale } from '../i18n/index.js';
 import type { RateLimitRule } from '../limits/rate-limiter.js';
 import { CODE_TTL_SECONDS } from './one-time-code.js';
-import { DeliveryFailed, OneTimeCodeMethod, type CodeStart, type CodeVerification, type OneTimeCodeDeps } from './one-time-code-method.js';
+import { DeliveryFailed } from '../delivery/code-sender.js';
+import { OneTimeCodeMethod, type CodeStart, type OneTimeCodeDeps } from './one-time-code-method.js';
 
 export const EMAIL_SEND_LIMITS = {
   perAddress: { name: 'email-otp:address', limit: 5, windowSeconds: 15 * 60 },
   perAddressDaily: { name: 'email-otp:address-day', limit: 20, windowSeconds: 24 * 3600 },
   perIp: { name: 'email-otp:ip', limit: 30, windowSeconds: 15 * 60 },
 } satisfies Record<string, RateLimitRule>;
-
-export type EmailCodeStart = CodeStart;
-export type EmailCodeVerification = CodeVerification;
 
 export interface EmailOtpDeps extends OneTimeCodeDeps {
   mailer: Mailer;

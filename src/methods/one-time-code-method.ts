@@ -1,24 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { OtpChallengeStore, OtpChannel } from '../accounts/otp-challenge-store.js';
+import { DeliveryFailed, type CodeSender, type DeliveryProblem } from '../delivery/code-sender.js';
 import type { Locale } from '../i18n/index.js';
 import { hitAll, type RateLimiter, type RateLimitRule } from '../limits/rate-limiter.js';
 import { CODE_TTL_SECONDS, MAX_CODE_ATTEMPTS, codeMatches, generateCode, hashCode } from './one-time-code.js';
-import type { Proof, ProofSubject } from './proof.js';
-
-/** Why a code could not be delivered, in words a person can act on. */
-export type DeliveryProblem = 'unavailable' | 'invalid_recipient' | 'unreachable' | 'provider_busy';
-
-export class DeliveryFailed extends Error {
-  constructor(readonly problem: DeliveryProblem, cause?: unknown) {
-    super(`the code could not be delivered (${problem})`, { cause });
-    this.name = 'DeliveryFailed';
-  }
-}
-
-/** How codes reach a channel: Tsunagi makes the code and a sender delivers it, or a provider (Twilio Verify) owns the code. */
-export type CodeSender =
-  | { kind: 'tsunagi-code'; send(to: string, code: string, locale: Locale): Promise<void> }
-  | { kind: 'provider-code'; start(to: string, locale: Locale): Promise<void>; check(to: string, code: string): Promise<boolean> };
+import type { Proof, ProofSubject } from '../accounts/proof.js';
 
 export type CodeStart =
   | { ok: true; challengeId: string; expiresAt: Date }
@@ -85,7 +71,7 @@ export class OneTimeCodeMethod {
       accountId: input.accountId ?? null, codeHash: code ? hashCode(this.deps.pepper, id, code) : PROVIDER_OWNED, expiresAt,
     });
     try {
-      if (sender.kind === 'tsunagi-code') await sender.send(input.target, code as string, input.locale);
+      if (sender.kind === 'tsunagi-code') await sender.send(input.target, code as string, input.locale, CODE_TTL_SECONDS);
       else await sender.start(input.target, input.locale);
     } catch (err) {
       // Nothing half-made: a code nobody received must not linger as the live one.
@@ -122,7 +108,7 @@ export class OneTimeCodeMethod {
       codeHash: providerOwned ? PROVIDER_OWNED : hashCode(this.deps.pepper, id, known ? code : randomUUID()), expiresAt,
     });
     if (known) {
-      const delivery = sender.kind === 'tsunagi-code' ? sender.send(input.target, code, input.locale) : sender.start(input.target, input.locale);
+      const delivery = sender.kind === 'tsunagi-code' ? sender.send(input.target, code, input.locale, CODE_TTL_SECONDS) : sender.start(input.target, input.locale);
       delivery.then(() => report('sent'), (err: unknown) => report(err instanceof DeliveryFailed ? err.problem : 'unavailable'));
     }
     return { ok: true, challengeId: id, expiresAt };

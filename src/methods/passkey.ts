@@ -18,7 +18,7 @@ import {
   type PasskeyStore,
   type WebAuthnPurpose,
 } from '../accounts/passkey-store.js';
-import type { Proof } from './proof.js';
+import type { Proof } from '../accounts/proof.js';
 
 /** How long a ceremony may take: its challenge expires after this. */
 export const PASSKEY_CHALLENGE_TTL_SECONDS = 5 * 60;

@@ -1,6 +1,7 @@
 import type { Locale } from '../i18n/index.js';
 import type { RateLimitRule } from '../limits/rate-limiter.js';
-import { OneTimeCodeMethod, type CodeSender, type CodeStart, type OneTimeCodeDeps } from './one-time-code-method.js';
+import type { CodeSender } from '../delivery/code-sender.js';
+import { OneTimeCodeMethod, type CodeStart, type OneTimeCodeDeps } from './one-time-code-method.js';
 
 // Stricter than email: every SMS costs money, and SMS pumping fraud sends to premium numbers in bulk.
 export const SMS_SEND_LIMITS = {

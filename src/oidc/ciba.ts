@@ -2,13 +2,12 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Configuration, KoaContextWithOIDC, Provider, UnknownObject } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import type { AccountStore } from '../accounts/account-store.js';
-import type { CibaApprovalStore, CibaChannel } from '../accounts/ciba-approval-store.js';
+import { approvalLinkHash, type CibaApprovalStore, type CibaChannel } from '../accounts/ciba-approval-store.js';
 import { parseEmailAddress } from '../accounts/email-address.js';
 import { parsePhoneNumber } from '../accounts/phone-number.js';
 import type { Mailer } from '../delivery/mailer.js';
 import type { TextMessageSender } from '../delivery/sms.js';
-import { approvalLinkHash, type BackchannelResults } from '../flows/backchannel-approval.js';
-import { acrFor } from '../flows/login.js';
+import { acrFor } from '../methods/acr.js';
 import { negotiateLocale, translator } from '../i18n/index.js';
 import { hitAll, type RateLimiter, type RateLimitRule } from '../limits/rate-limiter.js';
 import type { Logger } from '../logger.js';
@@ -64,6 +63,12 @@ export class CibaSlowDown extends errors.OIDCProviderError {
     super(429, 'slow_down');
     Object.assign(this, { error_description: `too many backchannel authentication requests; retry after ${retryAfterSeconds} seconds` });
   }
+}
+
+/** What oidc-provider does with the decision (CibaBackchannel.results): the backend's next poll gets tokens or access_denied. */
+export interface BackchannelResults {
+  approve(authReqId: string, approval: { accountId: string; scope: string; amr: string[]; authTime: number }): Promise<boolean>;
+  refuse(authReqId: string): Promise<boolean>;
 }
 
 export interface CibaDeps {

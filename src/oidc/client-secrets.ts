@@ -1,7 +1,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type pg from 'pg';
 import { getOrCreateSecret } from '../db/app-secrets.js';
-import { isSealed, type MasterKeyring } from '../db/master-key.js';
+import { isSealed, type MasterKeyring } from '../secrets/master-key.js';
 import type { Adapter } from './adapter/types.js';
 
 /** The stored form of a hashed client secret: this prefix, then the base64url HMAC. */

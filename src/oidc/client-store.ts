@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { errors } from 'oidc-provider';
 import type { AccountStore } from '../accounts/account-store.js';
 import type { Queryable } from '../db/database.js';
-import { isSealed } from '../db/master-key.js';
+import { isSealed } from '../secrets/master-key.js';
 import { notifyClientChanged } from './adapter/client-adapter.js';
 import {
   ADMIN_READ_SCOPE, ADMIN_WRITE_SCOPE, assertClientRules, clientRuleViolations, type ClientPolicy, type ClientRuleViolation,

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import type { Context, Next } from 'koa';
 import type { Configuration, KoaContextWithOIDC } from 'oidc-provider';
-import { MalformedRequest } from '../http/input-guard.js';
+import { MalformedRequest } from '../failures/malformed-input.js';
 import { negotiateLocale, isLocale, type Locale } from '../i18n/index.js';
-import type { Views } from '../http/views.js';
-import { cspNonce } from '../http/security-headers.js';
-import { languageLinks } from '../http/locale.js';
+import type { Views } from '../web/views.js';
+import { cspNonce } from '../web/security-headers.js';
+import { languageLinks } from '../web/locale.js';
 import type { RateLimiter } from '../limits/rate-limiter.js';
 import { isStaleProviderForm } from './stale-forms.js';
 

@@ -1,7 +1,7 @@
 import { generateKeyPairSync, randomBytes, type JsonWebKey } from 'node:crypto';
 import type pg from 'pg';
 import { withTransaction, type Queryable } from '../db/database.js';
-import type { MasterKeyring } from '../db/master-key.js';
+import type { MasterKeyring } from '../secrets/master-key.js';
 
 export const SIGNING_ALGS = ['RS256', 'ES256', 'EdDSA'] as const;
 export type SigningAlg = (typeof SIGNING_ALGS)[number];

@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Provider, type KoaContextWithOIDC } from 'oidc-provider';
-import { RETRY_AFTER_SECONDS, unavailableDependency } from '../db/dependency.js';
+import { RETRY_AFTER_SECONDS, unavailableDependency } from '../failures/dependency.js';
 import type { Logger } from '../logger.js';
-import type { Metrics } from '../http/metrics.js';
+import type { Metrics } from '../web/metrics.js';
 import { buildProviderConfiguration, type ProviderDeps } from './configuration.js';
 import type { SigningKeyStore } from './keys.js';
 import { devicePolling } from './device-flow.js';

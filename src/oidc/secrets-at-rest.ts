@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { sealAppSecrets } from '../db/app-secrets.js';
-import type { MasterKeyring } from '../db/master-key.js';
+import type { MasterKeyring } from '../secrets/master-key.js';
 import type { ClientStore } from './client-store.js';
 import type { SigningKeyStore } from './keys.js';
 

@@ -16,7 +16,7 @@
  *
  *   // 2. The callback. Google's query (GET) goes straight to complete(). Apple's form body arrives by a
  *   //    cross-site POST, which carries no SameSite=Lax cookie: it is only held, and the browser is
- *   //    sent (303) to a same-site GET that takes it back by its one-time reference:
+ *   //    sent (303) to a same-site GET (/upstream/apple/answer) that takes it back by its one-time reference:
  *   const { reference } = await upstream.holdFormPostAnswer({ provider: 'apple', params: ctx.request.body });
  *   const params = await upstream.takeHeldAnswer({ provider: 'apple', reference });   // in the GET
  *   const { pending, identity } = await upstream.complete({ provider: 'apple', params, redirectUri, browser });

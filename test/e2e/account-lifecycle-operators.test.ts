@@ -5,7 +5,7 @@ import { parseAccountsCommand, runAccountsCommand } from '../../src/cli/accounts
 import type { Actor } from '../../src/flows/account-lifecycle.js';
 import { AccountDisabled } from '../../src/flows/account-disabled.js';
 import { completeSignIn } from '../../src/flows/login.js';
-import type { Proof } from '../../src/methods/proof.js';
+import type { Proof } from '../../src/accounts/proof.js';
 import type { RunningServer } from '../../src/server.js';
 import { FakeGoogle } from '../fakes/google.js';
 import { SmtpSink } from '../fakes/smtp-sink.js';

@@ -1,10 +1,9 @@
-import type { Browser, Page } from 'playwright-core';
-import type { RunningServer } from '../../src/server.js';
+import type { Browser } from 'playwright-core';
 import { DEVICE_CODE_GRANT } from '../../src/oidc/device-flow.js';
 import { FakeGoogle } from '../fakes/google.js';
-import { SmtpSink } from '../fakes/smtp-sink.js';
-import { describeBackends, startTestServer } from '../support/harness.js';
-import { launchChromium, screenshot } from '../support/chromium.js';
+import { describeBackends } from '../support/harness.js';
+import { startStage, type Stage } from './support.js';
+import { screenshot } from '../support/chromium.js';
 import { axeViolations } from '../support/axe.js';
 
 const REDIRECT = 'http://127.0.0.1:9/cb';
@@ -13,31 +12,21 @@ const LIFF_UA = 'Mozilla/5.0 (iPhone; CPU iPhone OS 16_6 like Mac OS X) AppleWeb
 // The in-app browser guidance and the device pages in headless Chromium, in English and Japanese,
 // with screenshots in test-output/screenshots/device-*.png and in-app-*.png. Only loopback is used.
 describe(`device pages and in-app browser guidance in Chromium (${describeBackends()})`, () => {
-  let server: RunningServer;
-  let sink: SmtpSink;
+  let stage: Stage;
   let google: FakeGoogle;
   let browser: Browser;
   let issuer: string;
   let clientId: string;
 
   beforeAll(async () => {
-    sink = new SmtpSink();
-    google = await new FakeGoogle().start();
-    server = await startTestServer({ SMTP_URL: await sink.start(), ...google.env() });
-    issuer = server.services.config.issuer;
-    clientId = (await server.services.clients.add({
+    stage = await startStage({ google: true, relyingParty: false, chromium: true });
+    ({ google, browser, issuer } = stage);
+    ({ clientId } = await stage.addClient({
       client_name: 'Example Shop mini app', redirect_uris: [REDIRECT], token_endpoint_auth_method: 'none', first_party: true,
       grant_types: ['authorization_code', 'refresh_token', DEVICE_CODE_GRANT],
-    })).client_id as string;
-    browser = await launchChromium();
+    }));
   });
-
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-    await sink?.close();
-    await google?.close();
-  });
+  afterAll(() => stage?.close());
 
   const shot = screenshot;
   const authUrl = () => `${issuer}/auth?${new URLSearchParams({

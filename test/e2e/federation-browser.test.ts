@@ -4,9 +4,9 @@ import type { RunningServer } from '../../src/server.js';
 import { FakeApple } from '../fakes/apple.js';
 import { FakeGoogle } from '../fakes/google.js';
 import { SmtpSink, codeFrom } from '../fakes/smtp-sink.js';
-import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
-import { RelyingPartyServer, authorizationRequest, discover, type AuthRequest } from './support.js';
-import { launchChromium, screenshot } from '../support/chromium.js';
+import { describeBackends, uniqueEmail } from '../support/harness.js';
+import { authorizationRequest, startStage, type AuthRequest, type Stage } from './support.js';
+import { screenshot } from '../support/chromium.js';
 import { axeViolations } from '../support/axe.js';
 
 const TEXT = {
@@ -28,38 +28,23 @@ const TEXT = {
 // http://localhost:<port> and the emulators at http://127.0.0.1:<port>, so Apple's form_post back to
 // Tsunagi is a real cross-site POST (no SameSite=Lax cookie on it), as with the real Apple.
 describe(`Google and Apple screens in Chromium (${describeBackends()})`, () => {
+  let stage: Stage;
   let server: RunningServer;
   let sink: SmtpSink;
   let google: FakeGoogle;
   let apple: FakeApple;
-  let rp: RelyingPartyServer;
   let browser: Browser;
   let shop: oidc.Configuration;
   let mailer: oidc.Configuration;
   let redirectUri: string;
 
   beforeAll(async () => {
-    sink = new SmtpSink();
-    google = await new FakeGoogle().start();
-    apple = await new FakeApple().start();
-    rp = new RelyingPartyServer();
-    redirectUri = `${await rp.start()}/cb`;
-    server = await startTestServer({ SMTP_URL: await sink.start(), ISSUER: 'http://localhost:{port}', ...google.env(), ...apple.env() });
-    const a = await server.services.clients.add({ client_name: 'Shop', redirect_uris: [redirectUri], first_party: true });
-    shop = await discover(server, a.client_id as string, a.client_secret as string);
-    const b = await server.services.clients.add({ client_name: 'Newsletter', redirect_uris: [redirectUri], first_party: true, require_email: true });
-    mailer = await discover(server, b.client_id as string, b.client_secret as string);
-    browser = await launchChromium();
+    stage = await startStage({ google: true, apple: true, localhostIssuer: true, chromium: true });
+    ({ server, sink, google, apple, browser, redirectUri } = stage);
+    shop = await stage.relyingPartyClient({ client_name: 'Shop', redirect_uris: [redirectUri], first_party: true });
+    mailer = await stage.relyingPartyClient({ client_name: 'Newsletter', redirect_uris: [redirectUri], first_party: true, require_email: true });
   });
-
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-    await sink?.close();
-    await google?.close();
-    await apple?.close();
-    await rp?.close();
-  });
+  afterAll(() => stage?.close());
 
   const shot = screenshot;
   const sub = () => `${Date.now()}${Math.floor(Math.random() * 1e6)}`;

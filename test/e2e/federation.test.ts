@@ -4,8 +4,8 @@ import { FakeApple } from '../fakes/apple.js';
 import { FakeGoogle } from '../fakes/google.js';
 import { SmtpSink, codeFrom } from '../fakes/smtp-sink.js';
 import { Browser, csrfOf, formAction } from '../support/browserless.js';
-import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
-import { authorizationRequest, discover, signInWithEmail, type AuthRequest } from './support.js';
+import { describeBackends, uniqueEmail } from '../support/harness.js';
+import { authorizationRequest, signInWithEmail, startStage, type AuthRequest, type Stage } from './support.js';
 
 const REDIRECT = 'http://127.0.0.1:9/cb';
 type Page = { res: Response; body: string; url: string };
@@ -16,6 +16,7 @@ const uniqueSub = () => `${Date.now()}${Math.floor(Math.random() * 1e9)}`;
 // every branch of the decision in src/flows/upstream.ts: linked, email match -> link with proof,
 // signup confirmation, private relay + require_email, and the failures that must change nothing.
 describe(`federation with Google and Apple (${describeBackends()})`, () => {
+  let stage: Stage;
   let server: RunningServer;
   let sink: SmtpSink;
   let google: FakeGoogle;
@@ -25,23 +26,12 @@ describe(`federation with Google and Apple (${describeBackends()})`, () => {
   let needsEmail: oidc.Configuration;
 
   beforeAll(async () => {
-    sink = new SmtpSink();
-    google = await new FakeGoogle().start();
-    apple = await new FakeApple().start();
-    server = await startTestServer({ SMTP_URL: await sink.start(), ...google.env(), ...apple.env() });
-    issuer = server.services.config.issuer;
-    const a = await server.services.clients.add({ client_name: 'Shop', redirect_uris: [REDIRECT], first_party: true });
-    client = await discover(server, a.client_id as string, a.client_secret as string);
-    const b = await server.services.clients.add({ client_name: 'Mailer', redirect_uris: [REDIRECT], first_party: true, require_email: true });
-    needsEmail = await discover(server, b.client_id as string, b.client_secret as string);
+    stage = await startStage({ google: true, apple: true, relyingParty: false });
+    ({ server, sink, google, apple, issuer } = stage);
+    client = await stage.relyingPartyClient({ client_name: 'Shop', redirect_uris: [REDIRECT], first_party: true });
+    needsEmail = await stage.relyingPartyClient({ client_name: 'Mailer', redirect_uris: [REDIRECT], first_party: true, require_email: true });
   });
-
-  afterAll(async () => {
-    await server?.close();
-    await sink?.close();
-    await google?.close();
-    await apple?.close();
-  });
+  afterAll(() => stage?.close());
 
   const at = (page: Page, contains: string) => new URL(formAction(page.body, contains), issuer).href;
 

@@ -6,8 +6,8 @@ import { FakeGoogle, type SecurityEventClaims } from '../fakes/google.js';
 import { SmtpSink } from '../fakes/smtp-sink.js';
 import { readAutoPostForm, type IdTokenTamper } from '../fakes/upstream-emulator.js';
 import { Browser, csrfOf, formAction } from '../support/browserless.js';
-import { describeBackends, startTestServer } from '../support/harness.js';
-import { authorizationRequest, discover, signInWithEmail, stillSignedIn as isStillSignedIn } from './support.js';
+import { describeBackends } from '../support/harness.js';
+import { authorizationRequest, signInWithEmail, startStage, stillSignedIn as isStillSignedIn, type Stage } from './support.js';
 
 const REDIRECT = 'http://127.0.0.1:9/cb';
 type Page = { res: Response; body: string; url: string };
@@ -19,6 +19,7 @@ const OTHER_AUDIENCE = 'other-client.apps.googleusercontent.com';
 // Google emulator's real JWKS key (discovered through its risc-configuration), against identities
 // made by real Google sign-ins, and the sessions and tokens those sign-ins produced.
 describe(`Google Cross-Account Protection (RISC) receiver (${describeBackends()})`, () => {
+  let stage: Stage;
   let server: RunningServer;
   let sink: SmtpSink;
   let google: FakeGoogle;
@@ -28,22 +29,14 @@ describe(`Google Cross-Account Protection (RISC) receiver (${describeBackends()}
   let handled: HandledEventStore;
 
   beforeAll(async () => {
-    sink = new SmtpSink();
-    google = await new FakeGoogle().start();
-    apple = await new FakeApple().start();
-    server = await startTestServer({ SMTP_URL: await sink.start(), ...google.env(), ...apple.env(), GOOGLE_RISC_AUDIENCES: OTHER_AUDIENCE });
-    issuer = server.services.config.issuer;
-    const added = await server.services.clients.add({
+    stage = await startStage({ google: true, apple: true, relyingParty: false, env: { GOOGLE_RISC_AUDIENCES: OTHER_AUDIENCE } });
+    ({ server, sink, google, apple, issuer } = stage);
+    client = await stage.relyingPartyClient({
       client_name: 'Shop', redirect_uris: [REDIRECT], first_party: true, grant_types: ['authorization_code', 'refresh_token'],
     });
-    client = await discover(server, added.client_id as string, added.client_secret as string);
     handled = new HandledEventStore(server.services.db.pool, 'google_risc_events');
   });
-
-  afterAll(async () => {
-    await server?.close();
-    await Promise.all([sink?.close(), google?.close(), apple?.close()]);
-  });
+  afterAll(() => stage?.close());
 
   const at = (page: Page, contains: string) => new URL(formAction(page.body, contains), issuer).href;
 

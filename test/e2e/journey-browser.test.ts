@@ -1,21 +1,21 @@
-import type { Browser, Page } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import * as oidc from 'openid-client';
 import type { RunningServer } from '../../src/server.js';
 import { FakeTwilio, smsCode } from '../fakes/twilio.js';
-import { SmtpSink, codeFrom } from '../fakes/smtp-sink.js';
-import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
-import { RelyingPartyServer, authorizationRequest, discover } from './support.js';
-import { launchChromium, screenshot } from '../support/chromium.js';
+import type { SmtpSink } from '../fakes/smtp-sink.js';
+import { describeBackends, uniqueEmail } from '../support/harness.js';
+import { authorizationRequest, signUpOnAccountPage, startStage, type Stage } from './support.js';
+import { screenshot } from '../support/chromium.js';
 import { axeViolations } from '../support/axe.js';
 
 // A person's whole journey in Chromium, with SMS through the fake Twilio (real HTTP, the real SDK):
 // sign up by email code, add and verify a phone on the account page, sign out, sign in by SMS code;
 // and the account page refusing to remove the last way to sign in.
 describe(`a person's journey in Chromium (${describeBackends()})`, () => {
+  let stage: Stage;
   let server: RunningServer;
   let sink: SmtpSink;
   let twilio: FakeTwilio;
-  let rp: RelyingPartyServer;
   let browser: Browser;
   let client: oidc.Configuration;
   let redirectUri: string;
@@ -23,44 +23,13 @@ describe(`a person's journey in Chromium (${describeBackends()})`, () => {
   let phoneSeq = 0;
 
   beforeAll(async () => {
-    sink = new SmtpSink();
-    twilio = new FakeTwilio();
-    rp = new RelyingPartyServer();
-    redirectUri = `${await rp.start()}/cb`;
-    server = await startTestServer({
-      SMTP_URL: await sink.start(),
-      TWILIO_ACCOUNT_SID: twilio.accountSid,
-      TWILIO_AUTH_TOKEN: twilio.authToken,
-      TWILIO_FROM: '+15005550006',
-      TWILIO_API_BASE_URL: await twilio.start(),
-    });
-    issuer = server.services.config.issuer;
-    const added = await server.services.clients.add({ client_name: 'Example Shop', redirect_uris: [redirectUri], first_party: true });
-    client = await discover(server, added.client_id as string, added.client_secret as string);
-    browser = await launchChromium();
+    stage = await startStage({ twilio: true, chromium: true });
+    ({ server, sink, twilio, browser, issuer, redirectUri } = stage);
+    client = await stage.relyingPartyClient({ client_name: 'Example Shop', redirect_uris: [redirectUri], first_party: true });
   });
-
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-    await sink?.close();
-    await twilio?.close();
-    await rp?.close();
-  });
+  afterAll(() => stage?.close());
 
   const shot = screenshot;
-
-  /** Signs up on the account page with an email code, skipping the passkey offer. */
-  async function signUpToAccountPage(page: Page, email: string) {
-    await page.goto(`${issuer}/account`);
-    await page.locator('#email').fill(email);
-    await page.locator('form[action$="/email"] button[type=submit]').click();
-    await page.locator('input[autocomplete="one-time-code"]').fill(codeFrom(await sink.nextMailTo(email)));
-    await page.locator('form[action$="/code"] button[type=submit]').click();
-    await page.locator('form[action$="/signup"] button[type=submit]').click();
-    await page.locator('a.button.secondary').click();
-    await page.waitForURL(`${issuer}/account`);
-  }
 
   for (const locale of ['en', 'ja'] as const) {
     it(`adds a phone through Twilio, signs out, and signs in by SMS code (${locale})`, async () => {
@@ -74,7 +43,7 @@ describe(`a person's journey in Chromium (${describeBackends()})`, () => {
       const typed = `080-${digits.slice(0, 4)}-${digits.slice(4)}`;
       const e164 = `+8180${digits}`;
 
-      await signUpToAccountPage(page, email);
+      await signUpOnAccountPage(page, { issuer, sink }, email);
       await page.getByRole('link', { name: t.addPhone }).click();
       await page.locator('#phone').fill(typed);
       await page.locator('form[action="/account/phones"] button[type=submit]').click();
@@ -119,7 +88,7 @@ describe(`a person's journey in Chromium (${describeBackends()})`, () => {
     const context = await browser.newContext({ viewport: { width: 390, height: 780 }, locale: 'en-US' });
     const page = await context.newPage();
     const email = uniqueEmail('journey-last');
-    await signUpToAccountPage(page, email);
+    await signUpOnAccountPage(page, { issuer, sink }, email);
     const remove = page.locator('form[action$="/remove"] button[type=submit]').first();
     expect(await remove.isDisabled()).toBe(true);
     const explanation = await page.locator('#last-method').textContent();
@@ -142,7 +111,7 @@ describe(`a person's journey in Chromium (${describeBackends()})`, () => {
     const context = await browser.newContext({ viewport: { width: 390, height: 780 }, locale: 'en-US' });
     const page = await context.newPage();
     const email = uniqueEmail('journey-forged');
-    await signUpToAccountPage(page, email);
+    await signUpOnAccountPage(page, { issuer, sink }, email);
     const csrf = await page.locator('form[data-passkey-register]').getAttribute('data-csrf');
     expect(csrf).toBeTruthy();
 

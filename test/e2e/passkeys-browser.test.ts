@@ -2,9 +2,9 @@ import type { Browser, BrowserContext, CDPSession, Page } from 'playwright-core'
 import * as oidc from 'openid-client';
 import type { RunningServer } from '../../src/server.js';
 import { SmtpSink, codeFrom } from '../fakes/smtp-sink.js';
-import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
-import { RelyingPartyServer, authorizationRequest, discover } from './support.js';
-import { launchChromium, screenshot } from '../support/chromium.js';
+import { describeBackends, uniqueEmail } from '../support/harness.js';
+import { authorizationRequest, startStage, type Stage } from './support.js';
+import { screenshot } from '../support/chromium.js';
 import { axeViolations } from '../support/axe.js';
 
 /** A CDP virtual authenticator: a platform authenticator with resident keys and user verification. */
@@ -21,31 +21,20 @@ async function addAuthenticator(page: Page): Promise<{ cdp: CDPSession; authenti
 // (button and autofill), added and refused on the account page. The issuer is http://localhost:<port>
 // because WebAuthn refuses an IP address as the relying party id.
 describe(`passkeys in Chromium (${describeBackends()})`, () => {
+  let stage: Stage;
   let server: RunningServer;
   let sink: SmtpSink;
-  let rp: RelyingPartyServer;
   let browser: Browser;
   let client: oidc.Configuration;
   let redirectUri: string;
   let issuer: string;
 
   beforeAll(async () => {
-    sink = new SmtpSink();
-    rp = new RelyingPartyServer();
-    redirectUri = `${await rp.start()}/cb`;
-    server = await startTestServer({ SMTP_URL: await sink.start(), ISSUER: 'http://localhost:{port}' });
-    issuer = server.services.config.issuer;
-    const added = await server.services.clients.add({ client_name: 'Example Shop', redirect_uris: [redirectUri], first_party: true });
-    client = await discover(server, added.client_id as string, added.client_secret as string);
-    browser = await launchChromium();
+    stage = await startStage({ localhostIssuer: true, chromium: true });
+    ({ server, sink, browser, issuer, redirectUri } = stage);
+    client = await stage.relyingPartyClient({ client_name: 'Example Shop', redirect_uris: [redirectUri], first_party: true });
   });
-
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-    await sink?.close();
-    await rp?.close();
-  });
+  afterAll(() => stage?.close());
 
   const shot = screenshot;
   const newContext = (locale: 'en' | 'ja'): Promise<BrowserContext> =>

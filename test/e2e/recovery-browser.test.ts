@@ -2,15 +2,16 @@ import type { Browser, Page } from 'playwright-core';
 import * as oidc from 'openid-client';
 import type { RunningServer } from '../../src/server.js';
 import { SmtpSink, codeFrom } from '../fakes/smtp-sink.js';
-import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
-import { RelyingPartyServer, authorizationRequest, discover } from './support.js';
-import { launchChromium, screenshot } from '../support/chromium.js';
+import { describeBackends, uniqueEmail } from '../support/harness.js';
+import { RelyingPartyServer, authorizationRequest, discover, signUpOnAccountPage, startStage, type Stage } from './support.js';
+import { screenshot } from '../support/chromium.js';
 import { DEVICE_CODE_GRANT } from '../../src/oidc/device-flow.js';
 import { axeViolations } from '../support/axe.js';
 
 // The recovery paths off the happy path (issue 12): an expired code, a stale logout form, switching
 // language on any screen, too many wrong codes and resending. English and Japanese, phone-sized.
 describe(`recovery paths in Chromium (${describeBackends()})`, () => {
+  let stage: Stage;
   let server: RunningServer;
   let sink: SmtpSink;
   let rp: RelyingPartyServer;
@@ -23,29 +24,19 @@ describe(`recovery paths in Chromium (${describeBackends()})`, () => {
   let phoneSeq = 0;
 
   beforeAll(async () => {
-    sink = new SmtpSink();
-    rp = new RelyingPartyServer();
-    redirectUri = `${await rp.start()}/cb`;
-    server = await startTestServer({ SMTP_URL: await sink.start() });
-    const added = await server.services.clients.add({
+    stage = await startStage({ chromium: true });
+    ({ server, sink, rp, browser, issuer, redirectUri } = stage);
+    const added = await stage.addClient({
       client_name: 'Example Shop', first_party: true, redirect_uris: [redirectUri], post_logout_redirect_uris: [`${rp.origin}/bye`],
     });
-    clientId = added.client_id as string;
-    client = await discover(server, clientId, added.client_secret as string);
-    deviceClientId = (await server.services.clients.add({
+    clientId = added.clientId;
+    client = await discover(server, clientId, added.clientSecret);
+    ({ clientId: deviceClientId } = await stage.addClient({
       client_name: 'Example TV', redirect_uris: [redirectUri], token_endpoint_auth_method: 'none', first_party: true,
       grant_types: ['authorization_code', DEVICE_CODE_GRANT],
-    })).client_id as string;
-    issuer = server.services.config.issuer;
-    browser = await launchChromium();
+    }));
   });
-
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-    await sink?.close();
-    await rp?.close();
-  });
+  afterAll(() => stage?.close());
 
   const text = {
     en: {
@@ -164,18 +155,6 @@ describe(`recovery paths in Chromium (${describeBackends()})`, () => {
     });
   }
 
-  /** Signs up on the account page with an email code (a signed-in Tsunagi session), skipping the passkey offer. */
-  async function signUpToAccountPage(page: Page, email: string) {
-    await page.goto(`${issuer}/account`);
-    await page.locator('#email').fill(email);
-    await page.locator('form[action$="/email"] button[type=submit]').click();
-    await page.locator('input[autocomplete="one-time-code"]').fill(codeFrom(await sink.nextMailTo(email)));
-    await page.locator('form[action$="/code"] button[type=submit]').click();
-    await page.locator('form[action$="/signup"] button[type=submit]').click();
-    await page.locator('a.button.secondary').click();
-    await page.waitForURL(`${issuer}/account`);
-  }
-
   for (const locale of ['en', 'ja'] as const) {
     it(`signs out from a logout page left stale by a second tab, without blaming the app (${locale})`, async () => {
       const t = locale === 'en'
@@ -183,7 +162,7 @@ describe(`recovery paths in Chromium (${describeBackends()})`, () => {
         : { signOut: 'ログアウト', signedOut: 'ログアウトしました', error: '問題が発生しました' };
       const context = await contextFor(locale);
       const first = await context.newPage();
-      await signUpToAccountPage(first, uniqueEmail(`logout-${locale}`));
+      await signUpOnAccountPage(first, { issuer, sink }, uniqueEmail(`logout-${locale}`));
       const endSession = `${issuer}/session/end?${new URLSearchParams({ client_id: clientId, post_logout_redirect_uri: `${rp.origin}/bye`, state: 'st-1', ui_locales: locale })}`;
       await first.goto(endSession);
       await first.getByRole('button', { name: t.signOut, exact: true }).waitFor();
@@ -266,7 +245,7 @@ describe(`recovery paths in Chromium (${describeBackends()})`, () => {
       expect(await axeViolations(page)).toEqual([]);
 
       // The logout page keeps its query (and so the client's name) and switches on the first click.
-      await signUpToAccountPage(page, uniqueEmail(`lang-${locale}`));
+      await signUpOnAccountPage(page, { issuer, sink }, uniqueEmail(`lang-${locale}`));
       const endSession = `${issuer}/session/end?${new URLSearchParams({ client_id: clientId, post_logout_redirect_uri: `${rp.origin}/bye`, ui_locales: locale })}`;
       await page.goto(endSession);
       await page.getByRole('heading', { level: 1, name: heading[locale].logout }).waitFor();

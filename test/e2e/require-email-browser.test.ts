@@ -3,10 +3,10 @@ import * as oidc from 'openid-client';
 import type { RunningServer } from '../../src/server.js';
 import { FakeApple } from '../fakes/apple.js';
 import { SmtpSink, codeFrom } from '../fakes/smtp-sink.js';
-import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
+import { describeBackends, uniqueEmail } from '../support/harness.js';
 import { axeViolations } from '../support/axe.js';
-import { RelyingPartyServer, authorizationRequest, discover, type AuthRequest } from './support.js';
-import { launchChromium, screenshot } from '../support/chromium.js';
+import { authorizationRequest, startStage, type AuthRequest, type Stage } from './support.js';
+import { screenshot } from '../support/chromium.js';
 
 const TEXT = {
   en: {
@@ -30,32 +30,20 @@ const TEXT = {
 // by its own email code; nothing is merged), or use a different address.
 // Screenshots: test-output/screenshots/<locale>-40-*.png.
 describe(`Require-email after an Apple relay signup in Chromium (${describeBackends()})`, () => {
+  let stage: Stage;
   let server: RunningServer;
   let sink: SmtpSink;
   let apple: FakeApple;
-  let rp: RelyingPartyServer;
   let browser: Browser;
   let mailer: oidc.Configuration;
   let redirectUri: string;
 
   beforeAll(async () => {
-    sink = new SmtpSink();
-    apple = await new FakeApple().start();
-    rp = new RelyingPartyServer();
-    redirectUri = `${await rp.start()}/cb`;
-    server = await startTestServer({ SMTP_URL: await sink.start(), ISSUER: 'http://localhost:{port}', ...apple.env() });
-    const client = await server.services.clients.add({ client_name: 'Newsletter', redirect_uris: [redirectUri], first_party: true, require_email: true });
-    mailer = await discover(server, client.client_id as string, client.client_secret as string);
-    browser = await launchChromium();
+    stage = await startStage({ apple: true, localhostIssuer: true, chromium: true });
+    ({ server, sink, apple, browser, redirectUri } = stage);
+    mailer = await stage.relyingPartyClient({ client_name: 'Newsletter', redirect_uris: [redirectUri], first_party: true, require_email: true });
   });
-
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-    await sink?.close();
-    await apple?.close();
-    await rp?.close();
-  });
+  afterAll(() => stage?.close());
 
   const sub = () => `${Date.now()}${Math.floor(Math.random() * 1e6)}`;
 

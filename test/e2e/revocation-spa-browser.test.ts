@@ -4,10 +4,9 @@ import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { Browser } from 'playwright-core';
-import type { RunningServer } from '../../src/server.js';
 import { SmtpSink, codeFrom } from '../fakes/smtp-sink.js';
-import { launchChromium } from '../support/chromium.js';
-import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
+import { describeBackends, uniqueEmail } from '../support/harness.js';
+import { startStage, type Stage } from './support.js';
 
 // oidc-client-ts's browser bundle, as an SPA would ship it.
 const OIDC_CLIENT_TS_BUNDLE = path.join(path.dirname(createRequire(import.meta.url).resolve('oidc-client-ts')), '../browser/oidc-client-ts.min.js');
@@ -63,7 +62,7 @@ class SpaServer {
 
 // RFC 7009 revocation as a strict SPA library meets it: oidc-client-ts in Chromium, not a hand-made request.
 describe(`token revocation from oidc-client-ts in Chromium (${describeBackends()})`, () => {
-  let server: RunningServer;
+  let stage: Stage;
   let sink: SmtpSink;
   let spa: SpaServer;
   let browser: Browser;
@@ -71,23 +70,19 @@ describe(`token revocation from oidc-client-ts in Chromium (${describeBackends()
   let clientId: string;
 
   beforeAll(async () => {
-    sink = new SmtpSink();
-    server = await startTestServer({ SMTP_URL: await sink.start() });
-    issuer = server.services.config.issuer;
+    stage = await startStage({ relyingParty: false, chromium: true });
+    ({ sink, browser, issuer } = stage);
     spa = new SpaServer(() => issuer, () => clientId);
     const origin = await spa.start();
-    clientId = (await server.services.clients.add({
+    ({ clientId } = await stage.addClient({
       client_name: 'Example SPA', redirect_uris: [`${origin}/callback`], token_endpoint_auth_method: 'none', first_party: true,
       grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], allowed_cors_origins: [origin],
-    })).client_id as string;
-    browser = await launchChromium();
+    }));
   }, 120_000); // a server and Chromium to start on a busy machine
 
   afterAll(async () => {
-    await browser?.close();
     await spa?.close();
-    await server?.close();
-    await sink?.close();
+    await stage?.close();
   });
 
   const form = (fields: Record<string, string>) => ({

@@ -1,15 +1,16 @@
-import type { Browser, Page } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import * as oidc from 'openid-client';
 import type { RunningServer } from '../../src/server.js';
 import { SmtpSink, codeFrom } from '../fakes/smtp-sink.js';
-import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
-import { RelyingPartyServer, authorizationRequest, discover } from './support.js';
-import { launchChromium, screenshot } from '../support/chromium.js';
+import { describeBackends, uniqueEmail } from '../support/harness.js';
+import { RelyingPartyServer, authorizationRequest, signUpOnAccountPage, startStage, type Stage } from './support.js';
+import { screenshot } from '../support/chromium.js';
 import { axeViolations } from '../support/axe.js';
 
 // The sign-in screens in a real browser (a phone-sized viewport, as in LINE's in-app browser),
 // with screenshots of every screen in English and Japanese saved to test-output/screenshots/.
 describe(`Tsunagi's screens in Chromium (${describeBackends()})`, () => {
+  let stage: Stage;
   let server: RunningServer;
   let sink: SmtpSink;
   let rp: RelyingPartyServer;
@@ -18,23 +19,13 @@ describe(`Tsunagi's screens in Chromium (${describeBackends()})`, () => {
   let redirectUri: string;
 
   beforeAll(async () => {
-    sink = new SmtpSink();
-    rp = new RelyingPartyServer();
-    redirectUri = `${await rp.start()}/cb`;
-    server = await startTestServer({ SMTP_URL: await sink.start() });
-    const added = await server.services.clients.add({
+    stage = await startStage({ chromium: true });
+    ({ server, sink, rp, browser, redirectUri } = stage);
+    thirdParty = await stage.relyingPartyClient({
       client_name: 'Example Shop', redirect_uris: [redirectUri], post_logout_redirect_uris: [`${rp.origin}/bye`],
     });
-    thirdParty = await discover(server, added.client_id as string, added.client_secret as string);
-    browser = await launchChromium();
   });
-
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-    await sink?.close();
-    await rp?.close();
-  });
+  afterAll(() => stage?.close());
 
   const shot = screenshot;
 
@@ -116,14 +107,7 @@ describe(`Tsunagi's screens in Chromium (${describeBackends()})`, () => {
       const page = await context.newPage();
       const email = uniqueEmail(`account-${locale}`);
       const issuer = server.services.config.issuer;
-      await page.goto(`${issuer}/account`);
-      await page.locator('#email').fill(email);
-      await page.locator('form[action$="/email"] button[type=submit]').click();
-      await page.locator('input[autocomplete="one-time-code"]').fill(codeFrom(await sink.nextMailTo(email)));
-      await page.locator('form[action$="/code"] button[type=submit]').click();
-      await page.locator('form[action$="/signup"] button[type=submit]').click();
-      await page.locator('a.button.secondary').click();
-      await page.waitForURL(`${issuer}/account`);
+      await signUpOnAccountPage(page, { issuer, sink }, email);
       await page.getByRole('heading', { level: 1, name: locale === 'en' ? 'Your account' : 'アカウント' }).waitFor();
       expect(await page.textContent('main')).toContain(email);
       await shot(page, `${locale}-9-account`);

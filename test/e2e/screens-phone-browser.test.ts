@@ -3,13 +3,13 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { RunningServer } from '../../src/server.js';
 import { DEVICE_CODE_GRANT } from '../../src/oidc/device-flow.js';
 import { FakeApple } from '../fakes/apple.js';
-import { FakeGoogle } from '../fakes/google.js';
 import { SmtpSink, codeFrom } from '../fakes/smtp-sink.js';
 import { parseEmailAddress, type EmailAddress } from '../../src/accounts/email-address.js';
 import { withTransaction } from '../../src/db/database.js';
 import { listGrantsOfAccount } from '../../src/oidc/adapter/grant-lookup.js';
-import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
-import { launchChromium, screenshot } from '../support/chromium.js';
+import { describeBackends, uniqueEmail } from '../support/harness.js';
+import { signUpOnAccountPage, startStage, type Stage } from './support.js';
+import { screenshot } from '../support/chromium.js';
 import { axeViolations } from '../support/axe.js';
 
 const REDIRECT = 'http://127.0.0.1:9/cb';
@@ -22,9 +22,9 @@ type Locale = typeof LOCALES[number];
 // Issue 12, items 6-12: the screens on a phone and in LINE's in-app browser, in English and
 // Japanese, with axe-core on each. Screenshots: test-output/screenshots/phone-*.png.
 describe(`screens on a phone, in LINE and for screen readers (${describeBackends()})`, () => {
+  let stage: Stage;
   let server: RunningServer;
   let sink: SmtpSink;
-  let google: FakeGoogle;
   let apple: FakeApple;
   let browser: Browser;
   let issuer: string;
@@ -32,28 +32,17 @@ describe(`screens on a phone, in LINE and for screen readers (${describeBackends
   let miniAppId: string;
 
   beforeAll(async () => {
-    sink = new SmtpSink();
-    google = await new FakeGoogle().start();
-    apple = await new FakeApple().start();
-    server = await startTestServer({ SMTP_URL: await sink.start(), ...google.env(), ...apple.env() });
-    issuer = server.services.config.issuer;
-    shopId = (await server.services.clients.add({
+    stage = await startStage({ google: true, apple: true, relyingParty: false, chromium: true });
+    ({ server, sink, apple, browser, issuer } = stage);
+    ({ clientId: shopId } = await stage.addClient({
       client_name: 'Demo shop', redirect_uris: [REDIRECT], token_endpoint_auth_method: 'none',
-    })).client_id as string;
-    miniAppId = (await server.services.clients.add({
+    }));
+    ({ clientId: miniAppId } = await stage.addClient({
       client_name: 'Demo mini app', redirect_uris: [REDIRECT], token_endpoint_auth_method: 'none', first_party: true,
       grant_types: ['authorization_code', 'refresh_token', DEVICE_CODE_GRANT],
-    })).client_id as string;
-    browser = await launchChromium();
+    }));
   });
-
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-    await sink?.close();
-    await google?.close();
-    await apple?.close();
-  });
+  afterAll(() => stage?.close());
 
   const authUrl = (clientId: string, locale: Locale, scope = 'openid email') => `${issuer}/auth?${new URLSearchParams({
     client_id: clientId, redirect_uri: REDIRECT, response_type: 'code', scope, state: 's', nonce: 'n', ui_locales: locale,
@@ -99,18 +88,6 @@ describe(`screens on a phone, in LINE and for screen readers (${describeBackends
     });
   }
   const randomDigits = (n: number) => Array.from({ length: n }, () => Math.floor(Math.random() * 10)).join('');
-
-  /** Signs up with an email code on the account page; ends on the account page. */
-  async function signUpOnAccountPage(page: Page, email: string): Promise<void> {
-    await page.goto(`${issuer}/account`);
-    await page.locator('#email').fill(email);
-    await page.locator('form[action$="/email"] button[type=submit]').click();
-    await page.locator('input[autocomplete="one-time-code"]').fill(codeFrom(await sink.nextMailTo(email)));
-    await page.locator('form[action$="/code"] button[type=submit]').click();
-    await page.locator('form[action$="/signup"] button[type=submit]').click();
-    await page.locator('a.button.secondary').click();
-    await page.waitForURL(`${issuer}/account`);
-  }
 
   /** The element's bottom edge is within the first screen (no scrolling needed to see it). */
   async function aboveTheFold(page: Page, selector: string): Promise<boolean> {
@@ -235,7 +212,7 @@ describe(`screens on a phone, in LINE and for screen readers (${describeBackends
       it(`titles the add-phone screen, shows the number as typed, apps' access in words and times in the reader's zone (${locale})`, async () => {
         const context = await phoneContext(locale);
         const page = await context.newPage();
-        await signUpOnAccountPage(page, uniqueEmail(`account-words-${locale}`));
+        await signUpOnAccountPage(page, { issuer, sink }, uniqueEmail(`account-words-${locale}`));
 
         await page.goto(`${issuer}/account/phones/new`);
         const addPhone = locale === 'en' ? 'Add a phone number' : '電話番号を追加';
@@ -280,7 +257,7 @@ describe(`screens on a phone, in LINE and for screen readers (${describeBackends
         const context = await phoneContext(locale);
         const page = await context.newPage();
         const first = uniqueEmail(`consent-first-${locale}`);
-        await signUpOnAccountPage(page, first);
+        await signUpOnAccountPage(page, { issuer, sink }, first);
         await page.goto(authUrl(shopId, locale, 'openid email profile'));
         await page.locator('form[action$="/consent"] button[type=submit]').waitFor();
         expect(await page.locator('.signed-in-as strong').textContent()).toBe(first);
@@ -346,7 +323,7 @@ describe(`screens on a phone, in LINE and for screen readers (${describeBackends
       it(`explains passkeys without jargon (${locale})`, async () => {
         const context = await phoneContext(locale);
         const page = await context.newPage();
-        await signUpOnAccountPage(page, uniqueEmail(`passkey-words-${locale}`));
+        await signUpOnAccountPage(page, { issuer, sink }, uniqueEmail(`passkey-words-${locale}`));
         const main = await page.textContent('main');
         expect(main).toContain(locale === 'en' ? 'A fake website cannot use your passkey' : '偽のサイトにだまされても、パスキーは使われません');
         expect(main).not.toMatch(/phish|フィッシング/);

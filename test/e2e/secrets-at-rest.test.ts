@@ -7,7 +7,7 @@ import type pg from 'pg';
 import { run } from '../../src/cli/main.js';
 import { getOrCreateSecret } from '../../src/db/app-secrets.js';
 import { openDatabase } from '../../src/db/database.js';
-import { UnknownMasterKey } from '../../src/db/master-key.js';
+import { UnknownMasterKey } from '../../src/secrets/master-key.js';
 import { migrate, readMigrations } from '../../src/db/migrate.js';
 import { createLogger } from '../../src/logger.js';
 import { sealSecretsAtRest } from '../../src/oidc/secrets-at-rest.js';

@@ -3,7 +3,12 @@ import type { AddressInfo } from 'node:net';
 import * as oidc from 'openid-client';
 import type { RunningServer } from '../../src/server.js';
 import { Browser, csrfOf, formAction } from '../support/browserless.js';
+import type { Browser as Chromium, Page } from 'playwright-core';
+import { FakeApple } from '../fakes/apple.js';
+import { FakeGoogle } from '../fakes/google.js';
 import { codeFrom, SmtpSink } from '../fakes/smtp-sink.js';
+import { FakeTwilio } from '../fakes/twilio.js';
+import { launchChromium } from '../support/chromium.js';
 import { startTestServer } from '../support/harness.js';
 import type { ServiceOverrides } from '../../src/services.js';
 
@@ -120,6 +125,114 @@ export async function stillSignedIn(browser: Browser, config: oidc.Configuration
   return false;
 }
 
+/** What a stage starts besides Tsunagi and its SMTP sink. */
+export interface StageOptions {
+  /** More server environment (merged over the stage's own). */
+  env?: Record<string, string>;
+  overrides?: ServiceOverrides;
+  /**
+   * Tsunagi at http://localhost:<port> instead of 127.0.0.1: WebAuthn refuses an IP address as the
+   * relying party id, and with the emulators on 127.0.0.1 Apple's form_post crosses sites for real.
+   */
+  localhostIssuer?: boolean;
+  google?: boolean;
+  apple?: boolean;
+  /** The fake Twilio, with Tsunagi sending its own codes through the Messages API. */
+  twilio?: boolean;
+  /** A relying party callback server (`redirectUri` = its /cb); on unless false. */
+  relyingParty?: boolean;
+  /** Headless Chromium (`browser`). */
+  chromium?: boolean;
+}
+
+type ClientMetadata = Parameters<RunningServer['services']['clients']['add']>[0];
+
+/**
+ * Tsunagi with everything around it that the end-to-end tests need, started and stopped as one:
+ * the SMTP sink, the fake Google/Apple/Twilio, a relying party's callback server and Chromium.
+ * Asking for a part the stage was not started with throws, rather than handing back undefined.
+ */
+export interface Stage {
+  server: RunningServer;
+  issuer: string;
+  sink: SmtpSink;
+  readonly google: FakeGoogle;
+  readonly apple: FakeApple;
+  readonly twilio: FakeTwilio;
+  readonly rp: RelyingPartyServer;
+  readonly redirectUri: string;
+  readonly browser: Chromium;
+  /** Registers a client; its id (and secret, when confidential). */
+  addClient(metadata: ClientMetadata): Promise<{ clientId: string; clientSecret: string | undefined }>;
+  /** Registers a confidential client and discovers Tsunagi as it (openid-client). */
+  relyingPartyClient(metadata: ClientMetadata): Promise<oidc.Configuration>;
+  close(): Promise<void>;
+}
+
+export async function startStage(options: StageOptions = {}): Promise<Stage> {
+  // Each part registers how to stop it as soon as it runs, so a part that fails to start (a busy
+  // machine, a missing Chromium) does not leave the others holding ports and keeping jest alive.
+  const stops: Array<() => Promise<unknown>> = [];
+  const stopAll = async () => {
+    for (const stop of stops.splice(0).reverse()) await stop();
+  };
+  try {
+    const sink = new SmtpSink();
+    const smtpUrl = await sink.start();
+    stops.push(() => sink.close());
+    const google = options.google ? await new FakeGoogle().start() : undefined;
+    if (google) stops.push(() => google.close());
+    const apple = options.apple ? await new FakeApple().start() : undefined;
+    if (apple) stops.push(() => apple.close());
+    const twilio = options.twilio ? new FakeTwilio() : undefined;
+    const twilioUrl = twilio ? await twilio.start() : undefined;
+    if (twilio) stops.push(() => twilio.close());
+    const rp = options.relyingParty === false ? undefined : new RelyingPartyServer();
+    const redirectUri = rp ? `${await rp.start()}/cb` : undefined;
+    if (rp) stops.push(() => rp.close());
+    const server = await startTestServer({
+      SMTP_URL: smtpUrl,
+      ...(options.localhostIssuer ? { ISSUER: 'http://localhost:{port}' } : {}),
+      ...google?.env(),
+      ...apple?.env(),
+      ...(twilio ? { TWILIO_ACCOUNT_SID: twilio.accountSid, TWILIO_AUTH_TOKEN: twilio.authToken, TWILIO_FROM: '+15005550006', TWILIO_API_BASE_URL: twilioUrl as string } : {}),
+      ...options.env,
+    }, options.overrides);
+    stops.push(() => server.close());
+    const browser = options.chromium ? await launchChromium() : undefined;
+    if (browser) stops.push(() => browser.close());
+
+    const started = <T>(part: T | undefined, name: string): T => {
+      if (part === undefined) throw new Error(`this stage was started without ${name}`);
+      return part;
+    };
+    const addClient: Stage['addClient'] = async (metadata) => {
+      const added = await server.services.clients.add(metadata);
+      return { clientId: added.client_id as string, clientSecret: added.client_secret as string | undefined };
+    };
+    return {
+      server,
+      issuer: server.services.config.issuer,
+      sink,
+      get google() { return started(google, 'the fake Google'); },
+      get apple() { return started(apple, 'the fake Apple'); },
+      get twilio() { return started(twilio, 'the fake Twilio'); },
+      get rp() { return started(rp, 'a relying party'); },
+      get redirectUri() { return started(redirectUri, 'a relying party'); },
+      get browser() { return started(browser, 'Chromium'); },
+      addClient,
+      async relyingPartyClient(metadata) {
+        const { clientId, clientSecret } = await addClient(metadata);
+        return discover(server, clientId, clientSecret);
+      },
+      close: stopAll,
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
 /** A Tsunagi with an SMTP sink, a relying party on loopback and one first-party public SPA client. */
 export interface SpaFixture {
   server: RunningServer;
@@ -131,24 +244,25 @@ export interface SpaFixture {
 }
 
 export async function startSpaFixture(clientName: string, env: Record<string, string> = {}, overrides: ServiceOverrides = {}): Promise<SpaFixture> {
-  const sink = new SmtpSink();
-  const smtpUrl = await sink.start();
-  const rp = new RelyingPartyServer();
-  const redirectUri = `${await rp.start()}/cb`;
-  const server = await startTestServer({ SMTP_URL: smtpUrl, ...env }, overrides);
-  const spa = await server.services.clients.add({
+  const stage = await startStage({ env, overrides });
+  const { clientId } = await stage.addClient({
     client_name: clientName,
-    redirect_uris: [redirectUri],
+    redirect_uris: [stage.redirectUri],
     grant_types: ['authorization_code', 'refresh_token'],
     token_endpoint_auth_method: 'none',
     first_party: true,
   });
-  return {
-    server, sink, redirectUri, issuer: server.services.config.issuer, spaId: spa.client_id as string,
-    async close() {
-      await server.close();
-      await sink.close();
-      await rp.close();
-    },
-  };
+  return { server: stage.server, sink: stage.sink, redirectUri: stage.redirectUri, issuer: stage.issuer, spaId: clientId, close: () => stage.close() };
+}
+
+/** Signs up on the account page with an email code, skipping the passkey offer; ends on the account page, signed in. */
+export async function signUpOnAccountPage(page: Page, at: { issuer: string; sink: SmtpSink }, email: string): Promise<void> {
+  await page.goto(`${at.issuer}/account`);
+  await page.locator('#email').fill(email);
+  await page.locator('form[action$="/email"] button[type=submit]').click();
+  await page.locator('input[autocomplete="one-time-code"]').fill(codeFrom(await at.sink.nextMailTo(email)));
+  await page.locator('form[action$="/code"] button[type=submit]').click();
+  await page.locator('form[action$="/signup"] button[type=submit]').click();
+  await page.locator('a.button.secondary').click();
+  await page.waitForURL(`${at.issuer}/account`);
 }

@@ -3,7 +3,9 @@ import { AccountStore } from '../../src/accounts/account-store.js';
 import { CibaApprovalStore } from '../../src/accounts/ciba-approval-store.js';
 import { parseEmailAddress, type EmailAddress } from '../../src/accounts/email-address.js';
 import { withTransaction, type Database } from '../../src/db/database.js';
-import { approvalLinkHash, BackchannelApproval, parseApprovalLinkSecret, type BackchannelResults } from '../../src/flows/backchannel-approval.js';
+import { approvalLinkHash } from '../../src/accounts/ciba-approval-store.js';
+import { BackchannelApproval, parseApprovalLinkSecret } from '../../src/flows/backchannel-approval.js';
+import type { BackchannelResults } from '../../src/oidc/ciba.js';
 import { openTestDatabase, uniqueEmail } from '../support/harness.js';
 
 let db: Database;

@@ -3,7 +3,7 @@ import { Provider } from 'oidc-provider';
 import { AccountStore } from '../../src/accounts/account-store.js';
 import type { Database } from '../../src/db/database.js';
 import { createAdapterFactory } from '../../src/oidc/adapter/index.js';
-import { developmentMasterKeyring } from '../../src/db/master-key.js';
+import { developmentMasterKeyring } from '../../src/secrets/master-key.js';
 import { ClientSecretVault, isHashedSecret } from '../../src/oidc/client-secrets.js';
 import { ClientAlreadyExists, ClientNotFound, ClientStore, type ClientMetadata } from '../../src/oidc/client-store.js';
 import { SigningKeyStore } from '../../src/oidc/keys.js';

@@ -1,4 +1,4 @@
-import { developmentMasterKeyring } from '../../src/db/master-key.js';
+import { developmentMasterKeyring } from '../../src/secrets/master-key.js';
 import { randomUUID } from 'node:crypto';
 import { AccountStore } from '../../src/accounts/account-store.js';
 import { parseEmailAddress, type EmailAddress } from '../../src/accounts/email-address.js';

@@ -1,5 +1,5 @@
 import type { Database } from '../../src/db/database.js';
-import { developmentMasterKeyring } from '../../src/db/master-key.js';
+import { developmentMasterKeyring } from '../../src/secrets/master-key.js';
 import { SIGNING_ALGS, SigningKeyStore, type KeySummary } from '../../src/oidc/keys.js';
 import { openIsolatedDatabase } from './isolated-database.js';
 

@@ -5,7 +5,7 @@ import { parsePhoneNumber, maskPhone } from '../../src/accounts/phone-number.js'
 import { withTransaction, type Database } from '../../src/db/database.js';
 import { PostgresRateLimiter } from '../../src/limits/postgres-rate-limiter.js';
 import type { RateLimiter, RateLimitRule } from '../../src/limits/rate-limiter.js';
-import { DeliveryFailed, type CodeSender } from '../../src/methods/one-time-code-method.js';
+import { DeliveryFailed, type CodeSender } from '../../src/delivery/code-sender.js';
 import { SMS_SEND_LIMITS, SmsOtpMethod } from '../../src/methods/sms-otp.js';
 import { twilioProblem } from '../../src/delivery/sms.js';
 import { openTestDatabase } from '../support/harness.js';

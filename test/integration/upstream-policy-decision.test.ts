@@ -2,7 +2,7 @@ import { AccountStore } from '../../src/accounts/account-store.js';
 import { parseEmailAddress, type EmailAddress } from '../../src/accounts/email-address.js';
 import { ProofStore } from '../../src/accounts/proof-store.js';
 import { UpstreamIdentityStore, UpstreamTokenCipher, type UpstreamProviderName } from '../../src/accounts/upstream-identity-store.js';
-import { developmentMasterKeyring } from '../../src/db/master-key.js';
+import { developmentMasterKeyring } from '../../src/secrets/master-key.js';
 import { withTransaction, type Database } from '../../src/db/database.js';
 import { decideAfterUpstreamLogin, pendingUpstream, SIGN_IN_ONLY_UNLINKED, type UpstreamDeps } from '../../src/flows/upstream.js';
 import { appleIdentity } from '../../src/upstream/apple.js';

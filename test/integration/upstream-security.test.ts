@@ -2,12 +2,12 @@ import { AccountStore, type Account } from '../../src/accounts/account-store.js'
 import { parseEmailAddress, type EmailAddress } from '../../src/accounts/email-address.js';
 import { ProofStore } from '../../src/accounts/proof-store.js';
 import { UpstreamIdentityStore, UpstreamTokenCipher } from '../../src/accounts/upstream-identity-store.js';
-import { developmentMasterKeyring } from '../../src/db/master-key.js';
+import { developmentMasterKeyring } from '../../src/secrets/master-key.js';
 import { withTransaction, type Database } from '../../src/db/database.js';
 import {
   completeLink, confirmUpstreamSignup, decideAfterUpstreamLogin, linkFromAccountPage, parkUpstreamReturn, pendingUpstream, type UpstreamDeps,
 } from '../../src/flows/upstream.js';
-import type { Proof } from '../../src/methods/proof.js';
+import type { Proof } from '../../src/accounts/proof.js';
 import { appleIdentity } from '../../src/upstream/apple.js';
 import { googleIdentity } from '../../src/upstream/google.js';
 import type { UpstreamIdentityClaims } from '../../src/upstream/identity-claims.js';

@@ -6,7 +6,7 @@ import {
 } from '../../src/accounts/upstream-identity-store.js';
 import { UpstreamLoginStore, upstreamStateHash } from '../../src/accounts/upstream-login-store.js';
 import { withTransaction, type Database } from '../../src/db/database.js';
-import { developmentMasterKeyring } from '../../src/db/master-key.js';
+import { developmentMasterKeyring } from '../../src/secrets/master-key.js';
 import { describeBackends, openTestDatabase, uniqueEmail } from '../support/harness.js';
 
 let db: Database;

@@ -1,8 +1,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { loadConfig } from '../../src/config.js';
-import { DeadlineExceeded, DependencyUnavailable, isDatabaseUnavailable, unavailableDependency, withDeadline } from '../../src/db/dependency.js';
-import { Readiness } from '../../src/http/readiness.js';
+import { DeadlineExceeded, DependencyUnavailable, isDatabaseUnavailable, unavailableDependency, withDeadline } from '../../src/failures/dependency.js';
+import { Readiness } from '../../src/web/readiness.js';
 import { isSpecialUseAddress, outboundFetch, OutboundRequestRefused } from '../../src/oidc/outbound-fetch.js';
 
 const never = () => new Promise<never>(() => undefined);

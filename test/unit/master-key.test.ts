@@ -5,7 +5,7 @@ import path from 'node:path';
 import { loadConfig } from '../../src/config.js';
 import {
   DEVELOPMENT_MASTER_KEY, MasterKeyring, UnknownMasterKey, developmentMasterKeyring, isSealed, loadMasterKeyring, masterKeyId, parseMasterKey,
-} from '../../src/db/master-key.js';
+} from '../../src/secrets/master-key.js';
 
 const keyA = randomBytes(32);
 const keyB = randomBytes(32);

@@ -1,5 +1,5 @@
 import { loadConfig } from '../../src/config.js';
-import { bearerMatches, metricsAccess } from '../../src/http/metrics.js';
+import { bearerMatches, metricsAccess } from '../../src/web/metrics.js';
 
 const TOKEN = 'm'.repeat(40);
 

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { errors } from 'oidc-provider';
-import { containsNul } from '../../db/text.js';
+import { containsNul } from '../../failures/malformed-input.js';
 import { currentRequestScope } from './request-scope.js';
 import type { Adapter, AdapterPayload } from './types.js';
 

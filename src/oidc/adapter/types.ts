@@ -1,6 +1,6 @@
 import type { Adapter, AdapterPayload } from 'oidc-provider';
 import { errors } from 'oidc-provider';
-import { containsNul } from '../../db/text.js';
+import { containsNul } from '../../failures/malformed-input.js';
 
 export type { Adapter, AdapterPayload };
 

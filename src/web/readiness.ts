@@ -1,4 +1,4 @@
-import { DeadlineExceeded, withDeadline } from '../db/dependency.js';
+import { DeadlineExceeded, withDeadline } from '../failures/dependency.js';
 
 export type CheckResult = 'ok' | 'unreachable' | 'timeout';
 

@@ -10,3 +10,13 @@ export function containsNul(value: unknown, depth = 0): boolean {
   if (Array.isArray(value)) return value.some((v) => containsNul(v, depth + 1));
   return Object.entries(value).some(([k, v]) => k.includes('\0') || containsNul(v, depth + 1));
 }
+
+/** A request that cannot be valid whatever it asks for; answered 400 and logged at warn without a stack. */
+export class MalformedRequest extends Error {
+  readonly status = 400;
+  readonly expose = true;
+  constructor(readonly reason: string, readonly messageKey = 'error.bad_request') {
+    super(`malformed request: ${reason}`);
+    this.name = 'MalformedRequest';
+  }
+}

@@ -37,14 +37,3 @@ export interface Proof {
   subject: ProofSubject;
   at: Date;
 }
-
-export class ProofInteractionMismatch extends Error {
-  constructor() {
-    super('this proof was made for another interaction');
-    this.name = 'ProofInteractionMismatch';
-  }
-}
-
-export function assertProofFor(proof: Proof, interactionUid: string): void {
-  if (proof.interactionUid !== interactionUid) throw new ProofInteractionMismatch();
-}
