@@ -134,8 +134,8 @@ const newer = (compatible: boolean): Migration => {
 };
 
 describe('schema version check', () => {
-  let own: OwnDatabase;
-  beforeEach(async () => { own = await ownDatabase(); });
+  let own: EmptyDatabase;
+  beforeEach(async () => { own = await openEmptyDatabase(); });
   afterEach(async () => { await own.close(); });
 
   it('refuses a database that was never migrated', async () => {
@@ -164,7 +164,7 @@ describe('schema version check', () => {
     expect(String(refusal)).toContain(extra.name);
 
     const additive = newer(true);
-    const own2 = await ownDatabase();
+    const own2 = await openEmptyDatabase();
     try {
       await migrate(own2.pool, [...real, additive]);
       expect(await checkSchema(own2.pool)).toEqual({ newerCompatible: [additive.name] });
@@ -180,6 +180,9 @@ describe('schema version check', () => {
     await expect(checkSchema(own.pool)).rejects.toThrow(/1999999999_old_runner\.sql/);
   });
 
+});
+
+describe('migration files', () => {
   it('reads the backward-compatible marker from a migration file', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsunagi-migrations-'));
     try {
