@@ -118,7 +118,7 @@ export type HaproxyStatus = 'UP' | 'DOWN' | string;
 
 /**
  * HAProxy in front of Tsunagi nodes: round robin, a node in rotation only while GET /readyz answers
- * 200 (checked every 300 ms, two failures take it out, two successes bring it back), and a request
+ * 200 (checked every 500 ms, two failures take it out, two successes bring it back), and a request
  * whose connection a node refused is sent to another node (retries + redispatch).
  */
 export class Haproxy extends ServerProcess {
@@ -144,6 +144,8 @@ export class Haproxy extends ServerProcess {
       '  timeout client 60s',
       '  timeout server 60s',
       '  timeout http-keep-alive 10s',
+      // A check answered late on a busy machine is not a dead node: only a refused or 503 one is.
+      '  timeout check 5s',
       '  retries 3',
       '  option redispatch',
       'frontend tsunagi',
@@ -153,7 +155,7 @@ export class Haproxy extends ServerProcess {
       '  balance roundrobin',
       '  option httpchk GET /readyz',
       '  http-check expect status 200',
-      '  default-server inter 300ms fastinter 300ms downinter 500ms fall 2 rise 2',
+      '  default-server inter 500ms fastinter 500ms downinter 500ms fall 2 rise 2',
       ...this.servers.map((s) => `  server ${s.name} 127.0.0.1:${s.port} check`),
       '',
     ].join('\n'));
