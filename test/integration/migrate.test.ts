@@ -1,3 +1,4 @@
+import { jest } from '@jest/globals';
 import { randomInt } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -16,10 +17,14 @@ import { openEmptyDatabase, type EmptyDatabase } from './isolated-database.js';
 let db: Database;
 let scratch: EmptyDatabase;
 
+// A new embedded database (WebAssembly Postgres) takes a while on a busy machine: hooks get time for it.
+const DATABASE_SETUP_MS = 180_000;
+jest.setTimeout(DATABASE_SETUP_MS);
+
 beforeAll(async () => {
   db = await openTestDatabase();
   scratch = await openEmptyDatabase();
-});
+}, DATABASE_SETUP_MS);
 afterAll(async () => {
   await scratch.close();
   await db.close();
@@ -135,8 +140,8 @@ const newer = (compatible: boolean): Migration => {
 
 describe('schema version check', () => {
   let own: EmptyDatabase;
-  beforeEach(async () => { own = await openEmptyDatabase(); });
-  afterEach(async () => { await own.close(); });
+  beforeEach(async () => { own = await openEmptyDatabase(); }, DATABASE_SETUP_MS);
+  afterEach(async () => { await own.close(); }, DATABASE_SETUP_MS);
 
   it('refuses a database that was never migrated', async () => {
     await expect(checkSchema(own.pool)).rejects.toThrow(/no schema yet: run `npm run migrate`/);
@@ -197,8 +202,8 @@ describe('migration files', () => {
 
 describe('starting a server on a schema that does not match', () => {
   let own: OwnDatabase;
-  beforeEach(async () => { own = await ownDatabase(); });
-  afterEach(async () => { await own.close(); });
+  beforeEach(async () => { own = await ownDatabase(); }, DATABASE_SETUP_MS);
+  afterEach(async () => { await own.close(); }, DATABASE_SETUP_MS);
 
   async function start(env: Record<string, string | undefined>) {
     const port = await freePort();
