@@ -17,6 +17,13 @@ export interface Config {
   webauthn: { rpId: string; origins: string[] };
   /** Postgres connection string; undefined means the embedded PGlite database in dataDir. */
   databaseUrl: string | undefined;
+  /**
+   * A direct (session) connection to the same database when DATABASE_URL goes through a transaction
+   * pooler (PgBouncer): LISTEN for client changes and migrations use it. Undefined: DATABASE_URL.
+   */
+  databaseDirectUrl: string | undefined;
+  /** Apply pending migrations on start (under an advisory lock); false: refuse to start while any is pending. */
+  migrateOnStart: boolean;
   dataDir: string;
   dbPoolMax: number;
   /** Redis (REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES); undefined means Postgres holds everything. */
@@ -254,6 +261,13 @@ export function loadConfig(env: Env = process.env): Config {
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     problems.push('DATABASE_URL must be a postgres:// or postgresql:// URL');
   }
+  const databaseDirectUrl = str('DATABASE_DIRECT_URL');
+  if (databaseDirectUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseDirectUrl)) {
+    problems.push('DATABASE_DIRECT_URL must be a postgres:// or postgresql:// URL');
+  }
+  if (databaseDirectUrl !== undefined && databaseUrl === undefined) {
+    problems.push('DATABASE_DIRECT_URL needs DATABASE_URL (it is the direct connection to the same database)');
+  }
 
   const redis = redisConfig(str, problems);
   const redisKeyPrefix = str('REDIS_KEY_PREFIX') ?? 'tsunagi:';
@@ -319,6 +333,8 @@ export function loadConfig(env: Env = process.env): Config {
     issuer,
     webauthn,
     databaseUrl,
+    databaseDirectUrl,
+    migrateOnStart: str('MIGRATE_ON_START') === undefined ? true : bool('MIGRATE_ON_START'),
     dataDir: str('DATA_DIR') ?? './.data',
     dbPoolMax: int('DB_POOL_MAX', 10, 1, 200),
     redis,

@@ -1,4 +1,5 @@
 import { ConfigError, loadConfig } from './config.js';
+import { SchemaMismatch } from './db/migrate.js';
 import { createLogger } from './logger.js';
 import { startServer } from './server.js';
 
@@ -34,6 +35,10 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
+  if (err instanceof SchemaMismatch) {
+    process.stderr.write(`Tsunagi refuses to start: ${err.message}\n`);
+    process.exit(SchemaMismatch.EXIT_CODE);
+  }
   process.stderr.write(`Tsunagi failed to start: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
   process.exit(1);
 });

@@ -8,7 +8,7 @@ import type { Config } from './config.js';
 import { getOrCreateSecret } from './db/app-secrets.js';
 import { loadMasterKeyring, type MasterKeyring } from './secrets/master-key.js';
 import { openDatabase, type Database } from './db/database.js';
-import { migrate } from './db/migrate.js';
+import { checkSchema, migrate } from './db/migrate.js';
 import { checkRedis, closeRedis, openRedis, type RedisConnection } from './db/redis.js';
 import { withDeadline } from './failures/dependency.js';
 import { DevOutbox, OutboxMailer, SmtpMailer, type Mailer } from './delivery/mailer.js';
@@ -134,20 +134,12 @@ export interface ServiceOverrides {
 export async function createServices(config: Config, log: Logger, overrides: ServiceOverrides = {}): Promise<Services> {
   const keyring = loadMasterKeyring(config);
   const db = await openDatabase({
-    databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolMax: config.dbPoolMax,
+    databaseUrl: config.databaseUrl, directUrl: config.databaseDirectUrl, dataDir: config.dataDir, poolMax: config.dbPoolMax,
     timeouts: { connectTimeoutMs: config.timeouts.dbConnectMs, queryTimeoutMs: config.timeouts.dbQueryMs },
   });
   let redis: RedisConnection | undefined;
   try {
-    // Embedded mode migrates on start; with a real database `npm run migrate` (or the container's entrypoint) does it.
-    if (db.embedded) {
-      const applied = await migrate(db.pool);
-      if (applied.length) log.info({ applied }, 'migrations applied');
-    } else {
-      const { rows } = await db.pool.query<{ n: string }>(
-        `SELECT count(*) AS n FROM information_schema.tables WHERE table_name = 'schema_migrations'`);
-      if (rows[0]?.n === '0') throw new Error('the database has no schema yet: run `npm run migrate` first');
-    }
+    await prepareSchema(config, db, log);
     redis = config.redis ? await openRedis(
       config.redis, { commandTimeoutMs: config.timeouts.redisCommandMs, connectTimeoutMs: config.timeouts.redisConnectMs },
       (event) => log.info(event, 'redis topology changed'),
@@ -284,5 +276,26 @@ export async function createServices(config: Config, log: Logger, overrides: Ser
     if (redis) await closeRedis(redis, config.timeouts.redisCommandMs);
     await db.close().catch(() => undefined);
     throw err;
+  }
+}
+
+/**
+ * Pending migrations are applied (MIGRATE_ON_START, the default; several nodes starting at once take
+ * turns under the migration lock), through the direct connection when there is one. Then the schema
+ * must match this version (src/db/migrate.ts checkSchema), or the process refuses to serve.
+ */
+async function prepareSchema(config: Config, db: Database, log: Logger): Promise<void> {
+  if (config.migrateOnStart) {
+    const direct = config.databaseDirectUrl ? await openDatabase({ databaseUrl: config.databaseDirectUrl, dataDir: config.dataDir, poolMax: 1 }) : undefined;
+    try {
+      const applied = await migrate((direct ?? db).pool);
+      if (applied.length) log.info({ applied }, 'migrations applied');
+    } finally {
+      await direct?.close();
+    }
+  }
+  const { newerCompatible } = await checkSchema(db.pool);
+  if (newerCompatible.length) {
+    log.warn({ migrations: newerCompatible }, 'the database has newer migrations, declared backward compatible: serving with this older version');
   }
 }

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { ConfigError, loadConfig, type Config } from '../config.js';
 import { openDatabase } from '../db/database.js';
-import { migrate } from '../db/migrate.js';
+import { checkSchema, migrate, SchemaMismatch } from '../db/migrate.js';
 import { createLogger } from '../logger.js';
 import type { AdminAccess, ClientMetadata } from '../oidc/client-store.js';
 import { importSessionsFromRedis } from '../oidc/adapter/legacy-redis-sessions.js';
@@ -72,10 +72,14 @@ const out = (value: unknown) => process.stdout.write(`${typeof value === 'string
 export async function run(argv: string[], config: Config): Promise<void> {
   const [group, command, arg] = argv;
   if (group === 'migrate') {
-    const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolMax: 1 });
+    // Through the direct connection when there is one (long DDL, no pooler in between).
+    const db = await openDatabase({ databaseUrl: config.databaseDirectUrl ?? config.databaseUrl, dataDir: config.dataDir, poolMax: 1 });
     try {
       const applied = await migrate(db.pool);
       out(applied.length ? `applied: ${applied.join(', ')}` : 'the database is up to date');
+      // An older version's migrate (a rollback) against a newer schema says so and fails.
+      const { newerCompatible } = await checkSchema(db.pool);
+      if (newerCompatible.length) out(`the database also has newer, backward compatible migrations: ${newerCompatible.join(', ')}`);
     } finally {
       await db.close();
     }
@@ -204,6 +208,10 @@ if (isMain) {
     if (err instanceof CheckFailed) {
       process.stderr.write(`${err.message}\n`);
       process.exit(1);
+    }
+    if (err instanceof SchemaMismatch) {
+      process.stderr.write(`refused: ${err.message}\n`);
+      process.exit(SchemaMismatch.EXIT_CODE);
     }
     const e = err as Error & { error_description?: string };
     process.stderr.write(`${e.name}: ${e.error_description ?? e.message}\n`);

@@ -17,6 +17,12 @@ export interface Database {
 
 export interface DatabaseOptions {
   databaseUrl: string | undefined;
+  /**
+   * A direct session connection to the same database, when databaseUrl goes through a transaction
+   * pooler (PgBouncer in transaction mode hands each transaction to any server connection, so
+   * LISTEN there hears nothing). Used for what needs a session: LISTEN.
+   */
+  directUrl?: string | undefined;
   /** Folder for the embedded database; 'memory://' keeps it in memory (tests). */
   dataDir: string;
   poolMax: number;
@@ -50,10 +56,21 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       } : {}),
     });
     pool.on('error', () => { /* idle client errors surface on the next query */ });
+    sessionUrls.set(pool, options.directUrl ?? options.databaseUrl);
     if (t) reportUnavailability(pool);
     return { pool, embedded: false, close: () => pool.end() };
   }
   return openEmbeddedDatabase(options.dataDir);
+}
+
+const sessionUrls = new WeakMap<pg.Pool, string>();
+
+/**
+ * Where a connection that keeps session state (LISTEN) goes for this pool: the direct URL when the
+ * pool goes through a pooler, else the pool's own. Undefined for the embedded database (one backend).
+ */
+export function sessionUrlOf(pool: pg.Pool): string | undefined {
+  return sessionUrls.get(pool) ?? (pool as unknown as { options?: { connectionString?: string } }).options?.connectionString;
 }
 
 // PGlite is one Postgres backend. It is served over a Unix socket so the same `pg` code path serves

@@ -11,13 +11,15 @@ import { migrate } from '../../src/db/migrate.js';
 export interface EmptyDatabase extends Database {
   /** Another pool on the same database (the same pool on the embedded database). */
   openPool(): pg.Pool;
+  /** A DATABASE_URL that reaches this database alone (its schema first on the search path); undefined when embedded. */
+  url: string | undefined;
 }
 
 export async function openEmptyDatabase(): Promise<EmptyDatabase> {
   const url = process.env.DATABASE_URL;
   if (!url) {
     const db = await openDatabase({ databaseUrl: undefined, dataDir: 'memory://', poolMax: 1 });
-    return { ...db, openPool: () => db.pool };
+    return { ...db, openPool: () => db.pool, url: undefined };
   }
   const schema = `test_${randomUUID().replace(/-/g, '')}`;
   const admin = new pg.Pool({ connectionString: url, max: 1 });
@@ -28,10 +30,13 @@ export async function openEmptyDatabase(): Promise<EmptyDatabase> {
     pools.push(pool);
     return pool;
   };
+  const scoped = new URL(url);
+  scoped.searchParams.set('options', `-c search_path=${schema}`);
   return {
     pool: openPool(),
     embedded: false,
     openPool,
+    url: scoped.href,
     async close() {
       await Promise.all(pools.map((p) => p.end()));
       await admin.query(`DROP SCHEMA ${schema} CASCADE`);

@@ -122,8 +122,11 @@ export class TsunagiProcess {
   get url(): string { return `http://127.0.0.1:${this.port}`; }
   get pid(): number { return this.child.pid as number; }
 
-  async start(env: Record<string, string | undefined>): Promise<this> {
-    this.port = await freePort();
+  /** `port`: listen there (a node restarted behind a load balancer that knows its address). */
+  async start(env: Record<string, string | undefined>, port?: number): Promise<this> {
+    this.port = port ?? await freePort();
+    this.logs.length = 0;
+    this.stderr = '';
     const { NODE_OPTIONS: _jestOnly, ...inherited } = process.env;
     const fullEnv = {
       ...inherited,

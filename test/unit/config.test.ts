@@ -274,4 +274,13 @@ describe('loadConfig upstream providers', () => {
     expect(problems).toEqual(['GOOGLE_ISSUER must be an https URL in production']);
     expect(problemsOf({ UPSTREAM_TIMEOUT_MS: '5' })).toEqual(['UPSTREAM_TIMEOUT_MS must be an integer between 500 and 120000 (got "5")']);
   });
+  it('reads the direct database URL and the start-up migration switch, and refuses them malformed', () => {
+    expect(loadConfig({ DATABASE_URL: 'postgres://pgbouncer:6432/t', DATABASE_DIRECT_URL: 'postgres://db:5432/t' })).toMatchObject({
+      databaseUrl: 'postgres://pgbouncer:6432/t', databaseDirectUrl: 'postgres://db:5432/t', migrateOnStart: true,
+    });
+    expect(loadConfig({ MIGRATE_ON_START: 'false' }).migrateOnStart).toBe(false);
+    expect(problemsOf({ DATABASE_DIRECT_URL: 'postgres://db:5432/t' })).toEqual(['DATABASE_DIRECT_URL needs DATABASE_URL (it is the direct connection to the same database)']);
+    expect(problemsOf({ DATABASE_URL: 'postgres://db/t', DATABASE_DIRECT_URL: 'mysql://db/t' })).toEqual(['DATABASE_DIRECT_URL must be a postgres:// or postgresql:// URL']);
+    expect(problemsOf({ MIGRATE_ON_START: 'later' })).toEqual(['MIGRATE_ON_START must be 1/true/yes or 0/false/no (got "later")']);
+  });
 });

@@ -1,5 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { errors } from 'oidc-provider';
+import { sessionUrlOf } from '../../db/database.js';
 import { containsNul } from '../../failures/malformed-input.js';
 import { currentRequestScope } from './request-scope.js';
 import type { Adapter, AdapterPayload } from './types.js';
@@ -9,6 +11,10 @@ export const CLIENT_CHANGES_CHANNEL = 'tsunagi_clients';
 const CACHE_TTL_MS = 60_000;
 const CACHE_MAX_ENTRIES = 10_000;
 const RELISTEN_DELAY_MS = 2_000;
+// A LISTEN that hears nothing (through a transaction pooler) is tried again this much later.
+const DEAF_RETRY_MS = 60_000;
+const PROBE_TIMEOUT_MS = 5_000;
+const PROBE_PREFIX = 'tsunagi-listen-probe:';
 
 /**
  * Client metadata kept in memory, so the token endpoint does not read the clients table on every
@@ -18,6 +24,11 @@ const RELISTEN_DELAY_MS = 2_000;
  * Entries also expire after a minute, so a change made by hand in SQL without NOTIFY is picked up.
  * Without a connection string (the embedded database: one backend behind a socket shared with the CLI)
  * there is no second connection to listen on, so nothing is cached.
+ * The cache turns on only once a probe NOTIFY sent through the pool (the path every other process's
+ * announcements take) has come back on the listening connection. Behind PgBouncer in transaction
+ * mode a LISTEN succeeds but hears nothing (the server connection goes back to the pool after it):
+ * then the probe never arrives and nothing is cached, unless DATABASE_DIRECT_URL gives the listener
+ * a session of its own.
  */
 export class ClientCache {
   private readonly entries = new Map<string, { payload: AdapterPayload; until: number }>();
@@ -28,7 +39,10 @@ export class ClientCache {
   /** Bumped on every invalidation: a read that started before one must not fill the cache. */
   private generation = 0;
 
-  constructor(private readonly connectionString: string | undefined) {
+  private probe: { payload: string; heard: () => void } | undefined;
+
+  /** `announce` sends a NOTIFY the way other processes do (through the pool), to check the listener hears it. */
+  constructor(private readonly connectionString: string | undefined, private readonly announce?: (payload: string) => Promise<unknown>) {
     if (connectionString) this.listen();
   }
 
@@ -86,19 +100,54 @@ export class ClientCache {
     client.on('error', lost);
     client.on('end', lost);
     client.on('notification', (n) => {
-      if (n.channel === CLIENT_CHANGES_CHANNEL) this.invalidate(n.payload || undefined);
+      if (n.channel !== CLIENT_CHANGES_CHANNEL) return;
+      if (n.payload?.startsWith(PROBE_PREFIX)) {
+        if (this.probe?.payload === n.payload) this.probe.heard();
+        return;
+      }
+      this.invalidate(n.payload || undefined);
     });
     client.connect()
-      .then(() => client.query(`LISTEN ${CLIENT_CHANGES_CHANNEL}`))
       .then(() => {
+        // The listening connection must not keep the process alive on shutdown.
+        (client as unknown as { connection?: { stream?: { unref?: () => void } } }).connection?.stream?.unref?.();
+        return client.query(`LISTEN ${CLIENT_CHANGES_CHANNEL}`);
+      })
+      .then(() => this.hears())
+      .then((heard) => {
         if (this.listener !== client || this.closed) return;
+        if (!heard) {
+          // A deaf listener (a transaction pooler in between): stay off, look again much later.
+          this.listener = undefined;
+          void client.end().catch(() => undefined);
+          this.retry = setTimeout(() => this.listen(), DEAF_RETRY_MS);
+          this.retry.unref();
+          return;
+        }
         // Whatever changed while nobody listened is unknown: start empty.
         this.invalidate();
         this.listening = true;
-        // The listening connection must not keep the process alive on shutdown.
-        (client as unknown as { connection?: { stream?: { unref?: () => void } } }).connection?.stream?.unref?.();
       })
       .catch(lost);
+  }
+
+  /** True once a NOTIFY sent through the pool has reached the listening connection. */
+  private async hears(): Promise<boolean> {
+    if (!this.announce) return true;
+    const payload = `${PROBE_PREFIX}${randomUUID()}`;
+    let timer: NodeJS.Timeout | undefined;
+    const heard = new Promise<boolean>((resolve) => {
+      this.probe = { payload, heard: () => resolve(true) };
+      timer = setTimeout(() => resolve(false), PROBE_TIMEOUT_MS);
+      timer.unref();
+    });
+    try {
+      await this.announce(payload);
+      return await heard;
+    } finally {
+      clearTimeout(timer);
+      this.probe = undefined;
+    }
   }
 }
 
@@ -108,8 +157,7 @@ const caches = new WeakMap<pg.Pool, ClientCache>();
 export function clientCacheFor(pool: pg.Pool): ClientCache {
   let cache = caches.get(pool);
   if (!cache) {
-    const { connectionString } = (pool as unknown as { options?: { connectionString?: string } }).options ?? {};
-    cache = new ClientCache(connectionString);
+    cache = new ClientCache(sessionUrlOf(pool), (payload) => pool.query('SELECT pg_notify($1, $2)', [CLIENT_CHANGES_CHANNEL, payload]));
     caches.set(pool, cache);
     // Closing the pool (shutdown) closes the listener too.
     const end = pool.end.bind(pool);
