@@ -34,7 +34,7 @@ describe(`Admin API (${describeBackends()})`, () => {
     writer = await addClient({ client_name: 'Support (write)' }, 'write');
     ordinary = await addClient({ client_name: 'Shop backend', grant_types: ['client_credentials'], response_types: [], redirect_uris: [] });
     exporter = await addClient({ client_name: 'Mini app backend', grant_types: ['client_credentials'], response_types: [], redirect_uris: [], scope: 'tsunagi:export' });
-  });
+  }, 180_000);
   afterAll(async () => { await server?.close(); });
 
   async function addClient(metadata: Body, admin?: 'read' | 'write'): Promise<TestClient> {

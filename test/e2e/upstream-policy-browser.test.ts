@@ -42,7 +42,7 @@ describe(`upstream_policy per client, in Chromium (${describeBackends()})`, () =
     const b = await server.services.clients.add({ client_name: 'Shop', redirect_uris: [redirectUri], first_party: true });
     full = await discover(server, b.client_id as string, b.client_secret as string);
     browser = await launchChromium();
-  });
+  }, 180_000);
 
   afterAll(async () => {
     await browser?.close();

@@ -19,7 +19,7 @@ beforeAll(async () => {
   db = await openTestDatabase();
   const cipher = await UpstreamTokenCipher.fromDatabase(db.pool, developmentMasterKeyring());
   deps = { pool: db.pool, accounts: new AccountStore(db.pool), identities: new UpstreamIdentityStore(db.pool, cipher), proofs: new ProofStore(db.pool), cipher };
-});
+}, 180_000);
 afterAll(async () => { await db.close(); });
 
 const unique = () => `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
