@@ -23,7 +23,7 @@ const LEAVES: Record<string, readonly string[]> = {
 
 /** What each folder may import besides the leaves, top to bottom. */
 const LAYERS: Record<string, readonly string[]> = {
-  main: ['server'],
+  main: ['server', 'db'],
   cli: ['services', 'flows', 'oidc', 'upstream', 'accounts', 'db'],
   server: ['app', 'services', 'web', 'oidc', 'accounts', 'db'],
   app: ['http', 'web', 'oidc'],
