@@ -1,6 +1,5 @@
-import { execFile } from 'node:child_process';
-import path from 'node:path';
 import type { RunningServer } from '../../src/server.js';
+import { cli } from '../support/cli.js';
 import { describeBackends, startTestServer } from '../support/harness.js';
 import { isolatedStore, type IsolatedStore } from '../support/isolated-store.js';
 
@@ -9,22 +8,8 @@ import { isolatedStore, type IsolatedStore } from '../support/isolated-store.js'
 // `clients lint` reports any other client listing them. On a database of its own, so `clients lint`
 // sees only what this file stored.
 
-const ROOT = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '../..');
 const INITIAL_ACCESS_TOKEN = 'p'.repeat(40);
 
-async function cli(args: string[], env: Record<string, string | undefined>, input?: string): Promise<{ stdout: string; stderr: string; code: number }> {
-  const child = execFile(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
-    cwd: ROOT,
-    env: { ...process.env, NODE_OPTIONS: '', LOG_LEVEL: 'silent', ...env },
-  });
-  child.stdin?.end(input);
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (d: Buffer) => { stdout += d.toString(); });
-  child.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
-  const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? 1)));
-  return { stdout, stderr, code };
-}
 
 describe(`upstream_policy and Admin API client rules (${describeBackends()})`, () => {
   let store: IsolatedStore;

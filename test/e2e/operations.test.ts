@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -7,26 +6,11 @@ import * as oidc from 'openid-client';
 import type { RunningServer } from '../../src/server.js';
 import { SmtpSink } from '../fakes/smtp-sink.js';
 import { Browser } from '../support/browserless.js';
+import { cli } from '../support/cli.js';
 import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
 import { authorizationRequest, discover, signInWithEmail } from './support.js';
 
-const ROOT = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '../..');
 
-/** `npm run cli -- ...` as an operator types it (tsx, same environment as the server). */
-async function cli(args: string[], env: Record<string, string | undefined>, input?: string): Promise<{ stdout: string; stderr: string; code: number }> {
-  const child = execFile(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
-    cwd: ROOT,
-    env: { ...process.env, NODE_OPTIONS: '', LOG_LEVEL: 'silent', ...env },
-  });
-  if (input !== undefined) child.stdin?.end(input);
-  else child.stdin?.end();
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (d: Buffer) => { stdout += d.toString(); });
-  child.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
-  const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? 1)));
-  return { stdout, stderr, code };
-}
 
 describe(`operating Tsunagi (${describeBackends()})`, () => {
   let server: RunningServer;

@@ -1,9 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { AccountStore, type Account } from '../../src/accounts/account-store.js';
+import type { Account } from '../../src/accounts/account-store.js';
 import { parseEmailAddress, type EmailAddress } from '../../src/accounts/email-address.js';
-import { ProofStore } from '../../src/accounts/proof-store.js';
-import { UpstreamIdentityStore, UpstreamTokenCipher, type UpstreamProviderName } from '../../src/accounts/upstream-identity-store.js';
-import { developmentMasterKeyring } from '../../src/secrets/master-key.js';
+import type { UpstreamProviderName } from '../../src/accounts/upstream-identity-store.js';
 import { withTransaction, type Database } from '../../src/db/database.js';
 import {
   completeLink, confirmUpstreamSignup, decideAfterUpstreamLogin, linkOptionsFor, needsRequiredEmail, pendingUpstream, type UpstreamDeps,
@@ -12,7 +10,8 @@ import type { Proof } from '../../src/accounts/proof.js';
 import { appleIdentity } from '../../src/upstream/apple.js';
 import { googleIdentity } from '../../src/upstream/google.js';
 import type { UpstreamIdentityClaims } from '../../src/upstream/identity-claims.js';
-import { describeBackends, openTestDatabase } from '../support/harness.js';
+import { describeBackends } from '../support/harness.js';
+import { openUpstreamDeps } from '../support/upstream-deps.js';
 
 const GOOGLE = 'https://accounts.google.test';
 const APPLE = 'https://appleid.apple.test';
@@ -20,11 +19,7 @@ const facts = { ip: '127.0.0.1', userAgent: 'jest', clientId: 'shop' };
 
 let db: Database;
 let deps: UpstreamDeps;
-beforeAll(async () => {
-  db = await openTestDatabase();
-  const cipher = await UpstreamTokenCipher.fromDatabase(db.pool, developmentMasterKeyring());
-  deps = { pool: db.pool, accounts: new AccountStore(db.pool), identities: new UpstreamIdentityStore(db.pool, cipher), proofs: new ProofStore(db.pool), cipher };
-});
+beforeAll(async () => { ({ db, deps } = await openUpstreamDeps()); }, 180_000);
 afterAll(async () => { await db.close(); });
 
 const unique = () => `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;

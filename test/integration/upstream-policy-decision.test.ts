@@ -1,25 +1,19 @@
-import { AccountStore } from '../../src/accounts/account-store.js';
 import { parseEmailAddress, type EmailAddress } from '../../src/accounts/email-address.js';
-import { ProofStore } from '../../src/accounts/proof-store.js';
-import { UpstreamIdentityStore, UpstreamTokenCipher, type UpstreamProviderName } from '../../src/accounts/upstream-identity-store.js';
-import { developmentMasterKeyring } from '../../src/secrets/master-key.js';
+import type { UpstreamProviderName } from '../../src/accounts/upstream-identity-store.js';
 import { withTransaction, type Database } from '../../src/db/database.js';
 import { decideAfterUpstreamLogin, pendingUpstream, SIGN_IN_ONLY_UNLINKED, type UpstreamDeps } from '../../src/flows/upstream.js';
 import { appleIdentity } from '../../src/upstream/apple.js';
 import { googleIdentity } from '../../src/upstream/google.js';
 import type { UpstreamIdentityClaims } from '../../src/upstream/identity-claims.js';
-import { describeBackends, openTestDatabase } from '../support/harness.js';
+import { describeBackends } from '../support/harness.js';
+import { openUpstreamDeps } from '../support/upstream-deps.js';
 
 const GOOGLE = 'https://accounts.google.test';
 const APPLE = 'https://appleid.apple.test';
 
 let db: Database;
 let deps: UpstreamDeps;
-beforeAll(async () => {
-  db = await openTestDatabase();
-  const cipher = await UpstreamTokenCipher.fromDatabase(db.pool, developmentMasterKeyring());
-  deps = { pool: db.pool, accounts: new AccountStore(db.pool), identities: new UpstreamIdentityStore(db.pool, cipher), proofs: new ProofStore(db.pool), cipher };
-}, 180_000);
+beforeAll(async () => { ({ db, deps } = await openUpstreamDeps()); }, 180_000);
 afterAll(async () => { await db.close(); });
 
 const unique = () => `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;

@@ -1,8 +1,5 @@
-import { AccountStore, type Account } from '../../src/accounts/account-store.js';
+import type { Account } from '../../src/accounts/account-store.js';
 import { parseEmailAddress, type EmailAddress } from '../../src/accounts/email-address.js';
-import { ProofStore } from '../../src/accounts/proof-store.js';
-import { UpstreamIdentityStore, UpstreamTokenCipher } from '../../src/accounts/upstream-identity-store.js';
-import { developmentMasterKeyring } from '../../src/secrets/master-key.js';
 import { withTransaction, type Database } from '../../src/db/database.js';
 import {
   completeLink, confirmUpstreamSignup, decideAfterUpstreamLogin, linkFromAccountPage, parkUpstreamReturn, pendingUpstream, type UpstreamDeps,
@@ -11,7 +8,8 @@ import type { Proof } from '../../src/accounts/proof.js';
 import { appleIdentity } from '../../src/upstream/apple.js';
 import { googleIdentity } from '../../src/upstream/google.js';
 import type { UpstreamIdentityClaims } from '../../src/upstream/identity-claims.js';
-import { describeBackends, openTestDatabase } from '../support/harness.js';
+import { describeBackends } from '../support/harness.js';
+import { openUpstreamDeps } from '../support/upstream-deps.js';
 
 // The security properties of federation (issue 4), at the level of the flow functions and the real
 // database: each test fails if the property breaks, whatever the timing.
@@ -21,11 +19,7 @@ const facts = { ip: '127.0.0.1', userAgent: 'jest', clientId: 'shop' };
 
 let db: Database;
 let deps: UpstreamDeps;
-beforeAll(async () => {
-  db = await openTestDatabase();
-  const cipher = await UpstreamTokenCipher.fromDatabase(db.pool, developmentMasterKeyring());
-  deps = { pool: db.pool, accounts: new AccountStore(db.pool), identities: new UpstreamIdentityStore(db.pool, cipher), proofs: new ProofStore(db.pool), cipher };
-});
+beforeAll(async () => { ({ db, deps } = await openUpstreamDeps()); }, 180_000);
 afterAll(async () => { await db.close(); });
 
 const unique = () => `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
