@@ -1,7 +1,7 @@
 import type { RunningServer } from '../../src/server.js';
-import { cli } from '../support/cli.js';
-import { describeBackends, startTestServer } from '../support/harness.js';
-import { isolatedStore, type IsolatedStore } from '../support/isolated-store.js';
+import { cli, startServerForCli } from '../support/cli.js';
+import { describeBackends } from '../support/harness.js';
+import type { IsolatedStore } from '../support/isolated-store.js';
 
 // The client metadata of issue 15: upstream_policy (full | signin_only) is checked by `clients add`,
 // dynamic registration and `clients lint`; admin scopes only come with `clients add --admin`, and
@@ -18,10 +18,7 @@ describe(`upstream_policy and Admin API client rules (${describeBackends()})`, (
   let issuer: string;
 
   beforeAll(async () => {
-    store = await isolatedStore();
-    server = await startTestServer({ ...store.env, INITIAL_ACCESS_TOKEN });
-    issuer = server.services.config.issuer;
-    env = { ...store.env, ISSUER: issuer, REDIS_URL: process.env.REDIS_URL };
+    ({ store, server, issuer, env } = await startServerForCli({ INITIAL_ACCESS_TOKEN }));
   }, 180_000);
   afterAll(async () => {
     await server?.close();

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { RunningServer } from '../../src/server.js';
-import { cli } from '../support/cli.js';
-import { describeBackends, startTestServer } from '../support/harness.js';
-import { isolatedStore, type IsolatedStore } from '../support/isolated-store.js';
+import { cli, startServerForCli } from '../support/cli.js';
+import { describeBackends } from '../support/harness.js';
+import type { IsolatedStore } from '../support/isolated-store.js';
 
 // Clients a careful IdP refuses (issue 9, section 4): refused by dynamic registration and by the CLI
 // with the reason, and reported by `clients lint` when a stored one breaks a rule. On a database of
@@ -18,10 +18,7 @@ describe(`client registration rules (${describeBackends()})`, () => {
   let issuer: string;
 
   beforeAll(async () => {
-    store = await isolatedStore();
-    server = await startTestServer({ ...store.env, INITIAL_ACCESS_TOKEN });
-    issuer = server.services.config.issuer;
-    env = { ...store.env, ISSUER: issuer, REDIS_URL: process.env.REDIS_URL };
+    ({ store, server, issuer, env } = await startServerForCli({ INITIAL_ACCESS_TOKEN }));
   }, 180_000);
   afterAll(async () => {
     await server?.close();

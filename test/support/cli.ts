@@ -1,5 +1,8 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
+import type { RunningServer } from '../../src/server.js';
+import { startTestServer } from './harness.js';
+import { isolatedStore, type IsolatedStore } from './isolated-store.js';
 
 /** The repository's root folder (where `npm run cli` runs). */
 export const ROOT = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '../..');
@@ -20,4 +23,17 @@ export async function cli(args: string[], env: Record<string, string | undefined
   child.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
   const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? 1)));
   return { stdout, stderr, code };
+}
+
+/**
+ * A server on a database of its own (so `clients lint` sees only what the test stored), and the
+ * environment a CLI run needs to reach the same database, Redis and issuer.
+ */
+export async function startServerForCli(extraEnv: Record<string, string>): Promise<{
+  store: IsolatedStore; server: RunningServer; issuer: string; env: Record<string, string | undefined>;
+}> {
+  const store = await isolatedStore();
+  const server = await startTestServer({ ...store.env, ...extraEnv });
+  const issuer = server.services.config.issuer;
+  return { store, server, issuer, env: { ...store.env, ISSUER: issuer, REDIS_URL: process.env.REDIS_URL } };
 }
