@@ -69,14 +69,19 @@ describe(`Account lifecycle in Chromium (${describeBackends()})`, () => {
     return { context, page: await context.newPage() };
   }
 
-  /** Signs in (or up) at Demo shop by email code in this page; the tokens the shop got. */
-  async function signInAtShop(page: Page, locale: 'en' | 'ja', email: string, expectSignup: boolean) {
-    const req = await authorizationRequest(shop, redirectUri, { scope: 'openid email', ui_locales: locale });
-    await page.goto(req.url.href);
+  /** On the login page: types the address, asks for a code, and types the code that was mailed. */
+  async function enterEmailCode(page: Page, email: string) {
     await page.locator('#email').fill(email);
     await page.locator('form[action$="/email"] button[type=submit]').click();
     await page.locator('input[autocomplete="one-time-code"]').fill(codeFrom(await sink.nextMailTo(email)));
     await page.locator('form[action$="/code"] button[type=submit]').click();
+  }
+
+  /** Signs in (or up) at Demo shop by email code in this page; the tokens the shop got. */
+  async function signInAtShop(page: Page, locale: 'en' | 'ja', email: string, expectSignup: boolean) {
+    const req = await authorizationRequest(shop, redirectUri, { scope: 'openid email', ui_locales: locale });
+    await page.goto(req.url.href);
+    await enterEmailCode(page, email);
     await page.waitForURL((u) => u.href.startsWith(redirectUri) || u.pathname.endsWith('/signup') || u.pathname.includes('/passkey') || u.pathname.includes('/interaction'));
     if (expectSignup) {
       await page.getByRole('button', { name: TEXT[locale].create }).click();
@@ -178,10 +183,7 @@ describe(`Account lifecycle in Chromium (${describeBackends()})`, () => {
       const req = await authorizationRequest(shop, redirectUri, { scope: 'openid email', ui_locales: locale });
       await page.goto(req.url.href);
       // The session ended: the login page again, and the email code leads to the refusal.
-      await page.locator('#email').fill(email);
-      await page.locator('form[action$="/email"] button[type=submit]').click();
-      await page.locator('input[autocomplete="one-time-code"]').fill(codeFrom(await sink.nextMailTo(email)));
-      await page.locator('form[action$="/code"] button[type=submit]').click();
+      await enterEmailCode(page, email);
       await page.getByRole('heading', { level: 1, name: t.disabledTitle }).waitFor();
       expect(page.url().startsWith(redirectUri)).toBe(false);
       await screenshot(page, `${locale}-63-account-disabled`);

@@ -4,7 +4,7 @@ import type { RunningServer } from '../../src/server.js';
 import { SmtpSink } from '../fakes/smtp-sink.js';
 import { Browser, csrfOf, formAction } from '../support/browserless.js';
 import { describeBackends, startTestServer, uniqueEmail } from '../support/harness.js';
-import { RelyingPartyServer, authorizationRequest, discover, signInWithEmail } from './support.js';
+import { RelyingPartyServer, authorizationRequest, discover, requestEmailCodes, signInWithEmail } from './support.js';
 
 // openid-client (a certified relying party library) against a running Tsunagi, with codes read from
 // a real SMTP server on loopback.
@@ -362,19 +362,8 @@ describe(`sign-in errors change nothing (${describeBackends()})`, () => {
   });
 
   it('limits code sends per address and says when to try again', async () => {
-    const email = uniqueEmail('limit');
     const config = await discover(server, clientId, clientSecret);
-    const req = await authorizationRequest(config, redirectUri);
-    const browser = new Browser();
-    const login = await browser.follow(req.url.href);
-    const action = new URL(formAction(login.body, '/email'), issuer).href;
-    const statuses: number[] = [];
-    let last = '';
-    for (let i = 0; i < 6; i++) {
-      const res = await browser.request(action, { form: { _csrf: csrfOf(login.body), email } });
-      statuses.push(res.res.status);
-      last = res.body;
-    }
+    const { statuses, last } = await requestEmailCodes(config, redirectUri, issuer, uniqueEmail('limit'), 6);
     expect(statuses).toEqual([303, 303, 303, 303, 303, 429]);
     expect(last).toMatch(/try again in \d+ minutes/);
   });

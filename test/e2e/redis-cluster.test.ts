@@ -7,11 +7,11 @@ import { createAdapterFactory } from '../../src/oidc/adapter/index.js';
 import type { Adapter } from '../../src/oidc/adapter/types.js';
 import { adapterContract } from '../integration/adapter-contract.js';
 import { rateLimiterContract } from '../integration/rate-limiter-contract.js';
-import { Browser, csrfOf, formAction } from '../support/browserless.js';
+import { Browser } from '../support/browserless.js';
 import { eventually } from '../support/faults.js';
 import { describeBackends, openTestDatabase, uniqueEmail } from '../support/harness.js';
 import { rawCommand, RedisClusterSet } from '../support/redis-topologies.js';
-import { authorizationRequest, discover, signInWithEmail, startSpaFixture, type SpaFixture } from './support.js';
+import { authorizationRequest, discover, requestEmailCodes, signInWithEmail, startSpaFixture, type SpaFixture } from './support.js';
 
 // A Redis Cluster of three masters (no replicas), started by this test with redis-cli. Keys in
 // different hash slots cannot share a MULTI or a script there (CROSSSLOT), and a script may not name
@@ -117,17 +117,7 @@ describeWithPostgres(`Tsunagi on a Redis Cluster of three masters (${describeBac
     it('limits code sends per address with its counters in the cluster, and says when to try again', async () => {
       const { server, redirectUri, spaId, issuer } = fixture;
       const config = await discover(server, spaId, undefined, { token_endpoint_auth_method: 'none' });
-      const browser = new Browser();
-      const login = await browser.follow((await authorizationRequest(config, redirectUri)).url.href);
-      const action = new URL(formAction(login.body, '/email'), issuer).href;
-      const email = uniqueEmail('cluster-limit');
-      const statuses: number[] = [];
-      let last = '';
-      for (let i = 0; i < 6; i++) {
-        const res = await browser.request(action, { form: { _csrf: csrfOf(login.body), email } });
-        statuses.push(res.res.status);
-        last = res.body;
-      }
+      const { statuses, last } = await requestEmailCodes(config, redirectUri, issuer, uniqueEmail('cluster-limit'), 6);
       expect(statuses).toEqual([303, 303, 303, 303, 303, 429]);
       expect(last).toMatch(/try again in \d+ minutes/);
     });

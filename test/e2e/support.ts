@@ -114,6 +114,26 @@ export async function signInWithEmail(
 }
 
 /**
+ * Asks `times` times, from one login page of this authorization request, for a code to `email`;
+ * the statuses and the last page, for the per-address send limit.
+ */
+export async function requestEmailCodes(
+  config: oidc.Configuration, redirectUri: string, issuer: string, email: string, times: number,
+): Promise<{ statuses: number[]; last: string }> {
+  const browser = new Browser();
+  const login = await browser.follow((await authorizationRequest(config, redirectUri)).url.href);
+  const action = new URL(formAction(login.body, '/email'), issuer).href;
+  const statuses: number[] = [];
+  let last = '';
+  for (let i = 0; i < times; i++) {
+    const res = await browser.request(action, { form: { _csrf: csrfOf(login.body), email } });
+    statuses.push(res.res.status);
+    last = res.body;
+  }
+  return { statuses, last };
+}
+
+/**
  * Whether the browser is still signed in at Tsunagi: a new authorization request goes straight back
  * to the client; otherwise it shows the login page (anything else is an error, not a "no").
  */
