@@ -10,6 +10,8 @@
 //      BENCH_ONLY (comma-separated scenario ids; also skips scaling and round trips unless named),
 //      BENCH_SCALING=0, BENCH_ROUND_TRIPS=0 to skip those parts,
 //      BENCH_CPU_PROF=dir to write a V8 CPU profile of the measured Tsunagi process there,
+//      BENCH_NODE_FLAGS (node flags for the measured Tsunagi process, e.g. --trace-gc; its log is
+//      $TMPDIR/tsunagi-bench-tsunagi.log),
 //      BENCH_SIGNIN_ACCOUNTS (accounts prepared for the email-code sign-in, one per iteration; 300 per
 //      second of warm-up + measurement unless given; a run that uses them all up reports it as errors).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -427,7 +429,8 @@ async function main(): Promise<void> {
     }
     log('starting Tsunagi and the bare oidc-provider');
     const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.BENCH_CPU_PROF)}`] : [];
-    const tsunagi = start('tsunagi', [...profile, COMPILED.main], tsunagiEnv);
+    const nodeFlags = (process.env.BENCH_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
+    const tsunagi = start('tsunagi', [...profile, ...nodeFlags, COMPILED.main], tsunagiEnv);
     const bare = start('bare', [COMPILED.bare], { ...process.env, PORT: String(barePort), BENCH_CLIENTS: JSON.stringify(clientMetadata(clients)) });
     await Promise.all([waitReady(tsunagi, `${issuer}/healthz`), waitReady(bare, `http://127.0.0.1:${barePort}/healthz`)]);
     log(`registering the clients${accountsForSignIn ? ` and preparing ${accountsForSignIn} accounts for the email-code sign-in` : ''}`);

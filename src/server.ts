@@ -1,3 +1,4 @@
+import { AsyncResource } from 'node:async_hooks';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApp } from './app.js';
@@ -21,6 +22,25 @@ export interface RunningServer {
 
 const SWEEP_INTERVAL_MS = 10 * 60 * 1000;
 
+/**
+ * When a response is finished, Node arms the connection's keep-alive timer (keepAliveTimeout, 65 s)
+ * from inside the request's async context, and a timer keeps its context: oidc-provider's holds the
+ * koa ctx, so every idle keep-alive connection would hold its last request, response and everything
+ * they reference for 65 s. Re-arming the same timer from a context that belongs to no request
+ * (right after Node armed it) lets a finished request go.
+ */
+export function releaseFinishedRequests(server: http.Server): void {
+  const outsideRequests = new AsyncResource('tsunagi.idle-connection');
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    res.once('finish', () => {
+      const socket = req.socket;
+      if (socket.destroyed || !socket.timeout) return;
+      const ms = socket.timeout;
+      outsideRequests.runInAsyncScope(() => socket.setTimeout(ms));
+    });
+  });
+}
+
 /** Builds the services, mounts the app, listens, and sweeps expired rows in the background. */
 export async function startServer(config: Config, options: ServiceOverrides & { log?: Logger } = {}): Promise<RunningServer> {
   const log = options.log ?? createLogger(config.logLevel);
@@ -38,6 +58,7 @@ export async function startServer(config: Config, options: ServiceOverrides & { 
   }
   const server = http.createServer({ ServerResponse: DrainAwareResponse }, app.callback());
   server.keepAliveTimeout = 65_000;
+  releaseFinishedRequests(server);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.host, () => resolve());

@@ -1,3 +1,4 @@
+import { AsyncResource } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -56,11 +57,48 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       } : {}),
     });
     pool.on('error', () => { /* idle client errors surface on the next query */ });
+    connectOutsideRequests(pool);
     sessionUrls.set(pool, options.directUrl ?? options.databaseUrl);
     if (t) reportUnavailability(pool);
     return { pool, embedded: false, close: () => pool.end() };
   }
   return openEmbeddedDatabase(options.dataDir);
+}
+
+const outsideRequests = new AsyncResource('tsunagi.db-connection');
+
+/**
+ * A pool opens its connections when a query needs one, so most are opened while some request is
+ * being served, and a socket, a timer or a promise keeps the async context it was made in: inside
+ * oidc-provider that is the request's koa ctx (request, response, all they reference), held for as
+ * long as the connection lives (node-postgres also keeps the first query's callback of each
+ * connection). Connections and queries are therefore set up from a context that belongs to no
+ * request; the caller's own `await` still resumes in its own context.
+ */
+export function connectOutsideRequests(pool: pg.Pool): void {
+  type Fn = (...args: unknown[]) => unknown;
+  const patched = pool as unknown as Record<'connect' | 'query', Fn>;
+  const outside = (fn: () => unknown) => outsideRequests.runInAsyncScope(fn);
+  // A client given back starts the pool's idle timer (idleTimeoutMillis), which would keep the
+  // context of whoever gave it back.
+  const releasedOutside = (client: unknown) => {
+    if (client && typeof (client as { release?: unknown }).release === 'function') {
+      const c = client as { release: Fn };
+      const release = c.release;
+      c.release = (...a: unknown[]) => outside(() => release.apply(c, a));
+    }
+    return client;
+  };
+  const connect = patched.connect.bind(pool);
+  patched.connect = (...args: unknown[]) => {
+    const callback = args[0];
+    if (typeof callback === 'function') {
+      return outside(() => connect((err: unknown, client: unknown, done: unknown) => (callback as Fn)(err, releasedOutside(client), done)));
+    }
+    return (outside(() => connect()) as Promise<unknown>).then(releasedOutside);
+  };
+  const query = patched.query.bind(pool);
+  patched.query = (...args: unknown[]) => outside(() => query(...args));
 }
 
 const sessionUrls = new WeakMap<pg.Pool, string>();
@@ -86,6 +124,7 @@ async function openEmbeddedDatabase(dataDir: string): Promise<Database> {
   const poolFor = () => {
     const pool = new pg.Pool({ host: socketDir, port: 5432, user: 'postgres', database: 'postgres', max: 1 });
     pool.on('error', () => { /* surfaced on the next query */ });
+    connectOutsideRequests(pool);
     return pool;
   };
 

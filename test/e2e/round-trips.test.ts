@@ -31,6 +31,9 @@ const EXPECTED = withRedis
     refresh: { pg: 1 + clientRead, redis: 1 },
     // the access token (Redis); its session, grant and account (1 query)
     userinfo: { pg: 1 + clientRead, redis: 1 },
+    // the value as an access token and as a client credentials token (Redis); the access token's
+    // grant (1 query); not as a refresh token, since it was found as an access token
+    introspection: { pg: 1 + clientRead, redis: 2 },
     // authorize: session + grant + account, grant save, session save; code (MULTI).
     // token: code (Redis), its session, grant and account, refresh token; consume + access token (Redis)
     sso: { pg: 5 + 2 * clientRead, redis: 4 },
@@ -40,6 +43,8 @@ const EXPECTED = withRedis
     refresh: { pg: 2 + clientRead, redis: 0 },
     // the access token with its session, grant and account (1)
     userinfo: { pg: 1 + clientRead, redis: 0 },
+    // the access token with its grant (1), the value as a client credentials token (1)
+    introspection: { pg: 2 + clientRead, redis: 0 },
     // authorize: session + related, grant save, code, session save; token: code + related, consume, access token, refresh token
     sso: { pg: 8 + 2 * clientRead, redis: 0 },
   };
@@ -115,6 +120,16 @@ describe(`round trips per request (${describeBackends()})`, () => {
     await res.arrayBuffer();
   }
 
+  async function introspection(): Promise<void> {
+    const res = await fetch(`${issuer}/token/introspection`, {
+      method: 'POST',
+      headers: { authorization: basic(), 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ token: tokens.access }),
+    });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ active: true, client_id: client.id });
+  }
+
   async function ssoRoundTrip(): Promise<void> {
     const verifier = randomBytes(32).toString('base64url');
     const auth = new URL('/auth', issuer);
@@ -155,6 +170,32 @@ describe(`round trips per request (${describeBackends()})`, () => {
   it('answers userinfo with one Postgres query for the session, grant and account of the access token', async () => {
     const { sent, ...trips } = await count(userinfo);
     expect({ trips, sent }).toEqual({ trips: EXPECTED.userinfo, sent });
+  });
+
+  it('introspects an access token without looking it up as a refresh token', async () => {
+    const { sent, ...trips } = await count(introspection);
+    expect({ trips, sent }).toEqual({ trips: EXPECTED.introspection, sent });
+  });
+
+  // The lookup above skips Postgres only for a value found as another kind of token: a refresh
+  // token given without token_type_hint is still found, and a value that is no token is not.
+  it('introspects a refresh token given without token_type_hint, and a value that is no token as inactive', async () => {
+    const introspect = async (token: string, hint?: string) => {
+      const res = await fetch(`${issuer}/token/introspection`, {
+        method: 'POST',
+        headers: { authorization: basic(), 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ token, ...(hint ? { token_type_hint: hint } : {}) }),
+      });
+      expect(res.status).toBe(200);
+      return (await res.json()) as Record<string, unknown>;
+    };
+    // oidc-provider gives an access token's token_type (Bearer) and none for a refresh token.
+    const asRefresh = await introspect(tokens.refresh);
+    expect(asRefresh).toMatchObject({ active: true, client_id: client.id });
+    expect(asRefresh.token_type).toBeUndefined();
+    expect(await introspect(tokens.refresh, 'access_token')).toMatchObject({ active: true, client_id: client.id });
+    expect(await introspect(tokens.access, 'refresh_token')).toMatchObject({ active: true, token_type: 'Bearer' });
+    expect(await introspect(randomBytes(32).toString('base64url'))).toEqual({ active: false });
   });
 
   it('makes an SSO round trip (authorize with session -> code -> token) with the counted round trips', async () => {

@@ -41,6 +41,8 @@ export function createAdapterFactory(
         const reuseSeconds = model === 'RefreshToken' ? options.refreshTokenReuseSeconds : 0;
         adapter = new PostgresAdapter(model, pool, onConsumeConflict, { reuseSeconds, now: options.now, graceSeconds: graceSecondsOf(model, grace) });
       }
+      if (ACCESS_TOKEN_MODELS.has(model)) adapter = notingFinds(adapter);
+      else if (model === 'RefreshToken') adapter = skippingValuesFoundElsewhere(adapter);
       cache.set(model, adapter);
     }
     return adapter;
@@ -55,6 +57,34 @@ export function createAdapterFactory(
     throw new errors.InvalidGrant(`${model === 'RefreshToken' ? 'refresh token' : 'grant'} already used`);
   };
   return adapterFor;
+}
+
+// oidc-provider's introspection and revocation, not told what kind of token they were given, look
+// the value up as an access token, a client credentials token and a refresh token at once, and use
+// the first that is found in that order. Token values are random (256 bits): one found as an access
+// token is no refresh token, so the refresh token lookup need not ask Postgres. It waits for the
+// other two of this request and asks only when neither found the value (a refresh token, or
+// nothing). Told it is a refresh token (token_type_hint), oidc-provider looks that up first and alone.
+const ACCESS_TOKEN_MODELS = new Set(['AccessToken', 'ClientCredentials']);
+
+function notingFinds(adapter: Adapter): Adapter {
+  const find = adapter.find.bind(adapter);
+  adapter.find = (id: string) => {
+    const found = find(id);
+    currentRequestScope()?.noteTokenLookup(id, found.then((payload) => payload !== undefined, () => false));
+    return found;
+  };
+  return adapter;
+}
+
+function skippingValuesFoundElsewhere(adapter: Adapter): Adapter {
+  const find = adapter.find.bind(adapter);
+  adapter.find = async (id: string) => {
+    const scope = currentRequestScope();
+    if (scope && await scope.foundAsOtherToken(id)) return undefined;
+    return find(id);
+  };
+  return adapter;
 }
 
 /**

@@ -24,7 +24,23 @@ export class RequestScope {
   private readonly rows = new Map<string, Promise<StoredRow | undefined>>();
   private readonly accounts = new Map<string, Promise<Account | undefined>>();
 
+  private readonly tokenLookups = new Map<string, Promise<boolean>[]>();
+
   constructor(readonly request: RequestView) {}
+
+  /** A find of a token of another kind by this value is under way in this request (resolves: found). */
+  noteTokenLookup(value: string, found: Promise<boolean>): void {
+    const list = this.tokenLookups.get(value) ?? [];
+    list.push(found);
+    this.tokenLookups.set(value, list);
+  }
+
+  /** Whether this request found `value` as a token of another kind (waits for the finds under way). */
+  async foundAsOtherToken(value: string): Promise<boolean> {
+    const lookups = this.tokenLookups.get(value);
+    if (!lookups) return false;
+    return (await Promise.all(lookups)).some(Boolean);
+  }
 
   row(model: string, column: string, value: string): Promise<StoredRow | undefined> | undefined {
     return this.rows.get(rowKey(model, column, value));
