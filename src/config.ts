@@ -24,6 +24,12 @@ export interface Config {
   databaseDirectUrl: string | undefined;
   /** Apply pending migrations on start (under an advisory lock); false: refuse to start while any is pending. */
   migrateOnStart: boolean;
+  /**
+   * Pool queries as named prepared statements, planned once per connection (DATABASE_PREPARED_STATEMENTS,
+   * default true). A pooler that cannot keep them (PgBouncer in transaction mode before 1.21) is
+   * detected on its first refusal and the pool goes on without them; false skips even that.
+   */
+  dbPreparedStatements: boolean;
   dataDir: string;
   dbPoolMax: number;
   /** Redis (REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES); undefined means Postgres holds everything. */
@@ -335,6 +341,7 @@ export function loadConfig(env: Env = process.env): Config {
     databaseUrl,
     databaseDirectUrl,
     migrateOnStart: str('MIGRATE_ON_START') === undefined ? true : bool('MIGRATE_ON_START'),
+    dbPreparedStatements: str('DATABASE_PREPARED_STATEMENTS') === undefined ? true : bool('DATABASE_PREPARED_STATEMENTS'),
     dataDir: str('DATA_DIR') ?? './.data',
     dbPoolMax: int('DB_POOL_MAX', 10, 1, 200),
     redis,

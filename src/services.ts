@@ -135,6 +135,9 @@ export async function createServices(config: Config, log: Logger, overrides: Ser
   const keyring = loadMasterKeyring(config);
   const db = await openDatabase({
     databaseUrl: config.databaseUrl, directUrl: config.databaseDirectUrl, dataDir: config.dataDir, poolMax: config.dbPoolMax,
+    namedStatements: config.dbPreparedStatements
+      ? { onRefused: (err) => log.warn({ err }, 'Postgres refused a named prepared statement (a transaction pooler such as PgBouncer before 1.21?): this pool goes on without them; DATABASE_PREPARED_STATEMENTS=false skips the attempt') }
+      : undefined,
     timeouts: { connectTimeoutMs: config.timeouts.dbConnectMs, queryTimeoutMs: config.timeouts.dbQueryMs },
   });
   let redis: RedisConnection | undefined;
