@@ -10,6 +10,8 @@
 //      BENCH_ONLY (comma-separated scenario ids; also skips scaling and round trips unless named),
 //      BENCH_SCALING=0, BENCH_ROUND_TRIPS=0 to skip those parts,
 //      BENCH_CPU_PROF=dir to write a V8 CPU profile of the measured Tsunagi process there,
+//      BENCH_NODE (the node binary the servers run on; default: this one. The image runs Node 24: see
+//      the README's Benchmarks section),
 //      BENCH_NODE_FLAGS (node flags for the measured Tsunagi process, e.g. --trace-gc; its log is
 //      $TMPDIR/tsunagi-bench-tsunagi.log),
 //      BENCH_SIGNIN_ACCOUNTS (accounts prepared for the email-code sign-in, one per iteration; 300 per
@@ -54,6 +56,9 @@ const settings = {
   durationSeconds: intEnv('BENCH_DURATION', 10),
   connections: intEnv('BENCH_CONNECTIONS', 32),
 };
+// The servers run on what the container image runs where that is given (BENCH_NODE); the load
+// generator and this script on this node.
+const SERVER_NODE = process.env.BENCH_NODE || process.execPath;
 const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : undefined;
 const databaseUrl = process.env.DATABASE_URL || undefined;
 const redisUrl = process.env.REDIS_URL || undefined;
@@ -69,7 +74,7 @@ const running = new Set<Proc>();
 function start(name: string, args: string[], env: NodeJS.ProcessEnv): Proc {
   const logFile = path.join(os.tmpdir(), `tsunagi-bench-${name}.log`);
   const out = fs.createWriteStream(logFile);
-  const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(SERVER_NODE, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const proc: Proc = { name, child, logFile, tail: [] };
   const keep = (chunk: Buffer) => {
     out.write(chunk);
@@ -346,7 +351,7 @@ async function machineInfo(): Promise<MachineInfo> {
   return {
     nproc: Number(execFileSync('nproc').toString().trim()),
     cpu,
-    node: process.version,
+    node: execFileSync(SERVER_NODE, ['--version']).toString().trim(),
     date: new Date().toISOString(),
     loadAverage: os.loadavg(),
     backends,

@@ -1,15 +1,36 @@
 import { randomBytes } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Context, Next } from 'koa';
 
 const NONCE = Symbol('tsunagi.cspNonce');
 type WithNonce = IncomingMessage & { [NONCE]?: string };
+type Response = Pick<ServerResponse, 'setHeader' | 'headersSent'>;
 
-/** The CSP nonce of this request (the same for Tsunagi's routes and oidc-provider's pages). */
-export function cspNonce(ctx: { req: IncomingMessage }): string {
+function contentSecurityPolicy(nonce: string | undefined): string {
+  const own = nonce ? `'self' 'nonce-${nonce}'` : "'self'";
+  return [
+    "default-src 'self'",
+    `script-src ${own}`,
+    `style-src ${own}`,
+    "img-src 'self' data:",
+    "connect-src 'self'",
+    "frame-ancestors 'none'",
+    "base-uri 'none'",
+    "object-src 'none'",
+  ].join('; ');
+}
+
+/**
+ * The CSP nonce of this request (the same for Tsunagi's routes and oidc-provider's pages), made when
+ * a page first asks for it: the response's policy then allows it. Responses that render no page
+ * (tokens, userinfo, JSON) get the policy without a nonce and cost no random bytes.
+ */
+export function cspNonce(ctx: { req: IncomingMessage; res: Response }): string {
   const req = ctx.req as WithNonce;
-  req[NONCE] ??= randomBytes(16).toString('base64');
-  return req[NONCE];
+  const nonce = (req[NONCE] ??= randomBytes(16).toString('base64'));
+  // Every time: an error page may be rendered after the headers of the failed response were cleared.
+  if (!ctx.res.headersSent) ctx.res.setHeader('Content-Security-Policy', contentSecurityPolicy(nonce));
+  return nonce;
 }
 
 /**
@@ -19,17 +40,8 @@ export function cspNonce(ctx: { req: IncomingMessage }): string {
  */
 export function securityHeaders(options: { production: boolean }) {
   return async (ctx: Context, next: Next) => {
-    const nonce = cspNonce(ctx);
-    ctx.set('Content-Security-Policy', [
-      "default-src 'self'",
-      `script-src 'self' 'nonce-${nonce}'`,
-      `style-src 'self' 'nonce-${nonce}'`,
-      "img-src 'self' data:",
-      "connect-src 'self'",
-      "frame-ancestors 'none'",
-      "base-uri 'none'",
-      "object-src 'none'",
-    ].join('; '));
+    const nonce = (ctx.req as WithNonce)[NONCE];
+    ctx.set('Content-Security-Policy', contentSecurityPolicy(nonce));
     ctx.set('X-Content-Type-Options', 'nosniff');
     ctx.set('X-Frame-Options', 'DENY');
     ctx.set('Referrer-Policy', 'no-referrer');
