@@ -59,6 +59,26 @@ const settings = {
 // The servers run on what the container image runs where that is given (BENCH_NODE); the load
 // generator and this script on this node.
 const SERVER_NODE = process.env.BENCH_NODE || process.execPath;
+/**
+ * The memory settings the container image gives Tsunagi (NODE_OPTIONS, MALLOC_ARENA_MAX in the
+ * Dockerfile's runtime stage), so the bench measures what production runs.
+ */
+function imageRuntimeEnv(): Record<string, string> {
+  const dockerfile = fs.readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
+  const runtime = dockerfile.slice(dockerfile.search(/^FROM\s+\S+\s+AS\s+runtime\s*$/im)).replace(/\\\n/g, ' ');
+  const env: Record<string, string> = {};
+  for (const line of runtime.split('\n')) {
+    const m = /^ENV\s+(.*)$/.exec(line.trim());
+    if (!m?.[1]) continue;
+    for (const pair of m[1].trim().split(/\s+/)) {
+      const [key, ...value] = pair.split('=');
+      if (key === 'NODE_OPTIONS' || key === 'MALLOC_ARENA_MAX') env[key] = value.join('=');
+    }
+  }
+  return env;
+}
+const IMAGE_ENV = imageRuntimeEnv();
+
 const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : undefined;
 const databaseUrl = process.env.DATABASE_URL || undefined;
 const redisUrl = process.env.REDIS_URL || undefined;
@@ -382,6 +402,7 @@ async function main(): Promise<void> {
   const wanted = (id: string) => !only || only.has(id);
   const notes: string[] = [
     'Both servers run as the container image runs Tsunagi: compiled JavaScript with plain `node` (Tsunagi: `dist/main.js` from `npm run build`; the bare provider: `dist/bench/bare-provider.js`), not through tsx. Tsunagi runs with NODE_ENV=development only because its issuer is plain http on 127.0.0.1, which production refuses.',
+    `Tsunagi runs with the image's memory settings (Dockerfile): ${Object.entries(IMAGE_ENV).map(([k, v]) => `${k}=${v}`).join(', ') || 'none found'}; the bare provider with Node's defaults. The servers ran on Node ${machine.node}${process.env.BENCH_NODE ? ' (BENCH_NODE)' : ''}; the image runs Node 24.`,
     'Client credentials with a JWT access token: the client asks for resource=https://api.example.com/ (one of its allowed_resources) and gets an RS256 JWT; the bare provider has the same resourceIndicators configuration.',
     'The bare provider keeps every artifact in a Map in its own memory; Tsunagi keeps codes and access tokens in Redis (or Postgres without Redis) and sessions, grants and refresh tokens in Postgres. Both sign with the same algorithms and publish a current and a next key per algorithm.',
     'Refresh tokens of these confidential clients do not rotate (checked during set-up), so each refresh scenario sends one refresh token throughout.',
@@ -403,6 +424,7 @@ async function main(): Promise<void> {
     // address comes in X-Forwarded-For, so the per-IP send limit applies per simulated person.
     TRUST_PROXY: '1',
     ...google.env(),
+    ...IMAGE_ENV,
   };
   // An unset value must not reach a child as the string "undefined".
   for (const name of ['DATABASE_URL', 'REDIS_URL', 'DATA_DIR']) delete tsunagiEnv[name];
