@@ -1,10 +1,10 @@
-import { AsyncResource } from 'node:async_hooks';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApp } from './app.js';
 import type { Config } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 import { metricsAccess } from './web/metrics.js';
+import { outsideRequests } from './db/outside-requests.js';
 import { sweepExpiredPayloads } from './oidc/adapter/postgres-adapter.js';
 import { PostgresRateLimiter } from './limits/postgres-rate-limiter.js';
 import { AppleNotificationStore } from './accounts/apple-notification-store.js';
@@ -24,19 +24,17 @@ const SWEEP_INTERVAL_MS = 10 * 60 * 1000;
 
 /**
  * When a response is finished, Node arms the connection's keep-alive timer (keepAliveTimeout, 65 s)
- * from inside the request's async context, and a timer keeps its context: oidc-provider's holds the
- * koa ctx, so every idle keep-alive connection would hold its last request, response and everything
- * they reference for 65 s. Re-arming the same timer from a context that belongs to no request
- * (right after Node armed it) lets a finished request go.
+ * from inside the request's async context, so every idle keep-alive connection would hold its last
+ * request for 65 s. Re-arming the same timer outside the request (db/outside-requests.ts), right
+ * after Node armed it, lets a finished request go.
  */
 export function releaseFinishedRequests(server: http.Server): void {
-  const outsideRequests = new AsyncResource('tsunagi.idle-connection');
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     res.once('finish', () => {
       const socket = req.socket;
       if (socket.destroyed || !socket.timeout) return;
       const ms = socket.timeout;
-      outsideRequests.runInAsyncScope(() => socket.setTimeout(ms));
+      outsideRequests(() => socket.setTimeout(ms));
     });
   });
 }

@@ -1,4 +1,3 @@
-import { AsyncResource } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -6,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { DependencyUnavailable, isDatabaseUnavailable } from '../failures/dependency.js';
+import { outsideRequests } from './outside-requests.js';
 
 export type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
 
@@ -68,27 +68,22 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   return openEmbeddedDatabase(options.dataDir);
 }
 
-const outsideRequests = new AsyncResource('tsunagi.db-connection');
-
 /**
  * A pool opens its connections when a query needs one, so most are opened while some request is
- * being served, and a socket, a timer or a promise keeps the async context it was made in: inside
- * oidc-provider that is the request's koa ctx (request, response, all they reference), held for as
- * long as the connection lives (node-postgres also keeps the first query's callback of each
- * connection). Connections and queries are therefore set up from a context that belongs to no
- * request; the caller's own `await` still resumes in its own context.
+ * being served; node-postgres also keeps the first query's callback of each connection, and the
+ * pool starts its idle timer from whoever releases a client. Connections, queries and releases are
+ * therefore set up outside the request (outside-requests.ts).
  */
 export function connectOutsideRequests(pool: pg.Pool): void {
   type Fn = (...args: unknown[]) => unknown;
   const patched = pool as unknown as Record<'connect' | 'query', Fn>;
-  const outside = (fn: () => unknown) => outsideRequests.runInAsyncScope(fn);
   // A client given back starts the pool's idle timer (idleTimeoutMillis), which would keep the
   // context of whoever gave it back.
   const releasedOutside = (client: unknown) => {
     if (client && typeof (client as { release?: unknown }).release === 'function') {
       const c = client as { release: Fn };
       const release = c.release;
-      c.release = (...a: unknown[]) => outside(() => release.apply(c, a));
+      c.release = (...a: unknown[]) => outsideRequests(() => release.apply(c, a));
     }
     return client;
   };
@@ -96,12 +91,12 @@ export function connectOutsideRequests(pool: pg.Pool): void {
   patched.connect = (...args: unknown[]) => {
     const callback = args[0];
     if (typeof callback === 'function') {
-      return outside(() => connect((err: unknown, client: unknown, done: unknown) => (callback as Fn)(err, releasedOutside(client), done)));
+      return outsideRequests(() => connect((err: unknown, client: unknown, done: unknown) => (callback as Fn)(err, releasedOutside(client), done)));
     }
-    return (outside(() => connect()) as Promise<unknown>).then(releasedOutside);
+    return (outsideRequests(() => connect()) as Promise<unknown>).then(releasedOutside);
   };
   const query = patched.query.bind(pool);
-  patched.query = (...args: unknown[]) => outside(() => query(...args));
+  patched.query = (...args: unknown[]) => outsideRequests(() => query(...args));
 }
 
 export interface NamedStatementOptions {

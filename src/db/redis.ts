@@ -1,6 +1,6 @@
 import { createClient, createCluster, createSentinel, ErrorReply, MultiErrorReply } from 'redis';
-import { AsyncResource } from 'node:async_hooks';
 import { DependencyUnavailable, withDeadline } from '../failures/dependency.js';
+import { outsideRequests } from './outside-requests.js';
 import { REDIS_SCRIPTS } from './redis-scripts.js';
 
 export interface RedisNodeAddress { host: string; port: number }
@@ -164,13 +164,7 @@ export function asSingleServer(redis: RedisConnection): ReturnType<typeof single
 // no end, and a Sentinel client waits for a failover to finish. Every promise a command returns is
 // raced against the deadline here instead.
 // node-redis arms a timer for each command (AbortSignal.timeout, REDIS_COMMAND_TIMEOUT_MS) that lives
-// until it fires, answered or not. A timer keeps the async context it was made in, and inside
-// oidc-provider that context holds the whole request (its koa ctx, request and response): at 2,000
-// commands a second that is thousands of finished requests held for two seconds, most of the
-// process' memory under load. Commands are therefore issued from a context that belongs to no
-// request; the caller's own `await` still resumes in its own context.
-const outsideRequests = new AsyncResource('tsunagi.redis-command');
-
+// until a GC after it is answered: commands are issued outside the request (outside-requests.ts).
 const NOT_COMMANDS = new Set<PropertyKey>(['connect', 'quit', 'close', 'destroy', 'disconnect', 'on', 'once', 'off', 'addListener', 'removeListener', 'removeAllListeners', 'emit', 'duplicate', 'scanIterator']);
 
 function withCommandDeadlines<T extends object>(target: T, ms: number): T {
@@ -181,7 +175,7 @@ function withCommandDeadlines<T extends object>(target: T, ms: number): T {
       // node-redis methods read private fields: they run on the client itself, never on the proxy.
       if (NOT_COMMANDS.has(prop)) return (value as (...a: unknown[]) => unknown).bind(obj);
       return (...args: unknown[]) => {
-        const result: unknown = outsideRequests.runInAsyncScope(() => (value as (...a: unknown[]) => unknown).apply(obj, args));
+        const result: unknown = outsideRequests(() => (value as (...a: unknown[]) => unknown).apply(obj, args));
         if (result === obj) return proxy; // chained calls (multi().incr().pExpire()) keep the deadline
         if (result instanceof Promise) return guard(result, ms, String(prop));
         // MULTI: the queued commands run at exec().
