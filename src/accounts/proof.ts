@@ -14,19 +14,26 @@ export type ProofSubject =
 /** An upstream identity by its key, as a sign-in records which one it went through. */
 export interface UpstreamIdentityRef { provider: 'google' | 'apple'; issuer: string; subject: string }
 
+/** What an upstream sign-in said of its identity, after every check. The key is (issuer, subject). */
+export interface UpstreamIdentityFacts extends UpstreamIdentityRef {
+  email?: string;
+  /** The provider's email_verified, as a boolean whatever type it came in. */
+  emailVerified: boolean;
+  /**
+   * Whether Tsunagi may register/match this email as verified. Google: email_verified and (a
+   * gmail.com address or a Workspace `hd`). Apple: email_verified and not a private relay.
+   */
+  emailTrustedForRegistration: boolean;
+  /** Apple's Hide My Email relay address (is_private_email, or an @privaterelay.appleid.com address). */
+  isPrivateRelay: boolean;
+  name?: string;
+}
+
 /**
  * An upstream identity as parked between requests of one interaction (JSON). The Apple refresh token
  * is sealed (AES-GCM) rather than kept in clear while it waits.
  */
-export interface ParkedUpstreamIdentity {
-  provider: 'google' | 'apple';
-  issuer: string;
-  subject: string;
-  email?: string;
-  emailVerified: boolean;
-  emailTrustedForRegistration: boolean;
-  isPrivateRelay: boolean;
-  name?: string;
+export interface ParkedUpstreamIdentity extends UpstreamIdentityFacts {
   sealedRefreshToken?: string;
 }
 

@@ -1,22 +1,12 @@
-import type { UpstreamProviderName } from '../accounts/upstream-identity-store.js';
+import type { UpstreamIdentityFacts } from '../accounts/proof.js';
 
-/** What an upstream sign-in proved, after every check. The identity key is (issuer, subject). */
-export interface UpstreamIdentityClaims {
-  provider: UpstreamProviderName;
+/**
+ * What an upstream sign-in proved, after every check (the facts in accounts/proof.ts, which a
+ * parked identity shares), with what only the sign-in itself has.
+ */
+export interface UpstreamIdentityClaims extends UpstreamIdentityFacts {
   /** The configured issuer (Google's "accounts.google.com" form is normalised), so the key is stable. */
   issuer: string;
-  subject: string;
-  email?: string;
-  /** The provider's email_verified, as a boolean whatever type it came in. */
-  emailVerified: boolean;
-  /**
-   * Whether Tsunagi may register/match this email as verified. Google: email_verified and (a
-   * gmail.com address or a Workspace `hd`). Apple: email_verified and not a private relay.
-   */
-  emailTrustedForRegistration: boolean;
-  /** Apple's Hide My Email relay address (is_private_email, or an @privaterelay.appleid.com address). */
-  isPrivateRelay: boolean;
-  name?: string;
   givenName?: string;
   familyName?: string;
   /** Google Workspace domain, when the account belongs to one. */
